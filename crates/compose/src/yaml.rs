@@ -1,0 +1,709 @@
+//! Phase 1, parse: YAML bytes → [`Node`], berth's located YAML tree.
+//!
+//! Every later phase (interpolate, extends/include, merge, normalize, canonical form) is a
+//! transformation of this tree, as compose-go works on `map[string]any`. Unlike that map, each
+//! node remembers where it was written ([`Loc`]: file, line, column) and its custom tag
+//! (`!reset`, `!override`), so that an error found after merging several files still names the
+//! file and line the user has to edit.
+//!
+//! Scalars are resolved as YAML 1.2 core schema (go-yaml v3 does the same when decoding into
+//! `any`): `yes`/`no`/`on`/`off` are strings, `true`/`false` booleans, `1` an integer and `'1'` a
+//! string. Merge keys (`<<`) are applied by serde-saphyr while parsing; its budget protects
+//! against alias bombs; duplicate keys are an error.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use indexmap::IndexMap;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+/// A file known to the loader, referred to by [`Loc::file`].
+///
+/// Files are interned in a process-wide table so that a [`Loc`] stays `Copy` and small, and
+/// errors can print the file's name long after the phase that read it is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct FileId(pub u32);
+
+fn files() -> &'static Mutex<Vec<Arc<str>>> {
+    static FILES: OnceLock<Mutex<Vec<Arc<str>>>> = OnceLock::new();
+    FILES.get_or_init(|| Mutex::new(vec![Arc::from("")]))
+}
+
+impl FileId {
+    /// No file (a node made by the loader itself).
+    pub const NONE: FileId = FileId(0);
+
+    /// Interns `name` (a path as the user should see it, or `-` for stdin).
+    pub fn intern(name: &str) -> FileId {
+        let mut table = files().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = table.iter().position(|n| &**n == name) {
+            return FileId(i as u32);
+        }
+        table.push(Arc::from(name));
+        FileId((table.len() - 1) as u32)
+    }
+
+    pub fn name(self) -> Arc<str> {
+        let table = files().lock().unwrap_or_else(|e| e.into_inner());
+        table.get(self.0 as usize).cloned().unwrap_or_else(|| Arc::from(""))
+    }
+}
+
+/// Where a node was written. `line == 0` means unknown (a node the loader made).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Loc {
+    pub file: FileId,
+    pub line: u32,
+    pub col: u32,
+}
+
+impl Loc {
+    pub const NONE: Loc = Loc { file: FileId::NONE, line: 0, col: 0 };
+
+    pub fn is_known(&self) -> bool {
+        self.line != 0
+    }
+}
+
+impl fmt::Display for Loc {
+    /// `file:line:col`, `file` alone when the line is unknown, nothing for no file.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.file.name();
+        match (name.is_empty(), self.is_known()) {
+            (true, _) => Ok(()),
+            (false, true) => write!(f, "{}:{}:{}", name, self.line, self.col),
+            (false, false) => write!(f, "{name}"),
+        }
+    }
+}
+
+/// A custom YAML tag that the compose loader understands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tag {
+    /// `!reset`: remove the value inherited from earlier files (or set it to its empty form).
+    Reset,
+    /// `!override`: replace the value inherited from earlier files instead of merging.
+    Override,
+    /// Any other explicit tag (kept, ignored by the loader).
+    Other(String),
+}
+
+/// A mapping key: its text and where it was written. Equality and hashing use the text only,
+/// and `Borrow<str>` lets a [`Map`] be indexed by `&str`.
+#[derive(Clone, Debug)]
+pub struct Key {
+    pub name: String,
+    pub loc: Loc,
+}
+
+impl Key {
+    pub fn new(name: impl Into<String>) -> Key {
+        Key { name: name.into(), loc: Loc::NONE }
+    }
+
+    pub fn at(name: impl Into<String>, loc: Loc) -> Key {
+        Key { name: name.into(), loc }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+impl Eq for Key {}
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state)
+    }
+}
+impl std::borrow::Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        &self.name
+    }
+}
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+impl From<&str> for Key {
+    fn from(s: &str) -> Key {
+        Key::new(s)
+    }
+}
+impl From<String> for Key {
+    fn from(s: String) -> Key {
+        Key::new(s)
+    }
+}
+
+/// A YAML mapping in document order.
+pub type Map = IndexMap<Key, Node>;
+
+/// The value of a [`Node`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(String),
+    Seq(Vec<Node>),
+    Map(Map),
+}
+
+/// A YAML node with its location and custom tag.
+///
+/// Equality compares values and tags, never locations: two files that say the same thing are
+/// equal.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub value: Value,
+    pub loc: Loc,
+    pub tag: Option<Tag>,
+}
+
+impl PartialEq for Node {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value && self.tag == other.tag
+    }
+}
+
+impl Node {
+    pub fn new(value: Value) -> Node {
+        Node { value, loc: Loc::NONE, tag: None }
+    }
+    pub fn at(value: Value, loc: Loc) -> Node {
+        Node { value, loc, tag: None }
+    }
+    pub fn null() -> Node {
+        Node::new(Value::Null)
+    }
+    pub fn string(s: impl Into<String>) -> Node {
+        Node::new(Value::String(s.into()))
+    }
+    pub fn int(i: i64) -> Node {
+        Node::new(Value::Int(i))
+    }
+    pub fn bool(b: bool) -> Node {
+        Node::new(Value::Bool(b))
+    }
+    pub fn map(m: Map) -> Node {
+        Node::new(Value::Map(m))
+    }
+    pub fn empty_map() -> Node {
+        Node::new(Value::Map(Map::new()))
+    }
+    pub fn seq(items: Vec<Node>) -> Node {
+        Node::new(Value::Seq(items))
+    }
+    /// The same node placed at `loc` (for nodes the loader derives from one the user wrote).
+    pub fn with_loc(mut self, loc: Loc) -> Node {
+        self.loc = loc;
+        self
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self.value, Value::Null)
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_map(&self) -> Option<&Map> {
+        match &self.value {
+            Value::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+    pub fn as_map_mut(&mut self) -> Option<&mut Map> {
+        match &mut self.value {
+            Value::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+    pub fn as_seq(&self) -> Option<&Vec<Node>> {
+        match &self.value {
+            Value::Seq(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_seq_mut(&mut self) -> Option<&mut Vec<Node>> {
+        match &mut self.value {
+            Value::Seq(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_bool(&self) -> Option<bool> {
+        match self.value {
+            Value::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+    pub fn as_i64(&self) -> Option<i64> {
+        match self.value {
+            Value::Int(i) => Some(i),
+            _ => None,
+        }
+    }
+    /// `map[key]` when this is a mapping that has `key`.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.as_map().and_then(|m| m.get(key))
+    }
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
+        self.as_map_mut().and_then(|m| m.get_mut(key))
+    }
+    /// A scalar as the text a YAML user wrote (or would have written) for it: strings as
+    /// they are, numbers and booleans in their plain form. `None` for null and collections.
+    pub fn scalar_text(&self) -> Option<String> {
+        match &self.value {
+            Value::String(s) => Some(s.clone()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Float(f) => Some(format_float(*f)),
+            Value::Null | Value::Seq(_) | Value::Map(_) => None,
+        }
+    }
+    /// A short name of the node's kind, for error messages ("a mapping", "a string", …).
+    pub fn kind_name(&self) -> &'static str {
+        match self.value {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Seq(_) => "a sequence",
+            Value::Map(_) => "a mapping",
+        }
+    }
+}
+
+/// Formats a float as go-yaml and Go's `strconv.FormatFloat(f, 'g', -1, 64)` would in the
+/// common cases: integral values without a fraction are printed with none.
+pub fn format_float(f: f64) -> String {
+    if f.is_nan() {
+        ".nan".to_string()
+    } else if f.is_infinite() {
+        if f > 0.0 { "+.inf".to_string() } else { "-.inf".to_string() }
+    } else {
+        let s = format!("{f}");
+        s
+    }
+}
+
+/// A YAML path in a document, as compose-go prints it: `services.web.ports[0]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct YamlPath(Vec<PathSeg>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathSeg {
+    Key(String),
+    Index(usize),
+}
+
+impl YamlPath {
+    pub fn root() -> YamlPath {
+        YamlPath(Vec::new())
+    }
+    pub fn key(&self, k: &str) -> YamlPath {
+        let mut p = self.clone();
+        p.0.push(PathSeg::Key(k.to_string()));
+        p
+    }
+    pub fn index(&self, i: usize) -> YamlPath {
+        let mut p = self.clone();
+        p.0.push(PathSeg::Index(i));
+        p
+    }
+    pub fn segments(&self) -> &[PathSeg] {
+        &self.0
+    }
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// Parses `a.b[0].c` (for tests and for paths given on the command line).
+    pub fn parse(s: &str) -> YamlPath {
+        let mut segs = Vec::new();
+        for part in s.split('.').filter(|p| !p.is_empty()) {
+            let (name, rest) = match part.find('[') {
+                Some(i) => (&part[..i], &part[i..]),
+                None => (part, ""),
+            };
+            if !name.is_empty() {
+                segs.push(PathSeg::Key(name.to_string()));
+            }
+            for idx in rest.split('[').filter(|x| !x.is_empty()) {
+                if let Ok(i) = idx.trim_end_matches(']').parse() {
+                    segs.push(PathSeg::Index(i));
+                }
+            }
+        }
+        YamlPath(segs)
+    }
+}
+
+impl fmt::Display for YamlPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for seg in &self.0 {
+            match seg {
+                PathSeg::Key(k) => {
+                    if !first {
+                        f.write_str(".")?;
+                    }
+                    f.write_str(k)?;
+                }
+                PathSeg::Index(i) => write!(f, "[{i}]")?,
+            }
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+/// Why a document could not be parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("{loc}: {message}")]
+    Syntax { loc: Loc, message: String },
+    #[error("{file}: empty compose file")]
+    Empty { file: String },
+}
+
+impl ParseError {
+    pub fn loc(&self) -> Loc {
+        match self {
+            ParseError::Syntax { loc, .. } => *loc,
+            ParseError::Empty { .. } => Loc::NONE,
+        }
+    }
+}
+
+/// Options of the YAML parser: YAML 1.2 booleans, merge keys applied, duplicate keys rejected,
+/// the default serde-saphyr budget (alias-bomb and size limits) kept.
+fn parser_options() -> serde_saphyr::Options {
+    let mut o = serde_saphyr::Options::default();
+    o.strict_booleans = true;
+    o.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+    o.merge_keys = serde_saphyr::MergeKeyPolicy::Merge;
+    o.with_snippet = false;
+    o
+}
+
+/// Parses one YAML document. `name` is how errors name the file (a path, `-`, or `(inline)`).
+///
+/// An empty document (nothing, or only comments) parses to a null node; whether that is an error
+/// is the caller's decision (compose says `empty compose file`).
+pub fn parse(name: &str, text: &str) -> Result<Node, ParseError> {
+    let file = FileId::intern(name);
+    if text.trim().is_empty() || only_comments(text) {
+        return Ok(Node::at(Value::Null, Loc { file, line: 1, col: 1 }));
+    }
+    let raw: Option<RawNode> =
+        serde_saphyr::from_str_with_options(text, parser_options()).map_err(|e| syntax_error(file, &e))?;
+    Ok(match raw {
+        Some(r) => r.into_node(file),
+        None => Node::at(Value::Null, Loc { file, line: 1, col: 1 }),
+    })
+}
+
+/// Reads and parses a file.
+pub fn parse_file(path: &Path) -> Result<Node, std::io::Error> {
+    let text = std::fs::read_to_string(path)?;
+    parse(&path.display().to_string(), &text).map_err(std::io::Error::other)
+}
+
+fn only_comments(text: &str) -> bool {
+    text.lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#') || t == "---" || t == "..."
+    })
+}
+
+fn syntax_error(file: FileId, e: &serde_saphyr::Error) -> ParseError {
+    let (line, col) = match e.location() {
+        Some(l) => (l.line() as u32, l.column() as u32),
+        None => (0, 0),
+    };
+    // serde-saphyr prefixes its message with the location; keep only the explanation.
+    let mut message = e.to_string();
+    if let Some(rest) = message.strip_prefix("error: ") {
+        message = rest.to_string();
+    }
+    let message = message.lines().next().unwrap_or("invalid YAML").to_string();
+    ParseError::Syntax { loc: Loc { file, line, col }, message }
+}
+
+/// What serde-saphyr hands us before the file id is attached.
+struct RawNode {
+    value: RawValue,
+    line: u32,
+    col: u32,
+    tag: Option<String>,
+}
+
+enum RawValue {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(String),
+    Seq(Vec<RawNode>),
+    Map(Vec<(RawNode, RawNode)>),
+}
+
+impl RawNode {
+    fn into_node(self, file: FileId) -> Node {
+        let loc = Loc { file, line: self.line, col: self.col };
+        let tag = self.tag.and_then(|t| match t.as_str() {
+            "!reset" => Some(Tag::Reset),
+            "!override" => Some(Tag::Override),
+            // Standard tags were applied by the parser already.
+            t if t.starts_with("tag:yaml.org,2002:") || t.starts_with("!!") => None,
+            _ => Some(Tag::Other(t)),
+        });
+        let value = match self.value {
+            RawValue::Null => Value::Null,
+            RawValue::Bool(b) => Value::Bool(b),
+            RawValue::Int(i) => Value::Int(i),
+            RawValue::Float(f) => Value::Float(f),
+            RawValue::String(s) => Value::String(s),
+            RawValue::Seq(items) => Value::Seq(items.into_iter().map(|n| n.into_node(file)).collect()),
+            RawValue::Map(entries) => {
+                let mut m = Map::with_capacity(entries.len());
+                for (k, v) in entries {
+                    let kloc = Loc { file, line: k.line, col: k.col };
+                    let name = match k.value {
+                        RawValue::String(s) => s,
+                        RawValue::Bool(b) => b.to_string(),
+                        RawValue::Int(i) => i.to_string(),
+                        RawValue::Float(f) => format_float(f),
+                        RawValue::Null => "null".to_string(),
+                        RawValue::Seq(_) | RawValue::Map(_) => "<complex key>".to_string(),
+                    };
+                    m.insert(Key::at(name, kloc), v.into_node(file));
+                }
+                Value::Map(m)
+            }
+        };
+        Node { value, loc, tag }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawNode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let spanned: serde_saphyr::Spanned<serde_saphyr::Tagged<RawValue>> =
+            serde_saphyr::Spanned::deserialize(d)?;
+        let at = spanned.defined;
+        let serde_saphyr::Tagged(value, tag) = spanned.value;
+        Ok(RawNode { value, line: at.line() as u32, col: at.column() as u32, tag })
+    }
+}
+
+impl<'de> Deserialize<'de> for RawValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RawVisitor)
+    }
+}
+
+struct RawVisitor;
+
+impl<'de> Visitor<'de> for RawVisitor {
+    type Value = RawValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<RawValue, E> {
+        Ok(RawValue::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<RawValue, E> {
+        Ok(RawValue::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<RawValue, D::Error> {
+        RawValue::deserialize(d)
+    }
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<RawValue, E> {
+        Ok(RawValue::Bool(b))
+    }
+    fn visit_i64<E: de::Error>(self, i: i64) -> Result<RawValue, E> {
+        Ok(RawValue::Int(i))
+    }
+    fn visit_u64<E: de::Error>(self, u: u64) -> Result<RawValue, E> {
+        Ok(match i64::try_from(u) {
+            Ok(i) => RawValue::Int(i),
+            Err(_) => RawValue::Float(u as f64),
+        })
+    }
+    fn visit_i128<E: de::Error>(self, i: i128) -> Result<RawValue, E> {
+        Ok(match i64::try_from(i) {
+            Ok(i) => RawValue::Int(i),
+            Err(_) => RawValue::Float(i as f64),
+        })
+    }
+    fn visit_u128<E: de::Error>(self, u: u128) -> Result<RawValue, E> {
+        Ok(match i64::try_from(u) {
+            Ok(i) => RawValue::Int(i),
+            Err(_) => RawValue::Float(u as f64),
+        })
+    }
+    fn visit_f64<E: de::Error>(self, f: f64) -> Result<RawValue, E> {
+        Ok(RawValue::Float(f))
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<RawValue, E> {
+        Ok(RawValue::String(s.to_string()))
+    }
+    fn visit_string<E: de::Error>(self, s: String) -> Result<RawValue, E> {
+        Ok(RawValue::String(s))
+    }
+    fn visit_bytes<E: de::Error>(self, b: &[u8]) -> Result<RawValue, E> {
+        Ok(RawValue::String(String::from_utf8_lossy(b).into_owned()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawValue, A::Error> {
+        let mut items = Vec::new();
+        while let Some(n) = seq.next_element::<RawNode>()? {
+            items.push(n);
+        }
+        Ok(RawValue::Seq(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawValue, A::Error> {
+        let mut entries = Vec::new();
+        while let Some((k, v)) = map.next_entry::<RawNode, RawNode>()? {
+            entries.push((k, v));
+        }
+        Ok(RawValue::Map(entries))
+    }
+}
+
+/// Builds a [`Node`] from JSON (used for `env.json`-style test data and by callers that have a
+/// `serde_json::Value`). Object order is kept.
+pub fn from_json(v: &serde_json::Value) -> Node {
+    use serde_json::Value as J;
+    Node::new(match v {
+        J::Null => Value::Null,
+        J::Bool(b) => Value::Bool(*b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Float(n.as_f64().unwrap_or(0.0)),
+        },
+        J::String(s) => Value::String(s.clone()),
+        J::Array(a) => Value::Seq(a.iter().map(from_json).collect()),
+        J::Object(o) => Value::Map(o.iter().map(|(k, v)| (Key::new(k.clone()), from_json(v))).collect()),
+    })
+}
+
+/// Converts a tree to JSON (tags and locations dropped). Non-finite floats become null.
+pub fn to_json(n: &Node) -> serde_json::Value {
+    use serde_json::Value as J;
+    match &n.value {
+        Value::Null => J::Null,
+        Value::Bool(b) => J::Bool(*b),
+        Value::Int(i) => J::from(*i),
+        Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
+        Value::String(s) => J::String(s.clone()),
+        Value::Seq(items) => J::Array(items.iter().map(to_json).collect()),
+        Value::Map(m) => J::Object(m.iter().map(|(k, v)| (k.name.clone(), to_json(v))).collect()),
+    }
+}
+
+/// Where in the tree a path leads, if anywhere.
+pub fn lookup<'a>(root: &'a Node, path: &YamlPath) -> Option<&'a Node> {
+    let mut cur = root;
+    for seg in path.segments() {
+        cur = match seg {
+            PathSeg::Key(k) => cur.get(k)?,
+            PathSeg::Index(i) => cur.as_seq()?.get(*i)?,
+        };
+    }
+    Some(cur)
+}
+
+/// Path of a file relative to `base` when it is inside it, for shorter messages.
+pub fn display_path(path: &Path, base: &Path) -> PathBuf {
+    path.strip_prefix(base).map(Path::to_path_buf).unwrap_or_else(|_| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalars_are_yaml_1_2() {
+        let n = parse("t.yaml", "a: yes\nb: true\nc: 1\nd: '1'\ne: 1.5\nf: ~\ng: on\nh: 0x10\n").unwrap();
+        assert_eq!(n.get("a").unwrap().value, Value::String("yes".into()));
+        assert_eq!(n.get("b").unwrap().value, Value::Bool(true));
+        assert_eq!(n.get("c").unwrap().value, Value::Int(1));
+        assert_eq!(n.get("d").unwrap().value, Value::String("1".into()));
+        assert_eq!(n.get("e").unwrap().value, Value::Float(1.5));
+        assert_eq!(n.get("f").unwrap().value, Value::Null);
+        assert_eq!(n.get("g").unwrap().value, Value::String("on".into()));
+        assert_eq!(n.get("h").unwrap().value, Value::Int(16));
+    }
+
+    #[test]
+    fn locations_and_keys() {
+        let n = parse("loc.yaml", "services:\n  web:\n    image: nginx\n    ports:\n      - 80:80\n").unwrap();
+        let web = n.get("services").unwrap().get("web").unwrap();
+        let image = web.get("image").unwrap();
+        assert_eq!((image.loc.line, image.loc.col), (3, 12));
+        let (k, _) = web.as_map().unwrap().get_key_value("ports").unwrap();
+        assert_eq!((k.loc.line, k.loc.col), (4, 5));
+        let port = &web.get("ports").unwrap().as_seq().unwrap()[0];
+        assert_eq!(port.loc.line, 5);
+        assert_eq!(port.loc.to_string(), "loc.yaml:5:9");
+    }
+
+    #[test]
+    fn tags_reach_the_tree() {
+        let n = parse("t.yaml", "a: !reset []\nb: !override\n  x: 1\nc: !reset null\n").unwrap();
+        assert_eq!(n.get("a").unwrap().tag, Some(Tag::Reset));
+        assert_eq!(n.get("b").unwrap().tag, Some(Tag::Override));
+        assert_eq!(n.get("c").unwrap().tag, Some(Tag::Reset));
+        assert!(n.get("c").unwrap().is_null());
+    }
+
+    #[test]
+    fn merge_keys_and_anchors() {
+        let n = parse("t.yaml", "x: &a\n  p: 1\n  q: 2\ny:\n  <<: *a\n  q: 3\n").unwrap();
+        let y = n.get("y").unwrap();
+        assert_eq!(y.get("p").unwrap().value, Value::Int(1));
+        assert_eq!(y.get("q").unwrap().value, Value::Int(3));
+    }
+
+    #[test]
+    fn errors_have_locations() {
+        let e = parse("bad.yaml", "a: b\n  c: d\n").unwrap_err();
+        assert!(e.loc().line >= 1, "{e}");
+        assert!(e.to_string().starts_with("bad.yaml:"), "{e}");
+        let e = parse("dup.yaml", "a: 1\na: 2\n").unwrap_err();
+        assert!(e.to_string().contains("dup.yaml:2"), "{e}");
+    }
+
+    #[test]
+    fn alias_bomb_is_refused() {
+        let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let p = i - 1;
+            doc.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        assert!(parse("bomb.yaml", &doc).is_err());
+    }
+
+    #[test]
+    fn path_display_and_parse() {
+        let p = YamlPath::root().key("services").key("web").key("ports").index(0);
+        assert_eq!(p.to_string(), "services.web.ports[0]");
+        assert_eq!(YamlPath::parse("services.web.ports[0]"), p);
+    }
+}

@@ -1,0 +1,1 @@
+//! berth-net: bridges, veth, IPAM, DNS, port publishing and NAT. Filled in by the networking issue.
