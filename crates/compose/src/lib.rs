@@ -4,6 +4,7 @@
 //! no `unsafe`. README.md in this crate lists the pipeline of phases in order.
 
 pub mod error;
+pub mod hash;
 pub mod yaml;
 
 pub use error::{Error, ErrorKind, Result};
