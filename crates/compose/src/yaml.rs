@@ -421,6 +421,9 @@ fn parser_options() -> serde_saphyr::Options {
     o.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
     o.merge_keys = serde_saphyr::MergeKeyPolicy::Merge;
     o.with_snippet = false;
+    // A compose file replays a few events per `<<: *anchor` (a 500-service file with one
+    // shared anchor replays ~10k); a million, the default, only lets an alias bomb burn CPU.
+    o.alias_limits.max_total_replayed_events = 250_000;
     o
 }
 
@@ -453,6 +456,18 @@ pub fn parse(name: &str, text: &str) -> Result<Node, ParseError> {
             },
         ),
     })
+}
+
+/// Parses every document of a YAML stream (`---` separated), skipping empty ones, as compose
+/// does for a file that holds several documents: each is applied in order.
+pub fn parse_all(name: &str, text: &str) -> Result<Vec<Node>, ParseError> {
+    let file = FileId::intern(name);
+    if text.trim().is_empty() || only_comments(text) {
+        return Ok(Vec::new());
+    }
+    let raws: Vec<RawNode> = serde_saphyr::from_str_multiple_with_options(text, parser_options())
+        .map_err(|e| syntax_error(file, &e))?;
+    Ok(raws.into_iter().map(|r| r.into_node(file)).collect())
 }
 
 /// Reads and parses a file.
@@ -779,6 +794,15 @@ mod tests {
             ));
         }
         assert!(parse("bomb.yaml", &doc).is_err());
+    }
+
+    #[test]
+    fn several_documents() {
+        let docs = parse_all("m.yaml", "a: 1\n---\nb: 2\n---\n").unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].get("b").unwrap().value, Value::Int(2));
+        assert_eq!(docs[1].get("b").unwrap().loc.line, 3);
+        assert!(parse_all("e.yaml", "# nothing\n").unwrap().is_empty());
     }
 
     #[test]
