@@ -35,7 +35,9 @@ pub struct Warning {
 /// with [`ErrorKind::InvalidValue`] on a value that has no long form (an invalid port or volume
 /// spec, a value of the wrong type), located at the offending node.
 pub fn canonicalize(doc: &mut Node) -> Result<Vec<Warning>, Error> {
-    let mut cx = Canon { warnings: Vec::new() };
+    let mut cx = Canon {
+        warnings: Vec::new(),
+    };
     let root = YamlPath::root();
     if let Some(top) = doc.as_map_mut() {
         for (key, node) in top.iter_mut() {
@@ -60,7 +62,9 @@ struct Canon {
 }
 
 fn invalid(node: &Node, path: &YamlPath, message: impl Into<String>) -> Error {
-    Error::new(ErrorKind::InvalidValue, message).at(node.loc).path(path.clone())
+    Error::new(ErrorKind::InvalidValue, message)
+        .at(node.loc)
+        .path(path.clone())
 }
 
 /// Replaces `node`'s value, keeping its location and tag.
@@ -124,7 +128,14 @@ fn to_mapping(node: &mut Node, path: &YamlPath, missing: NoValue) -> Result<(), 
             let mut m = Map::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let Some(text) = item.scalar_text() else {
-                    return Err(invalid(item, &path.index(i), format!("invalid entry: expected KEY=VALUE, got {}", item.kind_name())));
+                    return Err(invalid(
+                        item,
+                        &path.index(i),
+                        format!(
+                            "invalid entry: expected KEY=VALUE, got {}",
+                            item.kind_name()
+                        ),
+                    ));
                 };
                 let (k, v) = match text.split_once('=') {
                     Some((k, v)) => (k.to_string(), Value::String(v.to_string())),
@@ -132,8 +143,12 @@ fn to_mapping(node: &mut Node, path: &YamlPath, missing: NoValue) -> Result<(), 
                         NoValue::Null => (text, Value::Null),
                         NoValue::Empty => (text, Value::String(String::new())),
                         NoValue::Refused => {
-                            return Err(invalid(item, &path.index(i), format!("invalid value {text}, expected key=value"))
-                                .hint("write each entry as KEY=VALUE"));
+                            return Err(invalid(
+                                item,
+                                &path.index(i),
+                                format!("invalid value {text}, expected key=value"),
+                            )
+                            .hint("write each entry as KEY=VALUE"));
                         }
                     },
                 };
@@ -144,13 +159,22 @@ fn to_mapping(node: &mut Node, path: &YamlPath, missing: NoValue) -> Result<(), 
         Value::Map(m) => {
             for (k, v) in m.iter_mut() {
                 match &v.value {
-                    Value::Null if missing != NoValue::Null => v.value = Value::String(String::new()),
+                    Value::Null if missing != NoValue::Null => {
+                        v.value = Value::String(String::new())
+                    }
                     Value::Null | Value::String(_) => {}
                     Value::Bool(_) | Value::Int(_) | Value::Float(_) => {
                         v.value = Value::String(v.scalar_text().unwrap_or_default())
                     }
                     Value::Seq(_) | Value::Map(_) => {
-                        return Err(invalid(v, &path.key(k.as_str()), format!("invalid value: expected a string, a number, a boolean or null, got {}", v.kind_name())));
+                        return Err(invalid(
+                            v,
+                            &path.key(k.as_str()),
+                            format!(
+                                "invalid value: expected a string, a number, a boolean or null, got {}",
+                                v.kind_name()
+                            ),
+                        ));
                     }
                 }
             }
@@ -174,7 +198,11 @@ fn names_to_mapping(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
         let mut m = Map::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let Some(name) = item.as_str() else {
-                return Err(invalid(item, &path.index(i), format!("invalid entry: expected a name, got {}", item.kind_name())));
+                return Err(invalid(
+                    item,
+                    &path.index(i),
+                    format!("invalid entry: expected a name, got {}", item.kind_name()),
+                ));
             };
             m.insert(Key::at(name, item.loc), derived(Value::Null, item.loc));
         }
@@ -185,11 +213,17 @@ fn names_to_mapping(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
 
 impl Canon {
     fn warn(&mut self, node: &Node, path: &YamlPath, message: impl Into<String>) {
-        self.warnings.push(Warning { loc: node.loc, path: path.clone(), message: message.into() });
+        self.warnings.push(Warning {
+            loc: node.loc,
+            path: path.clone(),
+            message: message.into(),
+        });
     }
 
     fn service(&mut self, svc: &mut Node, path: &YamlPath) -> Result<(), Error> {
-        let Some(m) = svc.as_map_mut() else { return Ok(()) };
+        let Some(m) = svc.as_map_mut() else {
+            return Ok(());
+        };
         for (k, v) in m.iter_mut() {
             let p = path.key(k.as_str());
             if v.is_null() {
@@ -239,7 +273,9 @@ impl Canon {
 
     /// A command string → its words, split as a shell would (without running one).
     fn shell_command(&mut self, node: &mut Node, path: &YamlPath) -> Result<(), Error> {
-        let Value::String(line) = &node.value else { return Ok(()) };
+        let Value::String(line) = &node.value else {
+            return Ok(());
+        };
         let split = shellwords::split(line).map_err(|reason| {
             invalid(node, path, format!("invalid command {line:?}: {reason}"))
                 .hint("close every quote and parenthesis, or write the command as a list of words")
@@ -261,28 +297,38 @@ impl Canon {
     /// A top-level network, volume, secret or config: `external: {name: x}` (deprecated) →
     /// `external: true` and `name: x`; labels and driver options → mappings of strings.
     fn resource(&mut self, node: &mut Node, path: &YamlPath) -> Result<(), Error> {
-        let Some(m) = node.as_map_mut() else { return Ok(()) };
+        let Some(m) = node.as_map_mut() else {
+            return Ok(());
+        };
         for key in ["labels", "driver_opts"] {
             if let Some(v) = m.get_mut(key) {
                 to_mapping(v, &path.key(key), NoValue::Empty)?;
             }
         }
-        let Some(ext) = m.get_mut("external") else { return Ok(()) };
+        let Some(ext) = m.get_mut("external") else {
+            return Ok(());
+        };
         let ext_path = path.key("external");
-        let Some(ext_map) = ext.as_map() else { return Ok(()) };
+        let Some(ext_map) = ext.as_map() else {
+            return Ok(());
+        };
         let ext_name = ext_map.get("name").cloned();
         ext.value = Value::Bool(true);
-        let Some(ext_name) = ext_name else { return Ok(()) };
+        let Some(ext_name) = ext_name else {
+            return Ok(());
+        };
         self.warnings.push(Warning {
             loc: ext_name.loc,
             path: ext_path.key("name"),
             message: "external.name is deprecated, set name and external: true".to_string(),
         });
         match m.get("name") {
-            Some(name) if name.value != ext_name.value => {
-                Err(invalid(name, &path.key("name"), "name and external.name conflict; only use name")
-                    .hint("remove external.name and keep name"))
-            }
+            Some(name) if name.value != ext_name.value => Err(invalid(
+                name,
+                &path.key("name"),
+                "name and external.name conflict; only use name",
+            )
+            .hint("remove external.name and keep name")),
             Some(_) => Ok(()),
             None => {
                 m.insert(Key::at("name", ext_name.loc), ext_name);
@@ -298,7 +344,10 @@ impl Canon {
                 Value::String(s) => {
                     let loc = item.loc;
                     let mut m = Map::new();
-                    m.insert(Key::at("path", loc), derived(Value::Seq(vec![string_at(s.clone(), loc)]), loc));
+                    m.insert(
+                        Key::at("path", loc),
+                        derived(Value::Seq(vec![string_at(s.clone(), loc)]), loc),
+                    );
                     replace(item, Value::Map(m));
                 }
                 Value::Map(_) => {
@@ -308,7 +357,16 @@ impl Canon {
                         }
                     }
                 }
-                _ => return Err(invalid(item, p, format!("invalid include: expected a path or a mapping, got {}", item.kind_name()))),
+                _ => {
+                    return Err(invalid(
+                        item,
+                        p,
+                        format!(
+                            "invalid include: expected a path or a mapping, got {}",
+                            item.kind_name()
+                        ),
+                    ));
+                }
             }
             Ok(())
         })
@@ -319,11 +377,16 @@ impl Canon {
 /// brackets around IPv6 addresses removed, as compose-go does.
 fn extra_hosts(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
     fn strip(ip: &str) -> &str {
-        if ip.len() > 2 && ip.starts_with('[') && ip.ends_with(']') { &ip[1..ip.len() - 1] } else { ip }
+        if ip.len() > 2 && ip.starts_with('[') && ip.ends_with(']') {
+            &ip[1..ip.len() - 1]
+        } else {
+            ip
+        }
     }
     fn check_host(host: &str, node: &Node, path: &YamlPath) -> Result<(), Error> {
         if host.is_empty() || host.contains([':', '=']) {
-            return Err(invalid(node, path, format!("bad host name '{host}'")).hint("write each entry as HOST=IP"));
+            return Err(invalid(node, path, format!("bad host name '{host}'"))
+                .hint("write each entry as HOST=IP"));
         }
         Ok(())
     }
@@ -333,14 +396,29 @@ fn extra_hosts(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
             for (i, item) in items.iter().enumerate() {
                 let ip_path = path.index(i);
                 let Some(text) = item.scalar_text() else {
-                    return Err(invalid(item, &ip_path, format!("invalid extra host: expected HOST=IP, got {}", item.kind_name())));
+                    return Err(invalid(
+                        item,
+                        &ip_path,
+                        format!(
+                            "invalid extra host: expected HOST=IP, got {}",
+                            item.kind_name()
+                        ),
+                    ));
                 };
-                let Some((host, ips)) = text.split_once('=').or_else(|| text.split_once(':')) else {
-                    return Err(invalid(item, &ip_path, format!("invalid additional host, missing IP: {text}"))
-                        .hint("write each entry as HOST=IP (HOST:IP is accepted too)"));
+                let Some((host, ips)) = text.split_once('=').or_else(|| text.split_once(':'))
+                else {
+                    return Err(invalid(
+                        item,
+                        &ip_path,
+                        format!("invalid additional host, missing IP: {text}"),
+                    )
+                    .hint("write each entry as HOST=IP (HOST:IP is accepted too)"));
                 };
                 check_host(host, item, &ip_path)?;
-                let new: Vec<Node> = ips.split(',').map(|ip| string_at(strip(ip), item.loc)).collect();
+                let new: Vec<Node> = ips
+                    .split(',')
+                    .map(|ip| string_at(strip(ip), item.loc))
+                    .collect();
                 match m.get_mut(host) {
                     Some(existing) => {
                         let prev = std::mem::replace(existing, Node::null());
@@ -376,8 +454,10 @@ fn extra_hosts(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
                         }
                     }
                     Value::Map(_) => {
-                        return Err(invalid(v, &p, "unexpected value type for extra_hosts entry")
-                            .hint("give an IP address or a list of them"));
+                        return Err(
+                            invalid(v, &p, "unexpected value type for extra_hosts entry")
+                                .hint("give an IP address or a list of them"),
+                        );
                     }
                     _ => {
                         let t = v.scalar_text().unwrap_or_default();
@@ -406,9 +486,19 @@ fn depends_on(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
             let mut m = Map::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let Some(name) = item.as_str() else {
-                    return Err(invalid(item, &path.index(i), format!("invalid depends_on entry: expected a service name, got {}", item.kind_name())));
+                    return Err(invalid(
+                        item,
+                        &path.index(i),
+                        format!(
+                            "invalid depends_on entry: expected a service name, got {}",
+                            item.kind_name()
+                        ),
+                    ));
                 };
-                m.insert(Key::at(name, item.loc), derived(Value::Map(condition_entry(item.loc)), item.loc));
+                m.insert(
+                    Key::at(name, item.loc),
+                    derived(Value::Map(condition_entry(item.loc)), item.loc),
+                );
             }
             replace(node, Value::Map(m));
         }
@@ -424,7 +514,16 @@ fn depends_on(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
                 }
             }
         }
-        _ => return Err(invalid(node, path, format!("invalid depends_on: expected a list or a mapping, got {}", node.kind_name()))),
+        _ => {
+            return Err(invalid(
+                node,
+                path,
+                format!(
+                    "invalid depends_on: expected a list or a mapping, got {}",
+                    node.kind_name()
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -439,7 +538,14 @@ fn file_mount(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
             Ok(())
         }
         Value::Map(_) => Ok(()),
-        _ => Err(invalid(node, path, format!("unsupported type: expected a name or a mapping, got {}", node.kind_name()))),
+        _ => Err(invalid(
+            node,
+            path,
+            format!(
+                "unsupported type: expected a name or a mapping, got {}",
+                node.kind_name()
+            ),
+        )),
     }
 }
 
@@ -452,7 +558,14 @@ fn build(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
         return Ok(());
     }
     let Some(m) = node.as_map_mut() else {
-        return Err(invalid(node, path, format!("invalid build: expected a path or a mapping, got {}", node.kind_name())));
+        return Err(invalid(
+            node,
+            path,
+            format!(
+                "invalid build: expected a path or a mapping, got {}",
+                node.kind_name()
+            ),
+        ));
     };
     for (k, v) in m.iter_mut() {
         let p = path.key(k.as_str());
@@ -483,13 +596,20 @@ fn ssh(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
         let mut m = Map::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let Some(s) = item.as_str() else {
-                return Err(invalid(item, &path.index(i), format!("invalid ssh key type {}", item.kind_name())));
+                return Err(invalid(
+                    item,
+                    &path.index(i),
+                    format!("invalid ssh key type {}", item.kind_name()),
+                ));
             };
             let (id, value) = match s.split_once('=') {
                 Some((id, p)) => (id, Value::String(p.to_string())),
                 None if s == "default" => (s, Value::Null),
                 None => {
-                    return Err(invalid(item, &path.index(i), format!("invalid ssh key {s:?}")).hint("write ID=PATH, or `default`"));
+                    return Err(
+                        invalid(item, &path.index(i), format!("invalid ssh key {s:?}"))
+                            .hint("write ID=PATH, or `default`"),
+                    );
                 }
             };
             m.insert(Key::at(id, item.loc), derived(value, item.loc));
@@ -503,7 +623,14 @@ fn ssh(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
 fn env_file(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
     string_to_list(node);
     let Some(items) = node.as_seq_mut() else {
-        return Err(invalid(node, path, format!("invalid env_file: expected a path or a list, got {}", node.kind_name())));
+        return Err(invalid(
+            node,
+            path,
+            format!(
+                "invalid env_file: expected a path or a list, got {}",
+                node.kind_name()
+            ),
+        ));
     };
     for (i, item) in items.iter_mut().enumerate() {
         let loc = item.loc;
@@ -515,10 +642,18 @@ fn env_file(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
                 item.value = Value::Map(m);
             }
             Value::Map(m) => {
-                m.entry(Key::at("required", loc)).or_insert_with(|| derived(Value::Bool(true), loc));
+                m.entry(Key::at("required", loc))
+                    .or_insert_with(|| derived(Value::Bool(true), loc));
             }
             _ => {
-                return Err(invalid(item, &path.index(i), format!("invalid env_file entry: expected a path or a mapping, got {}", item.kind_name())));
+                return Err(invalid(
+                    item,
+                    &path.index(i),
+                    format!(
+                        "invalid env_file entry: expected a path or a mapping, got {}",
+                        item.kind_name()
+                    ),
+                ));
             }
         }
     }
@@ -529,7 +664,14 @@ fn env_file(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
 fn ulimit(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
     match node.value {
         Value::Int(_) | Value::Map(_) => Ok(()),
-        _ => Err(invalid(node, path, format!("invalid ulimit: expected an integer or a mapping with soft and hard, got {}", node.kind_name()))),
+        _ => Err(invalid(
+            node,
+            path,
+            format!(
+                "invalid ulimit: expected an integer or a mapping with soft and hard, got {}",
+                node.kind_name()
+            ),
+        )),
     }
 }
 
@@ -553,7 +695,14 @@ fn expose(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
             item.value = Value::String(item.scalar_text().unwrap_or_default());
             Ok(())
         }
-        _ => Err(invalid(item, p, format!("invalid expose entry: expected a port or a range, got {}", item.kind_name()))),
+        _ => Err(invalid(
+            item,
+            p,
+            format!(
+                "invalid expose entry: expected a port or a range, got {}",
+                item.kind_name()
+            ),
+        )),
     })
 }
 
@@ -562,7 +711,14 @@ fn device(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
     let Value::String(spec) = &node.value else {
         return match node.value {
             Value::Map(_) => Ok(()),
-            _ => Err(invalid(node, path, format!("invalid device: expected a string or a mapping, got {}", node.kind_name()))),
+            _ => Err(invalid(
+                node,
+                path,
+                format!(
+                    "invalid device: expected a string or a mapping, got {}",
+                    node.kind_name()
+                ),
+            )),
         };
     };
     let parts: Vec<&str> = spec.split(':').collect();
@@ -571,8 +727,12 @@ fn device(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
         [s, d] => (*s, *d, "rwm"),
         [s, d, p] => (*s, *d, *p),
         _ => {
-            return Err(invalid(node, path, format!("confusing device mapping, please use long syntax: {spec}"))
-                .hint("write the device as a mapping with source, target and permissions"));
+            return Err(invalid(
+                node,
+                path,
+                format!("confusing device mapping, please use long syntax: {spec}"),
+            )
+            .hint("write the device as a mapping with source, target and permissions"));
         }
     };
     let dst = if dst.is_empty() { src } else { dst };
@@ -596,7 +756,14 @@ fn gpus(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
             Ok(())
         }
         Value::Seq(_) => Ok(()),
-        _ => Err(invalid(node, path, format!("invalid gpus: expected `all` or a list, got {}", node.kind_name()))),
+        _ => Err(invalid(
+            node,
+            path,
+            format!(
+                "invalid gpus: expected `all` or a list, got {}",
+                node.kind_name()
+            ),
+        )),
     }
 }
 
@@ -610,13 +777,22 @@ fn extends(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
             Ok(())
         }
         Value::Map(_) => Ok(()),
-        _ => Err(invalid(node, path, format!("invalid extends: expected a service name or a mapping, got {}", node.kind_name()))),
+        _ => Err(invalid(
+            node,
+            path,
+            format!(
+                "invalid extends: expected a service name or a mapping, got {}",
+                node.kind_name()
+            ),
+        )),
     }
 }
 
 /// `develop.watch` rules whose `path` is a list → one rule per path.
 fn develop(node: &mut Node) {
-    let Some(watch) = node.get_mut("watch").and_then(Node::as_seq_mut) else { return };
+    let Some(watch) = node.get_mut("watch").and_then(Node::as_seq_mut) else {
+        return;
+    };
     let mut out = Vec::with_capacity(watch.len());
     for rule in watch.drain(..) {
         let paths = rule.get("path").and_then(Node::as_seq).cloned();
@@ -627,7 +803,11 @@ fn develop(node: &mut Node) {
                     if let Some(slot) = copy.get_mut("path") {
                         *slot = p;
                     }
-                    out.push(Node { value: Value::Map(copy), loc: rule.loc, tag: rule.tag.clone() });
+                    out.push(Node {
+                        value: Value::Map(copy),
+                        loc: rule.loc,
+                        tag: rule.tag.clone(),
+                    });
                 }
             }
             _ => out.push(rule),
@@ -636,9 +816,16 @@ fn develop(node: &mut Node) {
     *watch = out;
 }
 
+const PORT_HINT: &str = "use [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL] (ports may be ranges START-END, \
+     PROTOCOL is tcp, udp or sctp), e.g. \"127.0.0.1:8080:80/tcp\", or the long syntax";
+
 fn ports_list(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
     let Some(items) = node.as_seq_mut() else {
-        return Err(invalid(node, path, format!("invalid ports: expected a list, got {}", node.kind_name())));
+        return Err(invalid(
+            node,
+            path,
+            format!("invalid ports: expected a list, got {}", node.kind_name()),
+        ));
     };
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.drain(..).enumerate() {
@@ -647,14 +834,20 @@ fn ports_list(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
             Value::Int(n) => {
                 let mut m = Map::new();
                 m.insert(Key::at("target", loc), derived(Value::Int(*n), loc));
-                out.push(Node { value: Value::Map(m), loc, tag: item.tag });
+                out.push(Node {
+                    value: Value::Map(m),
+                    loc,
+                    tag: item.tag,
+                });
             }
             Value::String(spec) => {
                 let parsed = ports::parse(spec).map_err(|reason| {
-                    invalid(&item, &path.index(i), format!("invalid port {spec:?}: {reason}")).hint(
-                        "use [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL] (ports may be ranges START-END, \
-                         PROTOCOL is tcp, udp or sctp), e.g. \"127.0.0.1:8080:80/tcp\", or the long syntax",
+                    invalid(
+                        &item,
+                        &path.index(i),
+                        format!("invalid port {spec:?}: {reason}"),
                     )
+                    .hint(PORT_HINT)
                 })?;
                 for p in parsed {
                     let mut m = Map::new();
@@ -662,17 +855,32 @@ fn ports_list(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
                     if !p.host_ip.is_empty() {
                         m.insert(Key::at("host_ip", loc), string_at(p.host_ip, loc));
                     }
-                    m.insert(Key::at("target", loc), derived(Value::Int(i64::from(p.target)), loc));
+                    m.insert(
+                        Key::at("target", loc),
+                        derived(Value::Int(i64::from(p.target)), loc),
+                    );
                     if !p.published.is_empty() {
                         m.insert(Key::at("published", loc), string_at(p.published, loc));
                     }
                     m.insert(Key::at("protocol", loc), string_at(p.protocol, loc));
-                    out.push(Node { value: Value::Map(m), loc, tag: item.tag.clone() });
+                    out.push(Node {
+                        value: Value::Map(m),
+                        loc,
+                        tag: item.tag.clone(),
+                    });
                 }
             }
             Value::Map(_) => out.push(item),
             _ => {
-                return Err(invalid(&item, &path.index(i), format!("invalid port: expected a string, an integer or a mapping, got {}", item.kind_name())));
+                return Err(invalid(
+                    &item,
+                    &path.index(i),
+                    format!(
+                        "invalid port: expected a string, an integer or a mapping, got {}",
+                        item.kind_name()
+                    ),
+                )
+                .hint(PORT_HINT));
             }
         }
     }
@@ -685,7 +893,11 @@ fn volume_mount(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
         Value::String(s) => s.clone(),
         Value::Map(_) => return Ok(()),
         _ => {
-            return Err(invalid(node, path, format!("invalid type {} for service volume mount", node.kind_name())));
+            return Err(invalid(
+                node,
+                path,
+                format!("invalid type {} for service volume mount", node.kind_name()),
+            ));
         }
     };
     let v = volume::parse(&spec).map_err(|reason| {
@@ -710,7 +922,10 @@ fn volume_mount(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
             bm.insert(Key::at("propagation", loc), s(&p));
         }
         if b.create_host_path {
-            bm.insert(Key::at("create_host_path", loc), derived(Value::Bool(true), loc));
+            bm.insert(
+                Key::at("create_host_path", loc),
+                derived(Value::Bool(true), loc),
+            );
         }
         if let Some(z) = b.selinux {
             bm.insert(Key::at("selinux", loc), s(&z));
@@ -750,7 +965,11 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::InvalidValue);
         assert_eq!(e.path.to_string(), "services.web.ports[0]");
         assert_eq!((e.loc.line, e.loc.col), (4, 9));
-        assert!(e.message.starts_with("invalid port \"80:80:80/tcpx\": "), "{}", e.message);
+        assert!(
+            e.message.starts_with("invalid port \"80:80:80/tcpx\": "),
+            "{}",
+            e.message
+        );
         assert!(e.hint.is_some());
     }
 
@@ -758,7 +977,12 @@ mod tests {
     fn rewritten_nodes_keep_location_and_tag() {
         let src = "services:\n  web:\n    environment: !override\n      - A=1\n";
         let before = parse("t.yaml", src).expect("yaml");
-        let at = |d: &Node| d.get("services").and_then(|s| s.get("web")).and_then(|w| w.get("environment")).cloned();
+        let at = |d: &Node| {
+            d.get("services")
+                .and_then(|s| s.get("web"))
+                .and_then(|w| w.get("environment"))
+                .cloned()
+        };
         let (doc, _) = canon(src);
         let env = at(&doc).expect("env");
         assert_eq!(env.tag, Some(Tag::Override));
@@ -782,7 +1006,11 @@ mod tests {
     #[test]
     fn command_cut_warns() {
         let (doc, w) = canon("services:\n  a:\n    command: echo a && echo b\n");
-        let cmd = doc.get("services").and_then(|s| s.get("a")).and_then(|a| a.get("command")).expect("cmd");
+        let cmd = doc
+            .get("services")
+            .and_then(|s| s.get("a"))
+            .and_then(|a| a.get("command"))
+            .expect("cmd");
         assert_eq!(cmd.as_seq().map(Vec::len), Some(2));
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].path.to_string(), "services.a.command");

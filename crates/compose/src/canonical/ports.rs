@@ -29,7 +29,11 @@ fn split_parts(raw: &str) -> (String, String, String) {
     match n {
         0 | 1 => (String::new(), String::new(), container),
         2 => (String::new(), parts[0].to_string(), container),
-        _ => (parts[..n - 2].join(":"), parts[n - 2].to_string(), container),
+        _ => (
+            parts[..n - 2].join(":"),
+            parts[n - 2].to_string(),
+            container,
+        ),
     }
 }
 
@@ -86,7 +90,8 @@ pub fn parse(raw: &str) -> Result<Vec<PortSpec>, String> {
     if container.is_empty() {
         return Err(format!("no port specified: {raw}<empty>"));
     }
-    let (start, end) = parse_range(&container).map_err(|()| format!("invalid containerPort: {container}"))?;
+    let (start, end) =
+        parse_range(&container).map_err(|()| format!("invalid containerPort: {container}"))?;
     let (host_start, host_end) = if host_port.is_empty() {
         (0, 0)
     } else {
@@ -112,7 +117,12 @@ pub fn parse(raw: &str) -> Result<Vec<PortSpec>, String> {
         } else {
             (host_start + i).to_string()
         };
-        out.push(PortSpec { host_ip: ip.clone(), target, published, protocol: protocol.clone() });
+        out.push(PortSpec {
+            host_ip: ip.clone(),
+            target,
+            published,
+            protocol: protocol.clone(),
+        });
     }
     // compose-go orders the entries by their "port/proto" text, not numerically.
     out.sort_by_key(|p| p.target.to_string());
@@ -124,25 +134,52 @@ mod tests {
     use super::*;
 
     fn one(ip: &str, target: u16, published: &str, protocol: &str) -> PortSpec {
-        PortSpec { host_ip: ip.into(), target, published: published.into(), protocol: protocol.into() }
+        PortSpec {
+            host_ip: ip.into(),
+            target,
+            published: published.into(),
+            protocol: protocol.into(),
+        }
     }
 
     #[test]
     fn short_forms() {
         assert_eq!(parse("80"), Ok(vec![one("", 80, "", "tcp")]));
         assert_eq!(parse("8080:80"), Ok(vec![one("", 80, "8080", "tcp")]));
-        assert_eq!(parse("127.0.0.1:8080:80/udp"), Ok(vec![one("127.0.0.1", 80, "8080", "udp")]));
-        assert_eq!(parse("[::1]:8080:80"), Ok(vec![one("::1", 80, "8080", "tcp")]));
-        assert_eq!(parse("::1:8080:80"), Ok(vec![one("::1", 80, "8080", "tcp")]));
-        assert_eq!(parse("127.0.0.1::80/SCTP"), Ok(vec![one("127.0.0.1", 80, "", "sctp")]));
+        assert_eq!(
+            parse("127.0.0.1:8080:80/udp"),
+            Ok(vec![one("127.0.0.1", 80, "8080", "udp")])
+        );
+        assert_eq!(
+            parse("[::1]:8080:80"),
+            Ok(vec![one("::1", 80, "8080", "tcp")])
+        );
+        assert_eq!(
+            parse("::1:8080:80"),
+            Ok(vec![one("::1", 80, "8080", "tcp")])
+        );
+        assert_eq!(
+            parse("127.0.0.1::80/SCTP"),
+            Ok(vec![one("127.0.0.1", 80, "", "sctp")])
+        );
         assert_eq!(parse("80/"), Ok(vec![one("", 80, "", "tcp")]));
     }
 
     #[test]
     fn ranges() {
         let got = parse("8000-8002:9000-9002").expect("valid");
-        assert_eq!(got, vec![one("", 9000, "8000", "tcp"), one("", 9001, "8001", "tcp"), one("", 9002, "8002", "tcp")]);
-        assert_eq!(parse("8000-8010:80"), Ok(vec![one("", 80, "8000-8010", "tcp")]));
+        assert_eq!(
+            got,
+            vec![
+                one("", 9000, "8000", "tcp"),
+                one("", 9001, "8001", "tcp"),
+                one("", 9002, "8002", "tcp")
+            ]
+        );
+        assert_eq!(
+            parse("8000-8010:80"),
+            Ok(vec![one("", 80, "8000-8010", "tcp")])
+        );
         let got = parse("98-100").expect("valid");
         let targets: Vec<u16> = got.iter().map(|p| p.target).collect();
         assert_eq!(targets, [100, 98, 99], "sorted as text, like compose-go");
@@ -150,17 +187,38 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(parse("80:80:80/tcpx"), Err("invalid IP address: 80".to_string()));
-        assert_eq!(parse("8080:80/tcpx"), Err("invalid proto: tcpx".to_string()));
-        assert_eq!(parse("/udp"), Err("no port specified: /udp<empty>".to_string()));
-        assert_eq!(parse("8080:abc"), Err("invalid containerPort: abc".to_string()));
+        assert_eq!(
+            parse("80:80:80/tcpx"),
+            Err("invalid IP address: 80".to_string())
+        );
+        assert_eq!(
+            parse("8080:80/tcpx"),
+            Err("invalid proto: tcpx".to_string())
+        );
+        assert_eq!(
+            parse("/udp"),
+            Err("no port specified: /udp<empty>".to_string())
+        );
+        assert_eq!(
+            parse("8080:abc"),
+            Err("invalid containerPort: abc".to_string())
+        );
         assert_eq!(parse("x:80"), Err("invalid hostPort: x".to_string()));
         assert_eq!(parse("+80"), Err("invalid containerPort: +80".to_string()));
-        assert_eq!(parse("70000"), Err("invalid containerPort: 70000".to_string()));
-        assert_eq!(parse("90-80"), Err("invalid containerPort: 90-80".to_string()));
+        assert_eq!(
+            parse("70000"),
+            Err("invalid containerPort: 70000".to_string())
+        );
+        assert_eq!(
+            parse("90-80"),
+            Err("invalid containerPort: 90-80".to_string())
+        );
         assert_eq!(
             parse("8000-8001:80-82"),
-            Err("invalid ranges specified for container and host Ports: 80-82 and 8000-8001".to_string())
+            Err(
+                "invalid ranges specified for container and host Ports: 80-82 and 8000-8001"
+                    .to_string()
+            )
         );
         assert!(parse("[::1:80:80").is_err());
     }

@@ -122,11 +122,17 @@ mod tests {
     #[test]
     fn plain_and_quoted_words() {
         assert_eq!(words("echo hello  world"), ["echo", "hello", "world"]);
-        assert_eq!(words(r#"sh -c "echo 'a b' && exit 1""#), ["sh", "-c", "echo 'a b' && exit 1"]);
+        assert_eq!(
+            words(r#"sh -c "echo 'a b' && exit 1""#),
+            ["sh", "-c", "echo 'a b' && exit 1"]
+        );
         assert_eq!(words(r#"a 'it''s' "" x"#), ["a", "its", "", "x"]);
         assert_eq!(words(r"a\ b c\td"), ["a b", "c\td"]);
         assert_eq!(words(r"'a\b'"), [r"a\b"]);
-        assert_eq!(words("echo $(date +%s) `id`"), ["echo", "$(date +%s)", "`id`"]);
+        assert_eq!(
+            words("echo $(date +%s) `id`"),
+            ["echo", "$(date +%s)", "`id`"]
+        );
         assert!(words("").is_empty());
     }
 

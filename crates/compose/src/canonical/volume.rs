@@ -34,7 +34,9 @@ pub struct Bind {
     pub propagation: Option<String>,
 }
 
-const PROPAGATIONS: [&str; 6] = ["rprivate", "private", "rshared", "shared", "rslave", "slave"];
+const PROPAGATIONS: [&str; 6] = [
+    "rprivate", "private", "rshared", "shared", "rslave", "slave",
+];
 
 fn is_windows_drive(buffer: &[char], c: char) -> bool {
     c == ':' && buffer.len() == 1 && buffer.first().is_some_and(|b| b.is_alphabetic())
@@ -52,7 +54,10 @@ fn is_file_path(source: &str) -> bool {
 
 /// Parses a short-syntax volume. The error is the explanation after `invalid spec: SPEC: `.
 pub fn parse(spec: &str) -> Result<VolumeSpec, String> {
-    let mut v = VolumeSpec { kind: "volume", ..VolumeSpec::default() };
+    let mut v = VolumeSpec {
+        kind: "volume",
+        ..VolumeSpec::default()
+    };
     match spec.len() {
         0 => return Err("invalid empty volume spec".to_string()),
         1 | 2 => {
@@ -65,7 +70,10 @@ pub fn parse(spec: &str) -> Result<VolumeSpec, String> {
     let mut buffer: Vec<char> = Vec::new();
     let mut in_var = 0usize;
     let mut filled = (false, false); // source, target
-    let chars = spec.char_indices().map(|(i, c)| (i, Some(c))).chain(std::iter::once((spec.len(), None)));
+    let chars = spec
+        .char_indices()
+        .map(|(i, c)| (i, Some(c)))
+        .chain(std::iter::once((spec.len(), None)));
     for (i, c) in chars {
         if c == Some('$') && bytes.get(i + 1) == Some(&b'{') {
             in_var += 1;
@@ -99,7 +107,12 @@ pub fn parse(spec: &str) -> Result<VolumeSpec, String> {
     Ok(v)
 }
 
-fn fill(v: &mut VolumeSpec, filled: &mut (bool, bool), buffer: &[char], end: bool) -> Result<(), &'static str> {
+fn fill(
+    v: &mut VolumeSpec,
+    filled: &mut (bool, bool),
+    buffer: &[char],
+    end: bool,
+) -> Result<(), &'static str> {
     let text: String = buffer.iter().collect();
     if text.is_empty() {
         return Err("empty section between colons");
@@ -127,7 +140,9 @@ fn fill(v: &mut VolumeSpec, filled: &mut (bool, bool), buffer: &[char], end: boo
             "ro" => v.read_only = true,
             "rw" => v.read_only = false,
             "nocopy" => v.volume = Some(true),
-            "z" | "Z" => v.bind.get_or_insert_with(Bind::default).selinux = Some(option.to_string()),
+            "z" | "Z" => {
+                v.bind.get_or_insert_with(Bind::default).selinux = Some(option.to_string())
+            }
             p if PROPAGATIONS.contains(&p) => {
                 v.bind.get_or_insert_with(Bind::default).propagation = Some(p.to_string())
             }
@@ -172,12 +187,21 @@ mod tests {
     #[test]
     fn kinds() {
         let v = parse("./data:/data").expect("valid");
-        assert_eq!((v.kind, v.source.as_str(), v.target.as_str()), ("bind", "./data", "/data"));
+        assert_eq!(
+            (v.kind, v.source.as_str(), v.target.as_str()),
+            ("bind", "./data", "/data")
+        );
         assert_eq!(v.bind.map(|b| b.create_host_path), Some(true));
         let v = parse("db:/var/lib/db/").expect("valid");
-        assert_eq!((v.kind, v.source.as_str(), v.target.as_str(), v.volume), ("volume", "db", "/var/lib/db", Some(false)));
+        assert_eq!(
+            (v.kind, v.source.as_str(), v.target.as_str(), v.volume),
+            ("volume", "db", "/var/lib/db", Some(false))
+        );
         let v = parse("/data").expect("valid");
-        assert_eq!((v.kind, v.source.as_str(), v.target.as_str()), ("volume", "", "/data"));
+        assert_eq!(
+            (v.kind, v.source.as_str(), v.target.as_str()),
+            ("volume", "", "/data")
+        );
         let v = parse("C:\\data:/data").expect("valid");
         assert_eq!((v.kind, v.source.as_str()), ("bind", "C:\\data"));
         assert_eq!(parse("~/x:/x").expect("valid").kind, "bind");
@@ -190,7 +214,10 @@ mod tests {
         let v = parse("./a:/a:ro,z,rshared").expect("valid");
         assert!(v.read_only);
         let b = v.bind.expect("bind");
-        assert_eq!((b.selinux.as_deref(), b.propagation.as_deref()), (Some("z"), Some("rshared")));
+        assert_eq!(
+            (b.selinux.as_deref(), b.propagation.as_deref()),
+            (Some("z"), Some("rshared"))
+        );
         let v = parse("vol:/a:nocopy,rw").expect("valid");
         assert_eq!((v.read_only, v.volume), (false, Some(true)));
     }
@@ -198,10 +225,16 @@ mod tests {
     #[test]
     fn errors() {
         assert_eq!(parse(""), Err("invalid empty volume spec".to_string()));
-        assert_eq!(parse("vol:/b:ro:x"), Err("invalid spec: vol:/b:ro:x: too many colons".to_string()));
+        assert_eq!(
+            parse("vol:/b:ro:x"),
+            Err("invalid spec: vol:/b:ro:x: too many colons".to_string())
+        );
         // A one-letter source is a Windows drive, as in compose-go.
         assert_eq!(parse("a:b:ro").expect("valid").source, "a:b");
-        assert_eq!(parse("vol::/b"), Err("invalid spec: vol::/b: empty section between colons".to_string()));
+        assert_eq!(
+            parse("vol::/b"),
+            Err("invalid spec: vol::/b: empty section between colons".to_string())
+        );
     }
 
     #[test]
