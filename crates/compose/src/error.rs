@@ -50,13 +50,7 @@ pub struct Error {
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error {
-            kind,
-            loc: Loc::NONE,
-            path: YamlPath::root(),
-            message: message.into(),
-            hint: None,
-        }
+        Error { kind, loc: Loc::NONE, path: YamlPath::root(), message: message.into(), hint: None }
     }
     pub fn at(mut self, loc: Loc) -> Error {
         self.loc = loc;
@@ -122,11 +116,7 @@ mod tests {
     #[test]
     fn display_names_file_line_path_and_hint() {
         let e = Error::new(ErrorKind::InvalidValue, "invalid port \"80:80:80/tcpx\"")
-            .at(Loc {
-                file: FileId::intern("compose.yaml"),
-                line: 12,
-                col: 7,
-            })
+            .at(Loc { file: FileId::intern("compose.yaml"), line: 12, col: 7 })
             .path(YamlPath::parse("services.web.ports[0]"))
             .hint("use HOST:CONTAINER[/PROTOCOL]");
         assert_eq!(

@@ -47,10 +47,7 @@ impl FileId {
 
     pub fn name(self) -> Arc<str> {
         let table = files().lock().unwrap_or_else(|e| e.into_inner());
-        table
-            .get(self.0 as usize)
-            .cloned()
-            .unwrap_or_else(|| Arc::from(""))
+        table.get(self.0 as usize).cloned().unwrap_or_else(|| Arc::from(""))
     }
 }
 
@@ -63,11 +60,7 @@ pub struct Loc {
 }
 
 impl Loc {
-    pub const NONE: Loc = Loc {
-        file: FileId::NONE,
-        line: 0,
-        col: 0,
-    };
+    pub const NONE: Loc = Loc { file: FileId::NONE, line: 0, col: 0 };
 
     pub fn is_known(&self) -> bool {
         self.line != 0
@@ -107,17 +100,11 @@ pub struct Key {
 
 impl Key {
     pub fn new(name: impl Into<String>) -> Key {
-        Key {
-            name: name.into(),
-            loc: Loc::NONE,
-        }
+        Key { name: name.into(), loc: Loc::NONE }
     }
 
     pub fn at(name: impl Into<String>, loc: Loc) -> Key {
-        Key {
-            name: name.into(),
-            loc,
-        }
+        Key { name: name.into(), loc }
     }
 
     pub fn as_str(&self) -> &str {
@@ -191,18 +178,10 @@ impl PartialEq for Node {
 
 impl Node {
     pub fn new(value: Value) -> Node {
-        Node {
-            value,
-            loc: Loc::NONE,
-            tag: None,
-        }
+        Node { value, loc: Loc::NONE, tag: None }
     }
     pub fn at(value: Value, loc: Loc) -> Node {
-        Node {
-            value,
-            loc,
-            tag: None,
-        }
+        Node { value, loc, tag: None }
     }
     pub fn null() -> Node {
         Node::new(Value::Null)
@@ -314,11 +293,7 @@ pub fn format_float(f: f64) -> String {
     if f.is_nan() {
         ".nan".to_string()
     } else if f.is_infinite() {
-        if f > 0.0 {
-            "+.inf".to_string()
-        } else {
-            "-.inf".to_string()
-        }
+        if f > 0.0 { "+.inf".to_string() } else { "-.inf".to_string() }
     } else {
         let s = format!("{f}");
         s
@@ -431,27 +406,13 @@ fn parser_options() -> serde_saphyr::Options {
 pub fn parse(name: &str, text: &str) -> Result<Node, ParseError> {
     let file = FileId::intern(name);
     if text.trim().is_empty() || only_comments(text) {
-        return Ok(Node::at(
-            Value::Null,
-            Loc {
-                file,
-                line: 1,
-                col: 1,
-            },
-        ));
+        return Ok(Node::at(Value::Null, Loc { file, line: 1, col: 1 }));
     }
-    let raw: Option<RawNode> = serde_saphyr::from_str_with_options(text, parser_options())
-        .map_err(|e| syntax_error(file, &e))?;
+    let raw: Option<RawNode> =
+        serde_saphyr::from_str_with_options(text, parser_options()).map_err(|e| syntax_error(file, &e))?;
     Ok(match raw {
         Some(r) => r.into_node(file),
-        None => Node::at(
-            Value::Null,
-            Loc {
-                file,
-                line: 1,
-                col: 1,
-            },
-        ),
+        None => Node::at(Value::Null, Loc { file, line: 1, col: 1 }),
     })
 }
 
@@ -479,10 +440,7 @@ fn syntax_error(file: FileId, e: &serde_saphyr::Error) -> ParseError {
         message = rest.to_string();
     }
     let message = message.lines().next().unwrap_or("invalid YAML").to_string();
-    ParseError::Syntax {
-        loc: Loc { file, line, col },
-        message,
-    }
+    ParseError::Syntax { loc: Loc { file, line, col }, message }
 }
 
 /// What serde-saphyr hands us before the file id is attached.
@@ -505,11 +463,7 @@ enum RawValue {
 
 impl RawNode {
     fn into_node(self, file: FileId) -> Node {
-        let loc = Loc {
-            file,
-            line: self.line,
-            col: self.col,
-        };
+        let loc = Loc { file, line: self.line, col: self.col };
         let tag = self.tag.and_then(|t| match t.as_str() {
             "!reset" => Some(Tag::Reset),
             "!override" => Some(Tag::Override),
@@ -523,17 +477,11 @@ impl RawNode {
             RawValue::Int(i) => Value::Int(i),
             RawValue::Float(f) => Value::Float(f),
             RawValue::String(s) => Value::String(s),
-            RawValue::Seq(items) => {
-                Value::Seq(items.into_iter().map(|n| n.into_node(file)).collect())
-            }
+            RawValue::Seq(items) => Value::Seq(items.into_iter().map(|n| n.into_node(file)).collect()),
             RawValue::Map(entries) => {
                 let mut m = Map::with_capacity(entries.len());
                 for (k, v) in entries {
-                    let kloc = Loc {
-                        file,
-                        line: k.line,
-                        col: k.col,
-                    };
+                    let kloc = Loc { file, line: k.line, col: k.col };
                     let name = match k.value {
                         RawValue::String(s) => s,
                         RawValue::Bool(b) => b.to_string(),
@@ -557,12 +505,7 @@ impl<'de> Deserialize<'de> for RawNode {
             serde_saphyr::Spanned::deserialize(d)?;
         let at = spanned.defined;
         let serde_saphyr::Tagged(value, tag) = spanned.value;
-        Ok(RawNode {
-            value,
-            line: at.line() as u32,
-            col: at.column() as u32,
-            tag,
-        })
+        Ok(RawNode { value, line: at.line() as u32, col: at.column() as u32, tag })
     }
 }
 
@@ -654,11 +597,7 @@ pub fn from_json(v: &serde_json::Value) -> Node {
         },
         J::String(s) => Value::String(s.clone()),
         J::Array(a) => Value::Seq(a.iter().map(from_json).collect()),
-        J::Object(o) => Value::Map(
-            o.iter()
-                .map(|(k, v)| (Key::new(k.clone()), from_json(v)))
-                .collect(),
-        ),
+        J::Object(o) => Value::Map(o.iter().map(|(k, v)| (Key::new(k.clone()), from_json(v))).collect()),
     })
 }
 
@@ -669,16 +608,10 @@ pub fn to_json(n: &Node) -> serde_json::Value {
         Value::Null => J::Null,
         Value::Bool(b) => J::Bool(*b),
         Value::Int(i) => J::from(*i),
-        Value::Float(f) => serde_json::Number::from_f64(*f)
-            .map(J::Number)
-            .unwrap_or(J::Null),
+        Value::Float(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
         Value::String(s) => J::String(s.clone()),
         Value::Seq(items) => J::Array(items.iter().map(to_json).collect()),
-        Value::Map(m) => J::Object(
-            m.iter()
-                .map(|(k, v)| (k.name.clone(), to_json(v)))
-                .collect(),
-        ),
+        Value::Map(m) => J::Object(m.iter().map(|(k, v)| (k.name.clone(), to_json(v))).collect()),
     }
 }
 
@@ -696,9 +629,7 @@ pub fn lookup<'a>(root: &'a Node, path: &YamlPath) -> Option<&'a Node> {
 
 /// Path of a file relative to `base` when it is inside it, for shorter messages.
 pub fn display_path(path: &Path, base: &Path) -> PathBuf {
-    path.strip_prefix(base)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|_| path.to_path_buf())
+    path.strip_prefix(base).map(Path::to_path_buf).unwrap_or_else(|_| path.to_path_buf())
 }
 
 #[cfg(test)]
@@ -707,11 +638,7 @@ mod tests {
 
     #[test]
     fn scalars_are_yaml_1_2() {
-        let n = parse(
-            "t.yaml",
-            "a: yes\nb: true\nc: 1\nd: '1'\ne: 1.5\nf: ~\ng: on\nh: 0x10\n",
-        )
-        .unwrap();
+        let n = parse("t.yaml", "a: yes\nb: true\nc: 1\nd: '1'\ne: 1.5\nf: ~\ng: on\nh: 0x10\n").unwrap();
         assert_eq!(n.get("a").unwrap().value, Value::String("yes".into()));
         assert_eq!(n.get("b").unwrap().value, Value::Bool(true));
         assert_eq!(n.get("c").unwrap().value, Value::Int(1));
@@ -724,11 +651,7 @@ mod tests {
 
     #[test]
     fn locations_and_keys() {
-        let n = parse(
-            "loc.yaml",
-            "services:\n  web:\n    image: nginx\n    ports:\n      - 80:80\n",
-        )
-        .unwrap();
+        let n = parse("loc.yaml", "services:\n  web:\n    image: nginx\n    ports:\n      - 80:80\n").unwrap();
         let web = n.get("services").unwrap().get("web").unwrap();
         let image = web.get("image").unwrap();
         assert_eq!((image.loc.line, image.loc.col), (3, 12));
@@ -741,11 +664,7 @@ mod tests {
 
     #[test]
     fn tags_reach_the_tree() {
-        let n = parse(
-            "t.yaml",
-            "a: !reset []\nb: !override\n  x: 1\nc: !reset null\n",
-        )
-        .unwrap();
+        let n = parse("t.yaml", "a: !reset []\nb: !override\n  x: 1\nc: !reset null\n").unwrap();
         assert_eq!(n.get("a").unwrap().tag, Some(Tag::Reset));
         assert_eq!(n.get("b").unwrap().tag, Some(Tag::Override));
         assert_eq!(n.get("c").unwrap().tag, Some(Tag::Reset));
@@ -783,11 +702,7 @@ mod tests {
 
     #[test]
     fn path_display_and_parse() {
-        let p = YamlPath::root()
-            .key("services")
-            .key("web")
-            .key("ports")
-            .index(0);
+        let p = YamlPath::root().key("services").key("web").key("ports").index(0);
         assert_eq!(p.to_string(), "services.web.ports[0]");
         assert_eq!(YamlPath::parse("services.web.ports[0]"), p);
     }
