@@ -6,4 +6,7 @@
 pub mod error;
 pub mod yaml;
 
+pub mod normalize;
+pub mod paths;
+
 pub use error::{Error, ErrorKind, Result};
