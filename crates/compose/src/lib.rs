@@ -8,5 +8,6 @@ pub mod yaml;
 
 pub mod normalize;
 pub mod paths;
+pub mod graph;
 
 pub use error::{Error, ErrorKind, Result};
