@@ -88,9 +88,14 @@ impl ServiceGraph {
     }
 
     fn neighbours(&self, name: &str, dir: Direction) -> Vec<String> {
-        let Some(&i) = self.index.get(name) else { return Vec::new() };
-        let mut out: Vec<String> =
-            self.graph.neighbors_directed(i, dir).map(|n| self.graph[n].clone()).collect();
+        let Some(&i) = self.index.get(name) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = self
+            .graph
+            .neighbors_directed(i, dir)
+            .map(|n| self.graph[n].clone())
+            .collect();
         out.sort();
         out.dedup();
         out
@@ -241,8 +246,11 @@ pub fn find_cycle<S: AsRef<str>>(deps: &BTreeMap<String, BTreeSet<S>>) -> Option
                 Some(State::Done) => {}
                 Some(State::Visiting) => {
                     let from = stack.iter().position(|(n, _, _)| *n == child).unwrap_or(0);
-                    let mut cycle: Vec<String> =
-                        stack.iter().skip(from).map(|(n, _, _)| n.to_string()).collect();
+                    let mut cycle: Vec<String> = stack
+                        .iter()
+                        .skip(from)
+                        .map(|(n, _, _)| n.to_string())
+                        .collect();
                     cycle.push(child.to_string());
                     return Some(cycle);
                 }
@@ -258,10 +266,18 @@ pub fn find_cycle<S: AsRef<str>>(deps: &BTreeMap<String, BTreeSet<S>>) -> Option
     None
 }
 
-fn sorted_deps<'a, S: AsRef<str>>(deps: &'a BTreeMap<String, BTreeSet<S>>, name: &str) -> Vec<&'a str> {
+fn sorted_deps<'a, S: AsRef<str>>(
+    deps: &'a BTreeMap<String, BTreeSet<S>>,
+    name: &str,
+) -> Vec<&'a str> {
     let mut v: Vec<&str> = deps
         .get(name)
-        .map(|ds| ds.iter().map(AsRef::as_ref).filter(|d| deps.contains_key(*d)).collect())
+        .map(|ds| {
+            ds.iter()
+                .map(AsRef::as_ref)
+                .filter(|d| deps.contains_key(*d))
+                .collect()
+        })
         .unwrap_or_default();
     v.sort_unstable();
     v

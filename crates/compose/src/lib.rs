@@ -9,6 +9,7 @@ pub mod yaml;
 pub mod normalize;
 pub mod paths;
 pub mod profiles;
+pub mod consistency;
 pub mod graph;
 
 pub use error::{Error, ErrorKind, Result};

@@ -72,9 +72,12 @@ fn service_map<'a>(service: &'a mut Node, path: &YamlPath) -> Result<&'a mut Map
     let loc = service.loc;
     let kind = service.kind_name();
     service.as_map_mut().ok_or_else(|| {
-        Error::new(ErrorKind::InvalidValue, format!("a service must be a mapping, not {kind}"))
-            .at(loc)
-            .path(path.clone())
+        Error::new(
+            ErrorKind::InvalidValue,
+            format!("a service must be a mapping, not {kind}"),
+        )
+        .at(loc)
+        .path(path.clone())
     })
 }
 
@@ -86,7 +89,11 @@ fn normalize_networks(root: &mut Map) -> Result<(), Error> {
     if let Some(services) = root.get_mut("services").and_then(Node::as_map_mut) {
         for (name, service) in services.iter_mut() {
             let path = services_path.key(&name.name);
-            let service_loc = if name.loc.is_known() { name.loc } else { service.loc };
+            let service_loc = if name.loc.is_known() {
+                name.loc
+            } else {
+                service.loc
+            };
             let service = service_map(service, &path)?;
             if service.contains_key("provider") || service.contains_key("network_mode") {
                 continue;
@@ -109,7 +116,10 @@ fn normalize_networks(root: &mut Map) -> Result<(), Error> {
             };
             if needs_default {
                 let mut nets = Map::new();
-                nets.insert(Key::at("default", service_loc), Node::null().with_loc(service_loc));
+                nets.insert(
+                    Key::at("default", service_loc),
+                    Node::null().with_loc(service_loc),
+                );
                 let networks = Node::map(nets).with_loc(service_loc);
                 match service.get_full_mut("networks") {
                     Some((_, _, existing)) => *existing = networks,
@@ -124,7 +134,9 @@ fn normalize_networks(root: &mut Map) -> Result<(), Error> {
     if !uses_default {
         return Ok(());
     }
-    let networks = root.entry(Key::new("networks")).or_insert_with(Node::empty_map);
+    let networks = root
+        .entry(Key::new("networks"))
+        .or_insert_with(Node::empty_map);
     if networks.is_null() {
         networks.value = Value::Map(Map::new());
     }
@@ -181,7 +193,10 @@ where
     // Short syntax (`build: ./dir`), in case the canonical phase left it.
     if let Value::String(context) = &build.value {
         let mut m = Map::new();
-        m.insert(Key::at("context", build.loc), Node::string(context.clone()).with_loc(build.loc));
+        m.insert(
+            Key::at("context", build.loc),
+            Node::string(context.clone()).with_loc(build.loc),
+        );
         build.value = Value::Map(m);
     }
     if build.is_null() {
@@ -192,7 +207,9 @@ where
     if b.get("context").is_none_or(Node::is_null) {
         set(b, "context", Node::string(".").with_loc(loc));
     }
-    if b.get("dockerfile").is_none_or(Node::is_null) && b.get("dockerfile_inline").is_none_or(Node::is_null) {
+    if b.get("dockerfile").is_none_or(Node::is_null)
+        && b.get("dockerfile_inline").is_none_or(Node::is_null)
+    {
         set(b, "dockerfile", Node::string("Dockerfile").with_loc(loc));
     }
     if let Some(args) = b.get_mut("args") {
@@ -255,7 +272,10 @@ where
 /// A `depends_on` entry as compose-go writes an implicit one.
 fn dependency(restart: bool, loc: Loc) -> Node {
     let mut m = Map::new();
-    m.insert(Key::at("condition", loc), Node::string("service_started").with_loc(loc));
+    m.insert(
+        Key::at("condition", loc),
+        Node::string("service_started").with_loc(loc),
+    );
     m.insert(Key::at("required", loc), Node::bool(true).with_loc(loc));
     m.insert(Key::at("restart", loc), Node::bool(restart).with_loc(loc));
     Node::map(m).with_loc(loc)
@@ -348,7 +368,9 @@ fn is_true(node: &Node) -> bool {
 /// Resources with no explicit `name:` are named by their key: `<project>_<key>`, or the key
 /// itself for an external resource.
 fn set_name_from_key(root: &mut Map, kind: &str, project_name: &str) -> Result<(), Error> {
-    let Some(top) = root.get_mut(kind) else { return Ok(()) };
+    let Some(top) = root.get_mut(kind) else {
+        return Ok(());
+    };
     if top.is_null() {
         return Ok(());
     }
@@ -359,22 +381,33 @@ fn set_name_from_key(root: &mut Map, kind: &str, project_name: &str) -> Result<(
             .path(YamlPath::root().key(kind))
     })?;
     for (key, resource) in top.iter_mut() {
-        let res_loc = if resource.loc.is_known() { resource.loc } else { key.loc };
+        let res_loc = if resource.loc.is_known() {
+            resource.loc
+        } else {
+            key.loc
+        };
         if resource.is_null() {
             *resource = Node::empty_map().with_loc(res_loc);
         }
         let Some(r) = resource.as_map_mut() else {
             return Err(Error::new(
                 ErrorKind::InvalidValue,
-                format!("{kind}.{} must be a mapping, not {}", key.name, resource.kind_name()),
+                format!(
+                    "{kind}.{} must be a mapping, not {}",
+                    key.name,
+                    resource.kind_name()
+                ),
             )
             .at(res_loc)
             .path(YamlPath::root().key(kind).key(&key.name)));
         };
         if r.get("name").is_none_or(Node::is_null) {
             let external = r.get("external").is_some_and(is_true);
-            let name =
-                if external { key.name.clone() } else { format!("{project_name}_{}", key.name) };
+            let name = if external {
+                key.name.clone()
+            } else {
+                format!("{project_name}_{}", key.name)
+            };
             let node = Node::string(name).with_loc(res_loc);
             match r.get_mut("name") {
                 Some(existing) => *existing = node,
@@ -394,8 +427,10 @@ mod tests {
 
     fn run(src: &str, env: &[(&str, &str)]) -> serde_json::Value {
         let mut doc = parse("n.yaml", src).unwrap();
-        let env: Vec<(String, String)> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         normalize_with_env(&mut doc, "p", |k| {
             env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
         })
@@ -426,9 +461,19 @@ mod tests {
 
     #[test]
     fn implicit_dependency_is_located_at_its_source() {
-        let mut doc = parse("n.yaml", "services:\n  a:\n    links:\n      - db:database\n").unwrap();
+        let mut doc = parse(
+            "n.yaml",
+            "services:\n  a:\n    links:\n      - db:database\n",
+        )
+        .unwrap();
         normalize(&mut doc, "p").unwrap();
-        let deps = doc.get("services").unwrap().get("a").unwrap().get("depends_on").unwrap();
+        let deps = doc
+            .get("services")
+            .unwrap()
+            .get("a")
+            .unwrap()
+            .get("depends_on")
+            .unwrap();
         let (k, v) = deps.as_map().unwrap().get_key_value("db").unwrap();
         assert_eq!(k.loc.line, 4);
         assert_eq!(v.get("restart").unwrap().as_bool(), Some(true));
@@ -450,8 +495,14 @@ mod tests {
             "services:\n  a:\n    environment:\n      A: null\n      B: null\n      C: x\n    build:\n      context: .\n      dockerfile_inline: FROM x\n      args:\n        A: null\n        B: null\n",
             &[("A", "1")],
         );
-        assert_eq!(j["services"]["a"]["environment"], serde_json::json!({"A": "1", "B": null, "C": "x"}));
-        assert_eq!(j["services"]["a"]["build"]["args"], serde_json::json!({"A": "1"}));
+        assert_eq!(
+            j["services"]["a"]["environment"],
+            serde_json::json!({"A": "1", "B": null, "C": "x"})
+        );
+        assert_eq!(
+            j["services"]["a"]["build"]["args"],
+            serde_json::json!({"A": "1"})
+        );
         assert!(j["services"]["a"]["build"].get("dockerfile").is_none());
     }
 

@@ -113,8 +113,10 @@ impl Resolver {
         if let Some(file) = service.get_mut("extends").and_then(|e| e.get_mut("file")) {
             self.remote_or_abs(file);
         }
-        if let Some(watch) =
-            service.get_mut("develop").and_then(|d| d.get_mut("watch")).and_then(Node::as_seq_mut)
+        if let Some(watch) = service
+            .get_mut("develop")
+            .and_then(|d| d.get_mut("watch"))
+            .and_then(Node::as_seq_mut)
         {
             for rule in watch {
                 if let Some(path) = rule.get_mut("path") {
@@ -150,7 +152,9 @@ impl Resolver {
 
     /// compose-go's `absPath`: `~` expanded, relative paths joined to the base directory.
     fn abs(&self, node: &mut Node) {
-        let Value::String(s) = &node.value else { return };
+        let Value::String(s) = &node.value else {
+            return;
+        };
         if s.is_empty() || is_url(s) || is_windows_abs(s) {
             return;
         }
@@ -180,7 +184,10 @@ impl Resolver {
 
     /// A build context: kept when it is a URL, a `service:` reference or a remote context.
     fn context(&self, node: &mut Node) {
-        if node.as_str().is_some_and(|s| s.starts_with("service:") || is_remote(s)) {
+        if node
+            .as_str()
+            .is_some_and(|s| s.starts_with("service:") || is_remote(s))
+        {
             return;
         }
         self.abs(node);
@@ -188,7 +195,9 @@ impl Resolver {
 
     /// `name=context` (additional contexts in list form).
     fn keyed_context(&self, node: &mut Node) {
-        let Some((name, ctx)) = node.as_str().and_then(|s| s.split_once('=')) else { return };
+        let Some((name, ctx)) = node.as_str().and_then(|s| s.split_once('=')) else {
+            return;
+        };
         let mut c = Node::string(ctx);
         self.context(&mut c);
         if let Some(resolved) = c.as_str() {
@@ -201,7 +210,9 @@ impl Resolver {
         if volume.get("driver").and_then(Node::as_str) != Some("local") {
             return;
         }
-        let Some(opts) = volume.get_mut("driver_opts") else { return };
+        let Some(opts) = volume.get_mut("driver_opts") else {
+            return;
+        };
         if opts.get("o").and_then(Node::as_str) != Some("bind") {
             return;
         }
@@ -219,9 +230,17 @@ fn is_url(s: &str) -> bool {
 /// A Git or HTTP(S) reference, as BuildKit and compose-go's remote loaders recognise them.
 fn is_remote(s: &str) -> bool {
     is_url(s)
-        || ["https://", "http://", "git://", "ssh://", "github.com/", "git@", "oci://"]
-            .iter()
-            .any(|p| s.starts_with(p))
+        || [
+            "https://",
+            "http://",
+            "git://",
+            "ssh://",
+            "github.com/",
+            "git@",
+            "oci://",
+        ]
+        .iter()
+        .any(|p| s.starts_with(p))
 }
 
 /// `C:\…`, `C:/…` or `\\server\…`: absolute for Windows, kept as written.
@@ -323,32 +342,96 @@ mod tests {
             ("build: {context: ./app}", "/build/context", "/proj/app"),
             ("build: {context: app/../x/.}", "/build/context", "/proj/x"),
             ("build: {context: /abs/./y}", "/build/context", "/abs/./y"),
-            ("build: {context: 'https://github.com/a/b.git'}", "/build/context", "https://github.com/a/b.git"),
-            ("build: {context: 'git@github.com:a/b.git'}", "/build/context", "git@github.com:a/b.git"),
-            ("build: {context: 'github.com/a/b'}", "/build/context", "github.com/a/b"),
+            (
+                "build: {context: 'https://github.com/a/b.git'}",
+                "/build/context",
+                "https://github.com/a/b.git",
+            ),
+            (
+                "build: {context: 'git@github.com:a/b.git'}",
+                "/build/context",
+                "git@github.com:a/b.git",
+            ),
+            (
+                "build: {context: 'github.com/a/b'}",
+                "/build/context",
+                "github.com/a/b",
+            ),
             ("build: {context: 'C:\\src'}", "/build/context", "C:\\src"),
             ("build: {context: ~/src}", "/build/context", "/home/me/src"),
-            ("build: {context: ., additional_contexts: {a: ../a, b: 'service:b', c: 'docker-image://x'}}", "/build/additional_contexts/a", "/a"),
-            ("build: {context: ., additional_contexts: {a: ../a, b: 'service:b'}}", "/build/additional_contexts/b", "service:b"),
-            ("build: {context: ., additional_contexts: [a=../a]}", "/build/additional_contexts/0", "a=/a"),
-            ("env_file: [{path: .env, required: true}]", "/env_file/0/path", "/proj/.env"),
+            (
+                "build: {context: ., additional_contexts: {a: ../a, b: 'service:b', c: 'docker-image://x'}}",
+                "/build/additional_contexts/a",
+                "/a",
+            ),
+            (
+                "build: {context: ., additional_contexts: {a: ../a, b: 'service:b'}}",
+                "/build/additional_contexts/b",
+                "service:b",
+            ),
+            (
+                "build: {context: ., additional_contexts: [a=../a]}",
+                "/build/additional_contexts/0",
+                "a=/a",
+            ),
+            (
+                "env_file: [{path: .env, required: true}]",
+                "/env_file/0/path",
+                "/proj/.env",
+            ),
             ("env_file: [x.env]", "/env_file/0", "/proj/x.env"),
             ("label_file: [./l]", "/label_file/0", "/proj/l"),
             ("label_file: ./l", "/label_file", "/proj/l"),
-            ("extends: {file: ../base.yaml, service: b}", "/extends/file", "/base.yaml"),
-            ("extends: {file: 'oci://reg/x', service: b}", "/extends/file", "oci://reg/x"),
-            ("develop: {watch: [{path: ./src, action: sync}]}", "/develop/watch/0/path", "/proj/src"),
-            ("volumes: [{type: bind, source: ./data, target: /d}]", "/volumes/0/source", "/proj/data"),
-            ("volumes: [{type: bind, source: data, target: /d}]", "/volumes/0/source", "/proj/data"),
-            ("volumes: [{type: bind, source: '~', target: /d}]", "/volumes/0/source", "/home/me"),
-            ("volumes: [{type: bind, source: 'C:\\data', target: /d}]", "/volumes/0/source", "C:\\data"),
-            ("volumes: [{type: volume, source: data, target: /d}]", "/volumes/0/source", "data"),
+            (
+                "extends: {file: ../base.yaml, service: b}",
+                "/extends/file",
+                "/base.yaml",
+            ),
+            (
+                "extends: {file: 'oci://reg/x', service: b}",
+                "/extends/file",
+                "oci://reg/x",
+            ),
+            (
+                "develop: {watch: [{path: ./src, action: sync}]}",
+                "/develop/watch/0/path",
+                "/proj/src",
+            ),
+            (
+                "volumes: [{type: bind, source: ./data, target: /d}]",
+                "/volumes/0/source",
+                "/proj/data",
+            ),
+            (
+                "volumes: [{type: bind, source: data, target: /d}]",
+                "/volumes/0/source",
+                "/proj/data",
+            ),
+            (
+                "volumes: [{type: bind, source: '~', target: /d}]",
+                "/volumes/0/source",
+                "/home/me",
+            ),
+            (
+                "volumes: [{type: bind, source: 'C:\\data', target: /d}]",
+                "/volumes/0/source",
+                "C:\\data",
+            ),
+            (
+                "volumes: [{type: volume, source: data, target: /d}]",
+                "/volumes/0/source",
+                "data",
+            ),
             ("image: ./not-a-path", "/image", "./not-a-path"),
         ];
         for (service, pointer, want) in cases {
             let j = resolved(&format!("services:\n  s: {{{service}}}\n"));
             let got = j.pointer(&format!("/services/s{pointer}"));
-            assert_eq!(got.and_then(|v| v.as_str()), Some(want), "{service} at {pointer}: {j}");
+            assert_eq!(
+                got.and_then(|v| v.as_str()),
+                Some(want),
+                "{service} at {pointer}: {j}"
+            );
         }
     }
 
@@ -361,7 +444,10 @@ mod tests {
         assert_eq!(j["configs"]["c"]["file"], "/etc/c");
         assert_eq!(j["volumes"]["v"]["driver_opts"]["device"], "/proj/dev");
         assert_eq!(j["volumes"]["w"]["driver_opts"]["device"], "./dev");
-        assert_eq!(j["include"][0]["path"], serde_json::json!(["/proj/a.yaml", "https://x/y.git"]));
+        assert_eq!(
+            j["include"][0]["path"],
+            serde_json::json!(["/proj/a.yaml", "https://x/y.git"])
+        );
         assert_eq!(j["include"][0]["project_directory"], "/proj/sub");
         assert_eq!(j["include"][0]["env_file"][0], "/proj/.env");
         assert_eq!(j["include"][1], "/proj/other/compose.yaml");

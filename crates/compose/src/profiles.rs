@@ -46,7 +46,9 @@ fn is_enabled(service: &Node, active: &BTreeSet<String>) -> bool {
 fn is_required(dep: &Node) -> bool {
     match dep.get("required").map(|r| &r.value) {
         Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => !matches!(s.as_str(), "false" | "False" | "FALSE" | "0" | "f" | "F"),
+        Some(Value::String(s)) => {
+            !matches!(s.as_str(), "false" | "False" | "FALSE" | "0" | "f" | "F")
+        }
         _ => true,
     }
 }
@@ -59,7 +61,11 @@ fn is_required(dep: &Node) -> bool {
 /// Errors: a name in `explicit_services` that is no service (`no such service: x`), and a
 /// `required` dependency of an active service that is inactive
 /// (`service "web" depends on undefined service "db"`, both [`ErrorKind::Reference`]).
-pub fn apply_profiles(doc: &mut Node, active: &[String], explicit_services: &[String]) -> Result<(), Error> {
+pub fn apply_profiles(
+    doc: &mut Node,
+    active: &[String],
+    explicit_services: &[String],
+) -> Result<(), Error> {
     let Some(services) = doc.get_mut("services").and_then(Node::as_map_mut) else {
         return Ok(());
     };
@@ -74,8 +80,11 @@ pub fn apply_profiles(doc: &mut Node, active: &[String], explicit_services: &[St
         }
     }
 
-    let enabled: BTreeSet<String> =
-        services.iter().filter(|(_, s)| is_enabled(s, &active)).map(|(k, _)| k.name.clone()).collect();
+    let enabled: BTreeSet<String> = services
+        .iter()
+        .filter(|(_, s)| is_enabled(s, &active))
+        .map(|(k, _)| k.name.clone())
+        .collect();
     // Disabled services and their profiles (for the hint).
     let disabled: BTreeMap<String, Vec<String>> = services
         .iter()
@@ -84,8 +93,12 @@ pub fn apply_profiles(doc: &mut Node, active: &[String], explicit_services: &[St
         .collect();
 
     for name in &enabled {
-        let Some(service) = services.get_mut(name.as_str()) else { continue };
-        let Some(deps) = service.get_mut("depends_on").and_then(Node::as_map_mut) else { continue };
+        let Some(service) = services.get_mut(name.as_str()) else {
+            continue;
+        };
+        let Some(deps) = service.get_mut("depends_on").and_then(Node::as_map_mut) else {
+            continue;
+        };
         check_dependencies(name, deps, &disabled)?;
     }
     services.retain(|k, _| enabled.contains(&k.name));
@@ -93,10 +106,16 @@ pub fn apply_profiles(doc: &mut Node, active: &[String], explicit_services: &[St
 }
 
 /// Refuses a required dependency on a disabled service; drops the optional ones.
-fn check_dependencies(name: &str, deps: &mut Map, disabled: &BTreeMap<String, Vec<String>>) -> Result<(), Error> {
+fn check_dependencies(
+    name: &str,
+    deps: &mut Map,
+    disabled: &BTreeMap<String, Vec<String>>,
+) -> Result<(), Error> {
     let path = YamlPath::root().key("services").key(name).key("depends_on");
     for (dep, cfg) in deps.iter() {
-        let Some(profiles) = disabled.get(&dep.name) else { continue };
+        let Some(profiles) = disabled.get(&dep.name) else {
+            continue;
+        };
         if !is_required(cfg) {
             continue;
         }
@@ -151,8 +170,14 @@ services:
     fn apply(active: &[&str], explicit: &[&str]) -> Result<Vec<String>, Error> {
         let mut doc = parse("p.yaml", DOC).unwrap();
         apply_profiles(&mut doc, &s(active), &s(explicit))?;
-        let mut names: Vec<String> =
-            doc.get("services").unwrap().as_map().unwrap().keys().map(|k| k.name.clone()).collect();
+        let mut names: Vec<String> = doc
+            .get("services")
+            .unwrap()
+            .as_map()
+            .unwrap()
+            .keys()
+            .map(|k| k.name.clone())
+            .collect();
         names.sort();
         Ok(names)
     }
@@ -170,7 +195,10 @@ services:
 
     #[test]
     fn active_profile_enables_its_services() {
-        assert_eq!(apply(&["test"], &[]).unwrap(), s(&["coverage_lib", "test_lib", "web"]));
+        assert_eq!(
+            apply(&["test"], &[]).unwrap(),
+            s(&["coverage_lib", "test_lib", "web"])
+        );
     }
 
     #[test]
@@ -180,17 +208,29 @@ services:
 
     #[test]
     fn explicit_service_activates_its_profiles() {
-        assert_eq!(apply(&[], &["coverage_lib"]).unwrap(), s(&["coverage_lib", "test_lib", "web"]));
+        assert_eq!(
+            apply(&[], &["coverage_lib"]).unwrap(),
+            s(&["coverage_lib", "test_lib", "web"])
+        );
     }
 
     #[test]
     fn required_dependency_on_a_disabled_service_is_an_error() {
         let e = apply(&["debug"], &[]).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Reference);
-        assert_eq!(e.message(), "service \"debug_lib\" depends on undefined service \"test_lib\"");
+        assert_eq!(
+            e.message(),
+            "service \"debug_lib\" depends on undefined service \"test_lib\""
+        );
         assert_eq!(e.path.to_string(), "services.debug_lib.depends_on.test_lib");
         assert_eq!(e.loc.line, 13);
-        assert!(e.hint.as_deref().unwrap_or_default().contains("--profile test"), "{e}");
+        assert!(
+            e.hint
+                .as_deref()
+                .unwrap_or_default()
+                .contains("--profile test"),
+            "{e}"
+        );
         // Naming the service does not enable its dependency's profile either.
         assert!(apply(&[], &["debug_lib"]).is_err());
     }
@@ -199,7 +239,13 @@ services:
     fn optional_dependency_on_a_disabled_service_is_dropped() {
         let mut doc = parse("p.yaml", DOC).unwrap();
         apply_profiles(&mut doc, &s(&["opt"]), &[]).unwrap();
-        let deps = doc.get("services").unwrap().get("optional").unwrap().get("depends_on").unwrap();
+        let deps = doc
+            .get("services")
+            .unwrap()
+            .get("optional")
+            .unwrap()
+            .get("depends_on")
+            .unwrap();
         let keys: Vec<&str> = deps.as_map().unwrap().keys().map(|k| k.as_str()).collect();
         assert_eq!(keys, ["web"]);
     }

@@ -31,7 +31,11 @@ fn normalize_conformance() {
         let expected = parse(&expected_path.display().to_string(), &read(&expected_path)).unwrap();
         let env: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&read(&case_dir.join("env.json"))).unwrap();
-        let project = doc.get("name").and_then(|n| n.as_str()).unwrap_or_default().to_string();
+        let project = doc
+            .get("name")
+            .and_then(|n| n.as_str())
+            .unwrap_or_default()
+            .to_string();
 
         let result = normalize_with_env(&mut doc, &project, |k| {
             env.get(k).and_then(|v| v.as_str()).map(str::to_string)
@@ -46,5 +50,38 @@ fn normalize_conformance() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// testdata/expectations.json: the depends_on cycle files, after normalize (which also turns
+/// their short `depends_on` lists into mappings), must fail consistency with compose-go's exact
+/// message.
+#[test]
+fn depends_on_cycle_expectations() {
+    let testdata =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/compose-go/testdata");
+    let expectations: serde_json::Value =
+        serde_json::from_str(&read(&testdata.join("expectations.json"))).unwrap();
+    let mut checked = 0;
+    for file in [
+        "compose-depends-on-cycle.yaml",
+        "compose-depends-on-self.yaml",
+    ] {
+        let want = &expectations["files"][file];
+        assert_eq!(want["error_match"], "exact", "{file}");
+        let path = testdata.join(file);
+        let mut doc = parse(&path.display().to_string(), &read(&path)).unwrap();
+        normalize_with_env(&mut doc, "depends-on-cycle", |_| None).unwrap();
+        let e = berth_compose::consistency::check(&doc).expect_err(file);
+        assert_eq!(Some(e.message()), want["error"].as_str(), "{file}");
+        assert!(e.loc.is_known(), "{file}: {e}");
+        checked += 1;
+    }
+    assert_eq!(checked, 2);
 }

@@ -5,7 +5,8 @@ use berth_compose::graph::ServiceGraph;
 
 fn graph(spec: &[(&str, &[&str])]) -> Result<ServiceGraph, berth_compose::Error> {
     ServiceGraph::new(
-        spec.iter().map(|(n, ds)| (n.to_string(), ds.iter().map(|d| d.to_string()).collect())),
+        spec.iter()
+            .map(|(n, ds)| (n.to_string(), ds.iter().map(|d| d.to_string()).collect())),
     )
 }
 
@@ -65,7 +66,10 @@ fn every_dependency_starts_in_an_earlier_level() {
 fn with_dependencies_is_transitive() {
     let g = sample().with_dependencies(&names(&["web"]));
     assert_eq!(g.services(), names(&["api", "cache", "db", "web"]));
-    assert_eq!(g.start_levels(), levels(&[&["cache", "db"], &["api"], &["web"]]));
+    assert_eq!(
+        g.start_levels(),
+        levels(&[&["cache", "db"], &["api"], &["web"]])
+    );
     let g = sample().with_dependencies(&names(&["worker", "nope"]));
     assert_eq!(g.services(), names(&["db", "worker"]));
 }
@@ -97,13 +101,19 @@ fn cycle_is_reported_from_the_first_name() {
     ])
     .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Cycle);
-    assert_eq!(e.message(), "dependency cycle detected: service1 -> service2 -> service3 -> service1");
+    assert_eq!(
+        e.message(),
+        "dependency cycle detected: service1 -> service2 -> service3 -> service1"
+    );
 }
 
 #[test]
 fn self_dependency_is_a_cycle() {
     let e = graph(&[("service1", &["service1"])]).unwrap_err();
-    assert_eq!(e.message(), "dependency cycle detected: service1 -> service1");
+    assert_eq!(
+        e.message(),
+        "dependency cycle detected: service1 -> service1"
+    );
 }
 
 #[test]
@@ -116,7 +126,10 @@ fn cycle_below_an_acyclic_entry() {
 fn undefined_dependency_is_refused() {
     let e = graph(&[("bar", &["zot"])]).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Reference);
-    assert_eq!(e.message(), "service \"bar\" depends on undefined service \"zot\"");
+    assert_eq!(
+        e.message(),
+        "service \"bar\" depends on undefined service \"zot\""
+    );
 }
 
 #[test]
