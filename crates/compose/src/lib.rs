@@ -8,4 +8,10 @@ pub mod error;
 pub mod hash;
 pub mod yaml;
 
+pub mod normalize;
+pub mod paths;
+pub mod profiles;
+pub mod consistency;
+pub mod graph;
+
 pub use error::{Error, ErrorKind, Result};
