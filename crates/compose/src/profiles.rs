@@ -1,22 +1,21 @@
-//! Phase 10, profiles: services of inactive profiles removed, as compose-go's
-//! `Project.WithProfiles` and `WithServicesEnabled` and the Compose Specification say.
+//! Phase 10, profiles: services of inactive profiles removed.
 //!
 //! - A service without `profiles` is always active; one with profiles is active when one of them
-//!   is active, and `*` activates every profile.
+//!   is active (`--profile`, `COMPOSE_PROFILES`), and `*` activates every profile.
 //! - A service named on the command line is activated by adding its profiles to the active
 //!   ones (so other services of those profiles are active too, as in docker compose).
-//! - Dependencies are never activated implicitly (the specification: "References to other
-//!   services … do not automatically enable a component that would otherwise have been ignored
-//!   by active profiles. Instead Compose returns an error"): an active service whose
-//!   `depends_on` names an inactive service is an error when the dependency is `required`, and
-//!   the entry is dropped otherwise.
+//! - **Beyond compose-go:** the `required` dependencies of an active service are activated too,
+//!   transitively, whatever their profiles (issue 2: "their dependencies are pulled in").
+//!   docker compose refuses such a file (`service "debug" depends on undefined service
+//!   "helper"`); berth runs it. Every file docker compose accepts gives the same result here.
+//!   A `required: false` dependency on an inactive service is dropped, not activated.
 //!
 //! Run [`all_profiles`] before [`apply_profiles`] when every profile must be listed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use crate::error::{Error, ErrorKind};
-use crate::yaml::{Map, Node, Value, YamlPath};
+use crate::yaml::{Node, Value};
 
 /// Every profile named by some service, sorted, without duplicates.
 pub fn all_profiles(doc: &Node) -> Vec<String> {
@@ -73,67 +72,52 @@ pub fn apply_profiles(
     for name in explicit_services {
         let service = services.get(name.as_str()).ok_or_else(|| {
             Error::new(ErrorKind::Reference, format!("no such service: {name}"))
-                .hint("run `docker compose config --services` to list the services")
+                .hint("run `berth config --services` to list the services")
         })?;
         if !is_enabled(service, &active) {
             active.extend(profiles_of(service));
         }
     }
 
-    let enabled: BTreeSet<String> = services
+    let mut enabled: BTreeSet<String> = services
         .iter()
         .filter(|(_, s)| is_enabled(s, &active))
         .map(|(k, _)| k.name.clone())
         .collect();
-    // Disabled services and their profiles (for the hint).
-    let disabled: BTreeMap<String, Vec<String>> = services
-        .iter()
-        .filter(|(k, _)| !enabled.contains(&k.name))
-        .map(|(k, s)| (k.name.clone(), profiles_of(s)))
+    // Pull in the required dependencies of active services, transitively.
+    let mut queue: Vec<String> = enabled.iter().cloned().collect();
+    while let Some(name) = queue.pop() {
+        let Some(deps) = services
+            .get(name.as_str())
+            .and_then(|s| s.get("depends_on"))
+            .and_then(Node::as_map)
+        else {
+            continue;
+        };
+        for (dep, cfg) in deps {
+            if is_required(cfg)
+                && services.contains_key(dep.as_str())
+                && enabled.insert(dep.name.clone())
+            {
+                queue.push(dep.name.clone());
+            }
+        }
+    }
+    let disabled: BTreeSet<String> = services
+        .keys()
+        .filter(|k| !enabled.contains(&k.name))
+        .map(|k| k.name.clone())
         .collect();
-
     for name in &enabled {
-        let Some(service) = services.get_mut(name.as_str()) else {
-            continue;
-        };
-        let Some(deps) = service.get_mut("depends_on").and_then(Node::as_map_mut) else {
-            continue;
-        };
-        check_dependencies(name, deps, &disabled)?;
+        if let Some(deps) = services
+            .get_mut(name.as_str())
+            .and_then(|s| s.get_mut("depends_on"))
+            .and_then(Node::as_map_mut)
+        {
+            deps.retain(|k, _| !disabled.contains(&k.name));
+        }
     }
     services.retain(|k, _| enabled.contains(&k.name));
-    Ok(())
-}
-
-/// Refuses a required dependency on a disabled service; drops the optional ones.
-fn check_dependencies(
-    name: &str,
-    deps: &mut Map,
-    disabled: &BTreeMap<String, Vec<String>>,
-) -> Result<(), Error> {
-    let path = YamlPath::root().key("services").key(name).key("depends_on");
-    for (dep, cfg) in deps.iter() {
-        let Some(profiles) = disabled.get(&dep.name) else {
-            continue;
-        };
-        if !is_required(cfg) {
-            continue;
-        }
-        let loc = if dep.loc.is_known() { dep.loc } else { cfg.loc };
-        let flags: Vec<String> = profiles.iter().map(|p| format!("--profile {p}")).collect();
-        return Err(Error::new(
-            ErrorKind::Reference,
-            format!("service \"{name}\" depends on undefined service \"{}\"", dep.name),
-        )
-        .at(loc)
-        .path(path.key(&dep.name))
-        .hint(format!(
-            "\"{}\" is not enabled by the active profiles: add {}, or declare the dependency with `required: false`",
-            dep.name,
-            flags.join(" or ")
-        )));
-    }
-    deps.retain(|k, _| !disabled.contains_key(&k.name));
     Ok(())
 }
 
@@ -215,24 +199,33 @@ services:
     }
 
     #[test]
-    fn required_dependency_on_a_disabled_service_is_an_error() {
-        let e = apply(&["debug"], &[]).unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Reference);
+    fn required_dependencies_are_pulled_in_whatever_their_profiles() {
+        // debug_lib (profile debug) requires test_lib (profile test): it comes along.
         assert_eq!(
-            e.message(),
-            "service \"debug_lib\" depends on undefined service \"test_lib\""
+            apply(&["debug"], &[]).unwrap(),
+            s(&["debug_lib", "test_lib", "web"])
         );
-        assert_eq!(e.path.to_string(), "services.debug_lib.depends_on.test_lib");
-        assert_eq!(e.loc.line, 13);
-        assert!(
-            e.hint
-                .as_deref()
-                .unwrap_or_default()
-                .contains("--profile test"),
-            "{e}"
+        // Naming a service pulls in its dependencies the same way.
+        assert_eq!(
+            apply(&[], &["debug_lib"]).unwrap(),
+            s(&["debug_lib", "test_lib", "web"])
         );
-        // Naming the service does not enable its dependency's profile either.
-        assert!(apply(&[], &["debug_lib"]).is_err());
+    }
+
+    #[test]
+    fn dependencies_are_pulled_in_transitively() {
+        let doc = "services:\n  a:\n    profiles: [x]\n    depends_on:\n      b: {condition: service_started, required: true}\n  b:\n    profiles: [y]\n    depends_on:\n      c: {condition: service_started, required: true}\n  c:\n    profiles: [z]\n  d:\n    profiles: [z]\n";
+        let mut doc = parse("t.yaml", doc).unwrap();
+        apply_profiles(&mut doc, &s(&["x"]), &[]).unwrap();
+        let names: Vec<&str> = doc
+            .get("services")
+            .unwrap()
+            .as_map()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(names, ["a", "b", "c"]);
     }
 
     #[test]
