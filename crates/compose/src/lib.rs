@@ -6,4 +6,8 @@
 pub mod error;
 pub mod yaml;
 
+pub mod merge;
+pub mod unicity;
+pub mod extends;
+
 pub use error::{Error, ErrorKind, Result};
