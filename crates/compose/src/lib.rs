@@ -8,6 +8,7 @@ pub mod yaml;
 
 pub mod merge;
 pub mod unicity;
+
 pub mod extends;
 
 pub use error::{Error, ErrorKind, Result};

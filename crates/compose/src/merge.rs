@@ -49,7 +49,9 @@ pub fn merge_service(base: &Node, over: &Node) -> Result<Node, Error> {
     cx.push_key("services");
     cx.push_key("x");
     if !over.is_null() && over.as_map().is_none() {
-        return Err(Error::new(ErrorKind::InvalidValue, "a service must be a mapping").at(over.loc));
+        return Err(
+            Error::new(ErrorKind::InvalidValue, "a service must be a mapping").at(over.loc),
+        );
     }
     let merged = merge_value(base, over.clone(), &mut cx)?;
     Ok(merged.unwrap_or_else(|| Node::empty_map().with_loc(over.loc)))
@@ -73,7 +75,11 @@ pub(crate) fn strip_tags(mut node: Node) -> Option<Node> {
         _ => {}
     }
     node.value = match node.value {
-        Value::Map(m) => Value::Map(m.into_iter().filter_map(|(k, v)| strip_tags(v).map(|v| (k, v))).collect()),
+        Value::Map(m) => Value::Map(
+            m.into_iter()
+                .filter_map(|(k, v)| strip_tags(v).map(|v| (k, v)))
+                .collect(),
+        ),
         Value::Seq(items) => Value::Seq(items.into_iter().filter_map(strip_tags).collect()),
         other => other,
     };
@@ -91,8 +97,11 @@ fn root_map(base: Node) -> Result<Node, Error> {
 }
 
 fn top_level_error(n: &Node) -> Error {
-    Error::new(ErrorKind::InvalidValue, format!("top-level object must be a mapping, not {}", n.kind_name()))
-        .at(n.loc)
+    Error::new(
+        ErrorKind::InvalidValue,
+        format!("top-level object must be a mapping, not {}", n.kind_name()),
+    )
+    .at(n.loc)
 }
 
 /// Where the merge is: the keys (for matching the special rules) and the YAML path (for errors).
@@ -199,25 +208,44 @@ fn generic(base: Node, over: Node, cx: &mut Cx) -> Result<Option<Node>, Error> {
     match (base.value, over.value) {
         (Value::Map(b), Value::Map(o)) => {
             let merged = merge_mappings(b, o, cx)?;
-            Ok(Some(Node { value: Value::Map(merged), loc: base.loc, tag: base.tag }))
+            Ok(Some(Node {
+                value: Value::Map(merged),
+                loc: base.loc,
+                tag: base.tag,
+            }))
         }
         (Value::Seq(mut b), Value::Seq(o)) => {
             b.extend(o.into_iter().filter_map(strip_tags));
-            Ok(Some(Node { value: Value::Seq(b), loc: base.loc, tag: base.tag }))
+            Ok(Some(Node {
+                value: Value::Seq(b),
+                loc: base.loc,
+                tag: base.tag,
+            }))
         }
         (Value::Map(_), v) | (Value::Seq(_), v) => {
-            let over = Node { value: v, loc: over.loc, tag: over.tag };
+            let over = Node {
+                value: v,
+                loc: over.loc,
+                tag: over.tag,
+            };
             Err(cannot_override(&over, cx))
         }
-        (_, v) => Ok(strip_tags(Node { value: v, loc: over.loc, tag: over.tag })),
+        (_, v) => Ok(strip_tags(Node {
+            value: v,
+            loc: over.loc,
+            tag: over.tag,
+        })),
     }
 }
 
 fn cannot_override(over: &Node, cx: &Cx) -> Error {
-    Error::new(ErrorKind::Conflict, format!("cannot override {} with {}", cx.path(), over.kind_name()))
-        .at(over.loc)
-        .path(cx.path())
-        .hint("tag the value `!override` to replace the inherited one, or `!reset` to remove it")
+    Error::new(
+        ErrorKind::Conflict,
+        format!("cannot override {} with {}", cx.path(), over.kind_name()),
+    )
+    .at(over.loc)
+    .path(cx.path())
+    .hint("tag the value `!override` to replace the inherited one, or `!reset` to remove it")
 }
 
 /// Merges the entries of `over` into `base`: new keys are added at the end, existing ones merged
@@ -256,9 +284,14 @@ fn apply_rule(rule: Rule, base: Node, over: Node, cx: &mut Cx) -> Result<Option<
             let reset = reset_keys(&over);
             let mut seq = to_sequence(base, cx)?;
             if !reset.is_empty() {
-                seq.retain(|n| n.as_str().is_none_or(|s| !reset.iter().any(|r| entry_key(s) == r)));
+                seq.retain(|n| {
+                    n.as_str()
+                        .is_none_or(|s| !reset.iter().any(|r| entry_key(s) == r))
+                });
             }
-            let Some(over) = strip_tags(over) else { return Ok(Some(Node::at(Value::Seq(seq), loc))) };
+            let Some(over) = strip_tags(over) else {
+                return Ok(Some(Node::at(Value::Seq(seq), loc)));
+            };
             let more = to_sequence(over, cx)?;
             if matches!(rule, Rule::ExtraHosts) {
                 let fresh: Vec<Node> = more.into_iter().filter(|m| !seq.contains(m)).collect();
@@ -303,7 +336,11 @@ fn apply_rule(rule: Rule, base: Node, over: Node, cx: &mut Cx) -> Result<Option<
 /// Keys that a mapping in the overriding file resets (`KEY: !reset`).
 fn reset_keys(over: &Node) -> Vec<String> {
     match over.as_map() {
-        Some(m) => m.iter().filter(|(_, v)| v.tag == Some(Tag::Reset)).map(|(k, _)| k.name.clone()).collect(),
+        Some(m) => m
+            .iter()
+            .filter(|(_, v)| v.tag == Some(Tag::Reset))
+            .map(|(k, _)| k.name.clone())
+            .collect(),
         None => Vec::new(),
     }
 }
@@ -345,9 +382,16 @@ fn to_sequence(node: Node, cx: &Cx) -> Result<Vec<Node>, Error> {
 
 fn entry_text(v: &Node, k: &Key, cx: &Cx) -> Result<String, Error> {
     v.scalar_text().ok_or_else(|| {
-        Error::new(ErrorKind::InvalidValue, format!("{} must be a string, number or boolean, not {}", k.name, v.kind_name()))
-            .at(v.loc)
-            .path(cx.path().key(&k.name))
+        Error::new(
+            ErrorKind::InvalidValue,
+            format!(
+                "{} must be a string, number or boolean, not {}",
+                k.name,
+                v.kind_name()
+            ),
+        )
+        .at(v.loc)
+        .path(cx.path().key(&k.name))
     })
 }
 
@@ -397,7 +441,11 @@ fn merge_ipam_config(base: Node, over: Node, cx: &mut Cx) -> Result<Node, Error>
     let loc = base.loc;
     let over = strip_tags(over).unwrap_or_else(Node::null);
     let (Value::Seq(configs), Value::Seq(overrides)) = (base.value, over.value) else {
-        return Err(Error::new(ErrorKind::InvalidValue, "ipam config must be a sequence").at(over.loc).path(cx.path()));
+        return Err(
+            Error::new(ErrorKind::InvalidValue, "ipam config must be a sequence")
+                .at(over.loc)
+                .path(cx.path()),
+        );
     };
     if configs.is_empty() {
         return Ok(Node::at(Value::Seq(overrides), loc));
@@ -412,9 +460,12 @@ fn merge_ipam_config(base: Node, over: Node, cx: &mut Cx) -> Result<Node, Error>
                 continue;
             }
             let (Value::Map(r), Value::Map(l)) = (right.value.clone(), left.value.clone()) else {
-                return Err(Error::new(ErrorKind::InvalidValue, "an ipam config entry must be a mapping")
-                    .at(left.loc)
-                    .path(cx.path()));
+                return Err(Error::new(
+                    ErrorKind::InvalidValue,
+                    "an ipam config entry must be a mapping",
+                )
+                .at(left.loc)
+                .path(cx.path()));
             };
             let merged = Node::at(Value::Map(merge_mappings(r, l, cx)?), right.loc);
             right = merged.clone();
@@ -456,7 +507,10 @@ mod tests {
             y("services:\n  a:\n    image: y\n    cap_add: [B]\n    init: true\n"),
         )
         .unwrap();
-        assert_eq!(got, y("services:\n  a:\n    image: y\n    cap_add: [A, B]\n    init: true\n"));
+        assert_eq!(
+            got,
+            y("services:\n  a:\n    image: y\n    cap_add: [A, B]\n    init: true\n")
+        );
     }
 
     #[test]
@@ -466,7 +520,10 @@ mod tests {
             y("services:\n  a:\n    image: !reset null\n    ports: !override ['81:81']\n"),
         )
         .unwrap();
-        assert_eq!(got, y("services:\n  a:\n    ports: ['81:81']\n    labels: {A: b}\n"));
+        assert_eq!(
+            got,
+            y("services:\n  a:\n    ports: ['81:81']\n    labels: {A: b}\n")
+        );
         assert!(!has_tags(&got));
     }
 
@@ -492,8 +549,11 @@ mod tests {
 
     #[test]
     fn type_mismatch_is_an_error_with_path() {
-        let e = merge(y("services:\n  a:\n    build: {context: .}\n    dns: [a]\n    x: {a: 1}\n"), y("services:\n  a:\n    x: [1]\n"))
-            .unwrap_err();
+        let e = merge(
+            y("services:\n  a:\n    build: {context: .}\n    dns: [a]\n    x: {a: 1}\n"),
+            y("services:\n  a:\n    x: [1]\n"),
+        )
+        .unwrap_err();
         assert_eq!(e.kind, ErrorKind::Conflict);
         assert_eq!(e.path.to_string(), "services.a.x");
         assert_eq!(e.loc.line, 3);
@@ -512,7 +572,10 @@ mod tests {
             &y("command: [b]\nenvironment: [B=2]\nbuild: {dockerfile: D}\n"),
         )
         .unwrap();
-        assert_eq!(got, y("command: [b]\nenvironment: [A=1, B=2]\nbuild: {context: ., dockerfile: D}\n"));
+        assert_eq!(
+            got,
+            y("command: [b]\nenvironment: [A=1, B=2]\nbuild: {context: ., dockerfile: D}\n")
+        );
     }
 
     #[test]
@@ -524,7 +587,9 @@ mod tests {
         .unwrap();
         assert_eq!(
             got,
-            y("services:\n  a:\n    depends_on:\n      db: {condition: service_healthy, required: true}\n")
+            y(
+                "services:\n  a:\n    depends_on:\n      db: {condition: service_healthy, required: true}\n"
+            )
         );
     }
 

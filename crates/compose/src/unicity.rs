@@ -102,7 +102,9 @@ fn dedup(items: Vec<Node>, indexer: Indexer, keys: &[String]) -> Result<Vec<Node
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, item) in items.into_iter().enumerate() {
         let key = index(&item, indexer).map_err(|m| {
-            Error::new(ErrorKind::InvalidValue, m).at(item.loc).path(path_of(keys).index(i))
+            Error::new(ErrorKind::InvalidValue, m)
+                .at(item.loc)
+                .path(path_of(keys).index(i))
         })?;
         match seen.get(&key).and_then(|&j| out.get_mut(j)) {
             Some(slot) => *slot = item,
@@ -120,7 +122,9 @@ fn index(item: &Node, indexer: Indexer) -> Result<String, String> {
     match indexer {
         Indexer::KeyValue => match &item.value {
             Value::String(s) => Ok(s.split_once('=').map_or(s.as_str(), |(k, _)| k).to_string()),
-            Value::Int(_) | Value::Float(_) | Value::Bool(_) => Ok(item.scalar_text().unwrap_or_default()),
+            Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
+                Ok(item.scalar_text().unwrap_or_default())
+            }
             _ => Err(format!("expected a string, found {}", item.kind_name())),
         },
         Indexer::Volume => match &item.value {
@@ -149,9 +153,16 @@ fn index(item: &Node, indexer: Indexer) -> Result<String, String> {
                     return Err("service port is missing a target port".to_string());
                 };
                 let text = |k: &str, default: &str| {
-                    item.get(k).and_then(Node::scalar_text).unwrap_or_else(|| default.to_string())
+                    item.get(k)
+                        .and_then(Node::scalar_text)
+                        .unwrap_or_else(|| default.to_string())
                 };
-                Ok(format!("{}:{}:{target}/{}", text("host_ip", "0.0.0.0"), text("published", ""), text("protocol", "tcp")))
+                Ok(format!(
+                    "{}:{}:{target}/{}",
+                    text("host_ip", "0.0.0.0"),
+                    text("published", ""),
+                    text("protocol", "tcp")
+                ))
             }
             _ => Ok(item.scalar_text().unwrap_or_default()),
         },
@@ -160,11 +171,17 @@ fn index(item: &Node, indexer: Indexer) -> Result<String, String> {
             Value::Map(_) => match item.get("target") {
                 Some(t) => Ok(t.scalar_text().unwrap_or_default()),
                 None => {
-                    let source = item.get("source").and_then(Node::scalar_text).unwrap_or_default();
+                    let source = item
+                        .get("source")
+                        .and_then(Node::scalar_text)
+                        .unwrap_or_default();
                     Ok(format!("{default}/{source}"))
                 }
             },
-            _ => Err(format!("expected a string or a mapping, found {}", item.kind_name())),
+            _ => Err(format!(
+                "expected a string or a mapping, found {}",
+                item.kind_name()
+            )),
         },
         Indexer::EnvFile => match &item.value {
             Value::String(s) => Ok(s.clone()),
@@ -190,7 +207,8 @@ pub(crate) fn volume_target(spec: &str) -> Result<String, String> {
     let mut fields: Vec<String> = Vec::new();
     let mut buf = String::new();
     for c in spec.chars() {
-        let drive = c == ':' && buf.chars().count() == 1 && buf.chars().all(|b| b.is_ascii_alphabetic());
+        let drive =
+            c == ':' && buf.chars().count() == 1 && buf.chars().all(|b| b.is_ascii_alphabetic());
         if c == ':' && !drive {
             fields.push(std::mem::take(&mut buf));
         } else {
@@ -199,7 +217,9 @@ pub(crate) fn volume_target(spec: &str) -> Result<String, String> {
     }
     fields.push(buf);
     if fields.iter().any(String::is_empty) {
-        return Err(format!("invalid spec: {spec}: empty section between colons"));
+        return Err(format!(
+            "invalid spec: {spec}: empty section between colons"
+        ));
     }
     match fields.as_slice() {
         [target] => Ok(target.clone()),
@@ -219,7 +239,8 @@ mod tests {
 
     #[test]
     fn last_value_wins_at_first_position() {
-        let got = enforce_unicity(y("services:\n  a:\n    environment: [A=1, B=2, A=3]\n")).unwrap();
+        let got =
+            enforce_unicity(y("services:\n  a:\n    environment: [A=1, B=2, A=3]\n")).unwrap();
         assert_eq!(got, y("services:\n  a:\n    environment: [A=3, B=2]\n"));
     }
 
@@ -229,7 +250,10 @@ mod tests {
             "services:\n  a:\n    secrets: [foo, {source: bar, target: /run/secrets/foo}, bar]\n",
         ))
         .unwrap();
-        assert_eq!(got, y("services:\n  a:\n    secrets: [{source: bar, target: /run/secrets/foo}, bar]\n"));
+        assert_eq!(
+            got,
+            y("services:\n  a:\n    secrets: [{source: bar, target: /run/secrets/foo}, bar]\n")
+        );
     }
 
     #[test]
@@ -251,7 +275,8 @@ mod tests {
 
     #[test]
     fn bad_entry_names_its_path() {
-        let e = enforce_unicity(y("services:\n  a:\n    volumes:\n      - {source: x}\n")).unwrap_err();
+        let e =
+            enforce_unicity(y("services:\n  a:\n    volumes:\n      - {source: x}\n")).unwrap_err();
         assert_eq!(e.path.to_string(), "services.a.volumes[0]");
         assert_eq!(e.loc.line, 4);
     }

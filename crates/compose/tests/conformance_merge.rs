@@ -35,7 +35,8 @@ fn show(n: &Node) -> String {
 #[test]
 fn compose_go_merge_cases() {
     let index: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(root().join("merge/index.json")).unwrap()).unwrap();
+        serde_json::from_str(&fs::read_to_string(root().join("merge/index.json")).unwrap())
+            .unwrap();
     let cases = index["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 60, "the corpus has 60 merge cases");
     let mut failures = Vec::new();
@@ -43,34 +44,61 @@ fn compose_go_merge_cases() {
         let name = case["name"].as_str().unwrap();
         let unicity = case["enforce_unicity"].as_bool().unwrap();
         let dir = root().join("merge").join(name);
-        let (base, over, want) =
-            (read_yaml(&dir, "base.yaml"), read_yaml(&dir, "override.yaml"), read_yaml(&dir, "expected.yaml"));
+        let (base, over, want) = (
+            read_yaml(&dir, "base.yaml"),
+            read_yaml(&dir, "override.yaml"),
+            read_yaml(&dir, "expected.yaml"),
+        );
         let got = merge(base, over).and_then(|m| if unicity { enforce_unicity(m) } else { Ok(m) });
         match got {
             Ok(got) if got == want && !has_merge_tags(&got) => {}
-            Ok(got) => failures.push(format!("{name}:\n  got  {}\n  want {}", show(&got), show(&want))),
+            Ok(got) => failures.push(format!(
+                "{name}:\n  got  {}\n  want {}",
+                show(&got),
+                show(&want)
+            )),
             Err(e) => failures.push(format!("{name}: error {e}")),
         }
     }
-    assert!(failures.is_empty(), "{} of {} failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn compose_go_unicity_cases() {
     let index: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(root().join("unicity/index.json")).unwrap()).unwrap();
+        serde_json::from_str(&fs::read_to_string(root().join("unicity/index.json")).unwrap())
+            .unwrap();
     let cases = index["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 4, "the corpus has 4 unicity cases");
     let mut failures = Vec::new();
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let dir = root().join("unicity").join(name);
-        let (input, want) = (read_yaml(&dir, "input.yaml"), read_yaml(&dir, "expected.yaml"));
+        let (input, want) = (
+            read_yaml(&dir, "input.yaml"),
+            read_yaml(&dir, "expected.yaml"),
+        );
         match enforce_unicity(input) {
             Ok(got) if got == want => {}
-            Ok(got) => failures.push(format!("{name}:\n  got  {}\n  want {}", show(&got), show(&want))),
+            Ok(got) => failures.push(format!(
+                "{name}:\n  got  {}\n  want {}",
+                show(&got),
+                show(&want)
+            )),
             Err(e) => failures.push(format!("{name}: error {e}")),
         }
     }
-    assert!(failures.is_empty(), "{} of {} failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
