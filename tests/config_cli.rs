@@ -58,7 +58,11 @@ fn run_case(dir: &Path) -> Result<(), String> {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", dir)
         .env("NO_COLOR", "1")
-        .stdin(if case.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if case.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in &case.env {
@@ -68,21 +72,30 @@ fn run_case(dir: &Path) -> Result<(), String> {
     if let Some(input) = &case.stdin {
         use std::io::Write;
         let mut stdin = child.stdin.take().ok_or("no stdin")?;
-        stdin.write_all(input.as_bytes()).map_err(|e| e.to_string())?;
+        stdin
+            .write_all(input.as_bytes())
+            .map_err(|e| e.to_string())?;
     }
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let mut problems = Vec::new();
     if out.status.code() != Some(case.exit) {
-        problems.push(format!("exit code {:?}, want {}", out.status.code(), case.exit));
+        problems.push(format!(
+            "exit code {:?}, want {}",
+            out.status.code(),
+            case.exit
+        ));
     }
     if let Some(file) = &case.stdout {
         let want = std::fs::read_to_string(dir.join(file))
             .map_err(|e| format!("{file}: {e}"))?
             .replace("$DIR", &dir_str);
         if stdout != want {
-            problems.push(format!("stdout differs from {file}:\n{}", diff(&want, &stdout)));
+            problems.push(format!(
+                "stdout differs from {file}:\n{}",
+                diff(&want, &stdout)
+            ));
         }
     }
     for s in &case.stdout_contains {
@@ -116,7 +129,12 @@ fn diff(want: &str, got: &str) -> String {
         match (w.get(i), g.get(i)) {
             (Some(a), Some(b)) if a == b => {}
             (a, b) => {
-                out.push_str(&format!("  line {}: want {:?}\n           got  {:?}\n", i + 1, a, b));
+                out.push_str(&format!(
+                    "  line {}: want {:?}\n           got  {:?}\n",
+                    i + 1,
+                    a,
+                    b
+                ));
                 if out.len() > 2000 {
                     break;
                 }
@@ -134,10 +152,20 @@ fn config_scenarios() {
         .filter(|p| p.join("case.json").is_file())
         .collect();
     dirs.sort();
-    assert!(dirs.len() >= 10, "expected the scenario set, found {}", dirs.len());
+    assert!(
+        dirs.len() >= 10,
+        "expected the scenario set, found {}",
+        dirs.len()
+    );
     let failures: Vec<String> = dirs
         .iter()
         .filter_map(|d| run_case(d).err().map(|e| format!("{}: {e}", d.display())))
         .collect();
-    assert!(failures.is_empty(), "{} of {} scenarios failed:\n\n{}", failures.len(), dirs.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} scenarios failed:\n\n{}",
+        failures.len(),
+        dirs.len(),
+        failures.join("\n\n")
+    );
 }

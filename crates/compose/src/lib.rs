@@ -6,6 +6,7 @@
 
 pub mod canonical;
 pub mod consistency;
+pub mod defaults;
 pub mod error;
 pub mod extends;
 pub mod graph;
