@@ -6,4 +6,8 @@
 pub mod error;
 pub mod yaml;
 
+pub mod dotenv;
+pub mod template;
+pub mod interpolate;
+
 pub use error::{Error, ErrorKind, Result};
