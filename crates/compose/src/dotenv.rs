@@ -59,7 +59,12 @@ pub fn parse_named(name: &str, text: &str, lookup: Lookup<'_>) -> Result<EnvMap,
 
 /// Parses `.env` text into `vars`, which may already hold variables: they are visible to
 /// `${VAR}` expansion (after the lookup) and are overwritten by statements of this text.
-pub fn parse_into(file: FileId, text: &str, vars: &mut EnvMap, lookup: Lookup<'_>) -> Result<(), Error> {
+pub fn parse_into(
+    file: FileId,
+    text: &str,
+    vars: &mut EnvMap,
+    lookup: Lookup<'_>,
+) -> Result<(), Error> {
     let text = text.strip_prefix(BOM).unwrap_or(text);
     Parser { src: text, file }.run(vars, lookup)
 }
@@ -94,7 +99,11 @@ pub fn env_from_files<P: AsRef<Path>>(paths: &[P], lookup: Lookup<'_>) -> Result
     let mut vars = EnvMap::new();
     for path in paths {
         let path = path.as_ref();
-        let at = Loc { file: FileId::intern(&path.display().to_string()), line: 0, col: 0 };
+        let at = Loc {
+            file: FileId::intern(&path.display().to_string()),
+            line: 0,
+            col: 0,
+        };
         match std::fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::new(ErrorKind::Io, "couldn't find env file")
@@ -115,12 +124,20 @@ pub fn env_from_files<P: AsRef<Path>>(paths: &[P], lookup: Lookup<'_>) -> Result
 /// Reads a file as UTF-8 text, interning its name.
 fn load(path: &Path) -> Result<(FileId, String), Error> {
     let file = FileId::intern(&path.display().to_string());
-    let at = Loc { file, line: 0, col: 0 };
-    let bytes = std::fs::read(path).map_err(|e| Error::new(ErrorKind::Io, format!("failed to read: {e}")).at(at))?;
+    let at = Loc {
+        file,
+        line: 0,
+        col: 0,
+    };
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("failed to read: {e}")).at(at))?;
     match String::from_utf8(bytes) {
         Ok(text) => Ok((file, text)),
         Err(e) => {
-            let good = e.as_bytes().get(..e.utf8_error().valid_up_to()).unwrap_or_default();
+            let good = e
+                .as_bytes()
+                .get(..e.utf8_error().valid_up_to())
+                .unwrap_or_default();
             let line = 1 + good.iter().filter(|&&b| b == b'\n').count() as u32;
             Err(Error::new(ErrorKind::EnvFile, "invalid UTF-8").at(Loc { file, line, col: 0 }))
         }
@@ -129,7 +146,10 @@ fn load(path: &Path) -> Result<(FileId, String), Error> {
 
 /// Blanks inside a line, as compose-go's `isSpace` (not a line break).
 fn is_blank(c: char) -> bool {
-    matches!(c, '\t' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{85}' | '\u{a0}')
+    matches!(
+        c,
+        '\t' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{85}' | '\u{a0}'
+    )
 }
 
 /// Characters a variable name may contain.
@@ -157,7 +177,11 @@ impl Parser<'_> {
         let line = 1 + before.matches('\n').count() as u32;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let col = 1 + before.get(line_start..).map_or(0, |l| l.chars().count()) as u32;
-        Loc { file: self.file, line, col }
+        Loc {
+            file: self.file,
+            line,
+            col,
+        }
     }
 
     fn error(&self, kind: ErrorKind, pos: usize, message: impl Into<String>) -> Error {
@@ -178,7 +202,12 @@ impl Parser<'_> {
     }
 
     /// Parses the statement at `start`; returns where the next one may begin.
-    fn statement(&self, start: usize, vars: &mut EnvMap, lookup: Lookup<'_>) -> Result<usize, Error> {
+    fn statement(
+        &self,
+        start: usize,
+        vars: &mut EnvMap,
+        lookup: Lookup<'_>,
+    ) -> Result<usize, Error> {
         let src = self.src;
         let mut s = start;
         // `export` followed by white space is dropped.
@@ -186,9 +215,13 @@ impl Parser<'_> {
             && after.starts_with(['\t', '\n', '\u{c}', '\r', ' '])
         {
             s += "export".len();
-            s += src[s..].find(|c: char| !is_blank(c)).unwrap_or(src.len() - s);
+            s += src[s..]
+                .find(|c: char| !is_blank(c))
+                .unwrap_or(src.len() - s);
             if s == src.len() {
-                return Err(self.error(ErrorKind::EnvFile, start, "zero length string").hint("remove the lone `export`"));
+                return Err(self
+                    .error(ErrorKind::EnvFile, start, "zero length string")
+                    .hint("remove the lone `export`"));
             }
         }
         let line_text = src[s..].split('\n').next().unwrap_or("");
@@ -206,9 +239,15 @@ impl Parser<'_> {
                     .error(
                         ErrorKind::EnvFile,
                         s,
-                        format!("unexpected character {} in variable name {}", go_quote(&c.to_string()), go_quote(line_text)),
+                        format!(
+                            "unexpected character {} in variable name {}",
+                            go_quote(&c.to_string()),
+                            go_quote(line_text)
+                        ),
                     )
-                    .hint("a variable name may contain letters, digits, `_`, `.`, `-`, `[` and `]`"));
+                    .hint(
+                        "a variable name may contain letters, digits, `_`, `.`, `-`, `[` and `]`",
+                    ));
             }
         }
         // A name that runs to the end of the text is read as `KEY` alone on its line (compose-go
@@ -229,11 +268,18 @@ impl Parser<'_> {
             }
             return Ok(value_start);
         }
-        let v = value_start + src[value_start..].find(|c: char| !is_blank(c)).unwrap_or(src.len() - value_start);
+        let v = value_start
+            + src[value_start..]
+                .find(|c: char| !is_blank(c))
+                .unwrap_or(src.len() - value_start);
         let (value, next) = match src[v..].chars().next() {
             Some(q @ ('"' | '\'')) => {
                 let (raw, next) = self.quoted(v, q)?;
-                let value = if q == '"' { self.expand(v, &unescape(&raw), vars, lookup)? } else { raw };
+                let value = if q == '"' {
+                    self.expand(v, &unescape(&raw), vars, lookup)?
+                } else {
+                    raw
+                };
                 (value, next)
             }
             _ => {
@@ -241,7 +287,11 @@ impl Parser<'_> {
                     Some(i) => (&src[v..v + i], v + i + 1),
                     None => (&src[v..], src.len()),
                 };
-                let line = line.split(" #").next().unwrap_or("").trim_end_matches(char::is_whitespace);
+                let line = line
+                    .split(" #")
+                    .next()
+                    .unwrap_or("")
+                    .trim_end_matches(char::is_whitespace);
                 (self.expand(v, line, vars, lookup)?, next)
             }
         };
@@ -273,16 +323,31 @@ impl Parser<'_> {
         }
         let first_line = self.src[v..].split('\n').next().unwrap_or("");
         Err(self
-            .error(ErrorKind::EnvFile, v, format!("unterminated quoted value {first_line}"))
-            .hint(format!("close the value with {q}, or escape the quote inside it with \\{q}")))
+            .error(
+                ErrorKind::EnvFile,
+                v,
+                format!("unterminated quoted value {first_line}"),
+            )
+            .hint(format!(
+                "close the value with {q}, or escape the quote inside it with \\{q}"
+            )))
     }
 
     /// `${VAR}` expansion of a value at `v`: the lookup first, then the variables read so far.
-    fn expand(&self, v: usize, value: &str, vars: &EnvMap, lookup: Lookup<'_>) -> Result<String, Error> {
+    fn expand(
+        &self,
+        v: usize,
+        value: &str,
+        vars: &EnvMap,
+        lookup: Lookup<'_>,
+    ) -> Result<String, Error> {
         let both = |k: &str| lookup(k).or_else(|| vars.get(k).cloned());
         template::substitute(value, &both)
             .map(|s| s.value)
-            .map_err(|e| self.error(ErrorKind::Interpolation, v, e.to_string()).hint("escape a literal $ as $$ or \\$"))
+            .map_err(|e| {
+                self.error(ErrorKind::Interpolation, v, e.to_string())
+                    .hint("escape a literal $ as $$ or \\$")
+            })
     }
 }
 
@@ -337,7 +402,10 @@ fn unescape(s: &str) -> String {
                 }
                 // compose-go rewrites `\0NNN` to `\NNN`, which Go reads as an octal byte
                 // value; what Go refuses is left in its rewritten form.
-                match u32::from_str_radix(&digits, 8).ok().filter(|v| digits.len() == 3 && *v <= 255) {
+                match u32::from_str_radix(&digits, 8)
+                    .ok()
+                    .filter(|v| digits.len() == 3 && *v <= 255)
+                {
                     Some(v) => out.push(char::from_u32(v).unwrap_or('\u{fffd}')),
                     None => {
                         out.push('\\');
@@ -361,14 +429,31 @@ mod tests {
 
     #[test]
     fn statements_comments_and_order() {
-        let vars = parse("# c\n\nB=2\r\nexport A = 1 # x\n  C: three\nD=a#b\nE=\n", &none).unwrap();
+        let vars = parse(
+            "# c\n\nB=2\r\nexport A = 1 # x\n  C: three\nD=a#b\nE=\n",
+            &none,
+        )
+        .unwrap();
         let got: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        assert_eq!(got, [("B", "2"), ("A", "1"), ("C", "three"), ("D", "a#b"), ("E", "")]);
+        assert_eq!(
+            got,
+            [
+                ("B", "2"),
+                ("A", "1"),
+                ("C", "three"),
+                ("D", "a#b"),
+                ("E", "")
+            ]
+        );
     }
 
     #[test]
     fn quotes_and_escapes() {
-        let vars = parse("A='x\\n$B'\nB=\"1\\t\\$X\\0101\\c\\q\"\nC=\"multi\nline\" D=after\n", &none).unwrap();
+        let vars = parse(
+            "A='x\\n$B'\nB=\"1\\t\\$X\\0101\\c\\q\"\nC=\"multi\nline\" D=after\n",
+            &none,
+        )
+        .unwrap();
         assert_eq!(vars["A"], "x\\n$B");
         assert_eq!(vars["B"], "1\t$XA\\c\\q");
         assert_eq!(vars["C"], "multi\nline");
@@ -379,8 +464,10 @@ mod tests {
     #[test]
     fn bare_keys_use_the_lookup() {
         let lookup = |k: &str| (k == "SET").then(|| "v".to_string());
-        let vars = parse("SET\nUNSET\nLAST_SET", &|k| lookup(k).or_else(|| (k == "LAST_SET").then(|| "w".into())))
-            .unwrap();
+        let vars = parse("SET\nUNSET\nLAST_SET", &|k| {
+            lookup(k).or_else(|| (k == "LAST_SET").then(|| "w".into()))
+        })
+        .unwrap();
         assert_eq!(vars.get("SET").map(String::as_str), Some("v"));
         assert!(!vars.contains_key("UNSET"));
         assert_eq!(vars.get("LAST_SET").map(String::as_str), Some("w"));
@@ -390,21 +477,39 @@ mod tests {
     fn expansion_prefers_the_lookup() {
         let lookup = |k: &str| (k == "A").then(|| "env".to_string());
         let vars = parse("A=file\nB=${A}\nC=$B-${NOPE:-d}\n", &lookup).unwrap();
-        assert_eq!((vars["A"].as_str(), vars["B"].as_str(), vars["C"].as_str()), ("file", "env", "env-d"));
+        assert_eq!(
+            (vars["A"].as_str(), vars["B"].as_str(), vars["C"].as_str()),
+            ("file", "env", "env-d")
+        );
     }
 
     #[test]
     fn errors_are_located() {
         let e = parse_named("bad.env", "A=1\n\nB C=2\n", &none).unwrap_err();
         assert_eq!((e.kind, e.loc.line, e.loc.col), (ErrorKind::EnvFile, 3, 1));
-        assert_eq!(e.to_string().lines().next(), Some("bad.env:3:1: key cannot contain a space"));
+        assert_eq!(
+            e.to_string().lines().next(),
+            Some("bad.env:3:1: key cannot contain a space")
+        );
         let e = parse("A=1\nB=\"open\nmore\n", &none).unwrap_err();
-        assert_eq!((e.loc.line, e.message()), (2, "unterminated quoted value \"open"));
+        assert_eq!(
+            (e.loc.line, e.message()),
+            (2, "unterminated quoted value \"open")
+        );
         let e = parse("ok=1\n  l$w=1\n", &none).unwrap_err();
-        assert_eq!(e.message(), "unexpected character \"$\" in variable name \"l$w=1\"");
+        assert_eq!(
+            e.message(),
+            "unexpected character \"$\" in variable name \"l$w=1\""
+        );
         assert_eq!((e.loc.line, e.loc.col), (2, 3));
         let e = parse("A=${B:?needed}\n", &none).unwrap_err();
-        assert_eq!((e.kind, e.message()), (ErrorKind::Interpolation, "required variable B is missing a value: needed"));
+        assert_eq!(
+            (e.kind, e.message()),
+            (
+                ErrorKind::Interpolation,
+                "required variable B is missing a value: needed"
+            )
+        );
     }
 
     #[test]

@@ -33,7 +33,11 @@ pub struct Warning {
 impl fmt::Display for Warning {
     /// compose's message: `The "TAG" variable is not set. Defaulting to a blank string.`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "The {} variable is not set. Defaulting to a blank string.", go_quote(&self.variable))
+        write!(
+            f,
+            "The {} variable is not set. Defaulting to a blank string.",
+            go_quote(&self.variable)
+        )
     }
 }
 
@@ -41,7 +45,10 @@ impl fmt::Display for Warning {
 ///
 /// Returns a warning for each use of an unset variable that had no default, in document order.
 /// On error `doc` may be partly substituted.
-pub fn interpolate(doc: &mut Node, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Warning>, Error> {
+pub fn interpolate(
+    doc: &mut Node,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Warning>, Error> {
     let mut warnings = Vec::new();
     walk(doc, &YamlPath::root(), lookup, &mut warnings)?;
     Ok(warnings)
@@ -57,7 +64,11 @@ fn walk(
     match &mut node.value {
         Value::String(s) => {
             let done = template::substitute(s, lookup).map_err(|e| path_error(&e, path, loc))?;
-            warnings.extend(done.unset.into_iter().map(|variable| Warning { variable, loc, path: path.clone() }));
+            warnings.extend(done.unset.into_iter().map(|variable| Warning {
+                variable,
+                loc,
+                path: path.clone(),
+            }));
             *s = done.value;
         }
         Value::Map(m) => {
@@ -79,7 +90,9 @@ fn walk(
 fn path_error(e: &TemplateError, path: &YamlPath, loc: Loc) -> Error {
     let (message, hint) = match e {
         TemplateError::Invalid { template } => (
-            format!("invalid interpolation format for {path}.\nYou may need to escape any $ with another $.\n{template}"),
+            format!(
+                "invalid interpolation format for {path}.\nYou may need to escape any $ with another $.\n{template}"
+            ),
             "write $$ for a literal $, and ${NAME} or ${NAME:-default} for a variable".to_string(),
         ),
         TemplateError::MissingRequired { variable, .. } => (
@@ -87,7 +100,10 @@ fn path_error(e: &TemplateError, path: &YamlPath, loc: Loc) -> Error {
             format!("set {variable} in the environment or in the project's .env file"),
         ),
     };
-    Error::new(ErrorKind::Interpolation, message).at(loc).path(path.clone()).hint(hint)
+    Error::new(ErrorKind::Interpolation, message)
+        .at(loc)
+        .path(path.clone())
+        .hint(hint)
 }
 
 #[cfg(test)]
@@ -116,12 +132,25 @@ mod tests {
         let web = doc.get("services").and_then(|s| s.get("web")).unwrap();
         let image = web.get("image").unwrap();
         assert_eq!(image.as_str(), Some("nginx:1.2"));
-        assert_eq!(image.loc, before.get("services").unwrap().get("web").unwrap().get("image").unwrap().loc);
+        assert_eq!(
+            image.loc,
+            before
+                .get("services")
+                .unwrap()
+                .get("web")
+                .unwrap()
+                .get("image")
+                .unwrap()
+                .loc
+        );
         let ports = web.get("ports").and_then(Node::as_seq).unwrap();
         assert_eq!(ports[0].as_str(), Some("8080:80"));
         assert_eq!(ports[1].as_i64(), Some(81));
         let reset = web.get("${TAG}").unwrap();
-        assert_eq!((reset.as_str(), &reset.tag), (Some("$x"), &Some(Tag::Reset)));
+        assert_eq!(
+            (reset.as_str(), &reset.tag),
+            (Some("$x"), &Some(Tag::Reset))
+        );
         assert_eq!(web.get("t").and_then(Node::as_bool), Some(true));
     }
 
@@ -130,8 +159,14 @@ mod tests {
         let mut doc = parse("w.yaml", "a:\n  - x\n  - ${NOPE}/$NOPE2\n").unwrap();
         let w = interpolate(&mut doc, &env).unwrap();
         assert_eq!(w.len(), 2);
-        assert_eq!((w[0].variable.as_str(), w[0].path.to_string(), w[0].loc.line), ("NOPE", "a[1]".to_string(), 3));
-        assert_eq!(w[1].to_string(), "The \"NOPE2\" variable is not set. Defaulting to a blank string.");
+        assert_eq!(
+            (w[0].variable.as_str(), w[0].path.to_string(), w[0].loc.line),
+            ("NOPE", "a[1]".to_string(), 3)
+        );
+        assert_eq!(
+            w[1].to_string(),
+            "The \"NOPE2\" variable is not set. Defaulting to a blank string."
+        );
     }
 
     #[test]
@@ -147,7 +182,10 @@ mod tests {
         );
         let mut doc = parse("e.yaml", "x:\n  y: ${V:?set it}\n").unwrap();
         let e = interpolate(&mut doc, &env).unwrap_err();
-        assert_eq!(e.message(), "error while interpolating x.y: required variable V is missing a value: set it");
+        assert_eq!(
+            e.message(),
+            "error while interpolating x.y: required variable V is missing a value: set it"
+        );
         assert_eq!(e.loc.line, 2);
     }
 }

@@ -57,9 +57,14 @@ impl fmt::Display for TemplateError {
                 write!(f, "required variable {variable} is missing a value")
             }
             TemplateError::MissingRequired { variable, reason } => {
-                write!(f, "required variable {variable} is missing a value: {reason}")
+                write!(
+                    f,
+                    "required variable {variable} is missing a value: {reason}"
+                )
             }
-            TemplateError::Invalid { template } => write!(f, "Invalid template: {}", go_quote(template)),
+            TemplateError::Invalid { template } => {
+                write!(f, "Invalid template: {}", go_quote(template))
+            }
         }
     }
 }
@@ -158,7 +163,9 @@ fn is_name_char(b: u8) -> bool {
 /// Length of the name at the start of `s` (0 when there is none).
 fn name_len(s: &[u8]) -> usize {
     match s.first() {
-        Some(&b) if is_name_start(b) => 1 + s.iter().skip(1).take_while(|&&c| is_name_char(c)).count(),
+        Some(&b) if is_name_start(b) => {
+            1 + s.iter().skip(1).take_while(|&&c| is_name_char(c)).count()
+        }
         _ => 0,
     }
 }
@@ -225,7 +232,11 @@ fn first_closing_brace(s: &str) -> Option<usize> {
     None
 }
 
-fn substitute_into(template: &str, lookup: Lookup<'_>, unset: &mut Vec<String>) -> Result<String, TemplateError> {
+fn substitute_into(
+    template: &str,
+    lookup: Lookup<'_>,
+    unset: &mut Vec<String>,
+) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(template.len());
     let mut i = 0;
     while let Some(off) = template[i..].find('$') {
@@ -241,7 +252,11 @@ fn substitute_into(template: &str, lookup: Lookup<'_>, unset: &mut Vec<String>) 
                     Match::Escaped => out.push('$'),
                     Match::Named(name) => out.push_str(&plain(name, lookup, unset)),
                     Match::Braced(text) => out.push_str(&braced(text, lookup, unset)?),
-                    Match::Invalid => return Err(TemplateError::Invalid { template: template.to_string() }),
+                    Match::Invalid => {
+                        return Err(TemplateError::Invalid {
+                            template: template.to_string(),
+                        });
+                    }
                 }
                 i = end;
             }
@@ -260,7 +275,11 @@ fn plain(name: &str, lookup: Lookup<'_>, unset: &mut Vec<String>) -> String {
 }
 
 /// Replacement of one braced match `${…}` (the text from `$` to the pattern's closing `}`).
-fn braced(text: &str, lookup: Lookup<'_>, unset: &mut Vec<String>) -> Result<String, TemplateError> {
+fn braced(
+    text: &str,
+    lookup: Lookup<'_>,
+    unset: &mut Vec<String>,
+) -> Result<String, TemplateError> {
     let op = operator_of(text);
     let (head, rest) = match first_closing_brace(text) {
         Some(c) => (&text[..=c], &text[c + 1..]),
@@ -294,7 +313,12 @@ fn braced(text: &str, lookup: Lookup<'_>, unset: &mut Vec<String>) -> Result<Str
         },
         Operator::RequiredNonEmpty | Operator::Required => match value {
             Some(v) if op == Operator::Required || !v.is_empty() => (v, false),
-            _ => return Err(TemplateError::MissingRequired { variable: name.to_string(), reason: arg }),
+            _ => {
+                return Err(TemplateError::MissingRequired {
+                    variable: name.to_string(),
+                    reason: arg,
+                });
+            }
         },
     };
     if arg_used {
@@ -319,7 +343,9 @@ pub(crate) fn go_quote(s: &str) -> String {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             '\x0b' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c if c.is_control() || c == '\u{feff}' => {
                 if (c as u32) < 0x10000 {
                     out.push_str(&format!("\\u{:04x}", c as u32));
@@ -339,7 +365,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
     }
 
@@ -365,31 +394,65 @@ mod tests {
     #[test]
     fn operators() {
         assert_eq!(sub("${BAR:-d}|${BAR-d}|${X-d}").unwrap().value, "d||d");
-        assert_eq!(sub("${FOO:+r}|${BAR:+r}|${BAR+r}|${X+r}").unwrap().value, "r||r|");
+        assert_eq!(
+            sub("${FOO:+r}|${BAR:+r}|${BAR+r}|${X+r}").unwrap().value,
+            "r||r|"
+        );
         assert_eq!(sub("${BAR?e}|${FOO:?e}").unwrap().value, "|first");
         let e = sub("${BAR:?must be set}").unwrap_err();
-        assert_eq!(e.to_string(), "required variable BAR is missing a value: must be set");
+        assert_eq!(
+            e.to_string(),
+            "required variable BAR is missing a value: must be set"
+        );
         let e = sub("${X?}").unwrap_err();
         assert_eq!(e.to_string(), "required variable X is missing a value");
     }
 
     #[test]
     fn nesting_and_rest() {
-        assert_eq!(sub("${X:-${Y:-${FOO}}}-${X:-a}_${X:-b}").unwrap().value, "first-a_b");
+        assert_eq!(
+            sub("${X:-${Y:-${FOO}}}-${X:-a}_${X:-b}").unwrap().value,
+            "first-a_b"
+        );
         assert_eq!(sub("${X:-{\"a\":1}}").unwrap().value, "{\"a\":1}");
         // an error in a default is raised even though the variable is set
-        assert!(matches!(sub("${FOO:-${X:?no}}"), Err(TemplateError::MissingRequired { .. })));
+        assert!(matches!(
+            sub("${FOO:-${X:?no}}"),
+            Err(TemplateError::MissingRequired { .. })
+        ));
     }
 
     #[test]
     fn invalid_templates() {
-        for t in ["${", "${}", "${ }", "${ foo}", "${foo }", "${foo!}", "a ${FOO:-x\n}"] {
+        for t in [
+            "${",
+            "${}",
+            "${ }",
+            "${ foo}",
+            "${foo }",
+            "${foo!}",
+            "a ${FOO:-x\n}",
+        ] {
             let e = sub(t).unwrap_err();
-            assert_eq!(e, TemplateError::Invalid { template: t.to_string() }, "{t}");
+            assert_eq!(
+                e,
+                TemplateError::Invalid {
+                    template: t.to_string()
+                },
+                "{t}"
+            );
         }
-        assert_eq!(sub("${").unwrap_err().to_string(), "Invalid template: \"${\"");
+        assert_eq!(
+            sub("${").unwrap_err().to_string(),
+            "Invalid template: \"${\""
+        );
         // the nested default is the template named
-        assert_eq!(sub("${X:-${}}").unwrap_err(), TemplateError::Invalid { template: "${}".to_string() });
+        assert_eq!(
+            sub("${X:-${}}").unwrap_err(),
+            TemplateError::Invalid {
+                template: "${}".to_string()
+            }
+        );
     }
 
     #[test]
