@@ -136,7 +136,7 @@ pub fn operator_of(inner: &str) -> Option<Operator> {
 /// ```
 pub fn substitute(s: &str, lookup: Lookup<'_>) -> Result<Substituted, TemplateError> {
     let mut unset = Vec::new();
-    let value = substitute_into(s, lookup, &mut unset)?;
+    let value = substitute_into(s, lookup, &mut unset, 0)?;
     Ok(Substituted { value, unset })
 }
 
@@ -232,37 +232,62 @@ fn first_closing_brace(s: &str) -> Option<usize> {
     None
 }
 
+/// How deeply defaults may nest (`${A:-${B:-…}}`) before the template is refused, so that no
+/// input can exhaust the stack.
+const MAX_NESTING: usize = 64;
+
 fn substitute_into(
     template: &str,
     lookup: Lookup<'_>,
     unset: &mut Vec<String>,
+    depth: usize,
 ) -> Result<String, TemplateError> {
+    if depth > MAX_NESTING {
+        return Err(TemplateError::Invalid {
+            template: template.to_string(),
+        });
+    }
     let mut out = String::with_capacity(template.len());
-    let mut i = 0;
-    while let Some(off) = template[i..].find('$') {
-        let at = i + off;
-        out.push_str(&template[i..at]);
-        match match_at(template, at) {
-            None => {
+    // Texts still to substitute, each with where to resume: the text after a braced
+    // substitution's first balanced `}` is substituted on its own (and named on its own in
+    // errors) before the scan of the enclosing text goes on. A stack, not recursion, so that
+    // many substitutions on one line cannot exhaust the call stack.
+    let mut pending: Vec<(&str, usize)> = vec![(template, 0)];
+    while let Some((text, mut i)) = pending.pop() {
+        let mut suspended = false;
+        while let Some(off) = text[i..].find('$') {
+            let at = i + off;
+            out.push_str(&text[i..at]);
+            let Some((m, end)) = match_at(text, at) else {
                 out.push('$');
                 i = at + 1;
-            }
-            Some((m, end)) => {
-                match m {
-                    Match::Escaped => out.push('$'),
-                    Match::Named(name) => out.push_str(&plain(name, lookup, unset)),
-                    Match::Braced(text) => out.push_str(&braced(text, lookup, unset)?),
-                    Match::Invalid => {
-                        return Err(TemplateError::Invalid {
-                            template: template.to_string(),
-                        });
+                continue;
+            };
+            i = end;
+            match m {
+                Match::Escaped => out.push('$'),
+                Match::Named(name) => out.push_str(&plain(name, lookup, unset)),
+                Match::Braced(whole) => {
+                    let (value, rest) = braced(whole, lookup, unset, depth)?;
+                    out.push_str(&value);
+                    if !rest.is_empty() {
+                        pending.push((text, end));
+                        pending.push((rest, 0));
+                        suspended = true;
+                        break;
                     }
                 }
-                i = end;
+                Match::Invalid => {
+                    return Err(TemplateError::Invalid {
+                        template: text.to_string(),
+                    });
+                }
             }
         }
+        if !suspended {
+            out.push_str(text.get(i..).unwrap_or(""));
+        }
     }
-    out.push_str(&template[i..]);
     Ok(out)
 }
 
@@ -274,12 +299,14 @@ fn plain(name: &str, lookup: Lookup<'_>, unset: &mut Vec<String>) -> String {
     })
 }
 
-/// Replacement of one braced match `${…}` (the text from `$` to the pattern's closing `}`).
-fn braced(
-    text: &str,
+/// Replacement of one braced match `${…}` (the text from `$` to the pattern's closing `}`),
+/// and the text after its first balanced `}`, which the caller substitutes next.
+fn braced<'t>(
+    text: &'t str,
     lookup: Lookup<'_>,
     unset: &mut Vec<String>,
-) -> Result<String, TemplateError> {
+    depth: usize,
+) -> Result<(String, &'t str), TemplateError> {
     let op = operator_of(text);
     let (head, rest) = match first_closing_brace(text) {
         Some(c) => (&text[..=c], &text[c + 1..]),
@@ -288,11 +315,12 @@ fn braced(
     // `head` is `${` + content + `}`.
     let content = head.get(2..head.len().saturating_sub(1)).unwrap_or("");
     let Some(op) = op.filter(|op| content.contains(op.symbol())) else {
-        return Ok(plain(content, lookup, unset));
+        // no operator: compose-go looks the whole content up (and drops any rest)
+        return Ok((plain(content, lookup, unset), ""));
     };
     let (name, arg) = content.split_once(op.symbol()).unwrap_or((content, ""));
     let mut arg_unset = Vec::new();
-    let arg = substitute_into(arg, lookup, &mut arg_unset)?;
+    let arg = substitute_into(arg, lookup, &mut arg_unset, depth + 1)?;
     let value = lookup(name);
     let (result, arg_used) = match op {
         Operator::DefaultIfEmpty => match value {
@@ -324,8 +352,7 @@ fn braced(
     if arg_used {
         unset.extend(arg_unset);
     }
-    let rest = substitute_into(rest, lookup, unset)?;
-    Ok(result + &rest)
+    Ok((result, rest))
 }
 
 /// Quotes a string as Go's `%q` / `%#v` does, so that messages match compose's.
@@ -453,6 +480,20 @@ mod tests {
                 template: "${}".to_string()
             }
         );
+    }
+
+    #[test]
+    fn long_lines_and_deep_nesting_do_not_exhaust_the_stack() {
+        let line = "${X:-a}".repeat(4_000);
+        assert_eq!(sub(&line).unwrap().value, "a".repeat(4_000));
+        let deep = format!("{}x{}", "${X:-".repeat(10_000), "}".repeat(10_000));
+        assert!(matches!(sub(&deep), Err(TemplateError::Invalid { .. })));
+        let ok = format!(
+            "{}x{}",
+            "${X:-".repeat(MAX_NESTING),
+            "}".repeat(MAX_NESTING)
+        );
+        assert_eq!(sub(&ok).unwrap().value, "x");
     }
 
     #[test]
