@@ -18,4 +18,9 @@ pub mod profiles;
 pub mod unicity;
 pub mod yaml;
 
+pub mod dotenv;
+pub mod template;
+// after `template`, which it applies to a whole document
+pub mod interpolate;
+
 pub use error::{Error, ErrorKind, Result};
