@@ -82,8 +82,10 @@ impl fmt::Display for Error {
         if !loc.is_empty() {
             write!(f, "{loc}: ")?;
         }
-        if !self.path.is_root() {
-            write!(f, "{}: ", self.path)?;
+        // compose-go's interpolation messages already name the path; don't say it twice.
+        let path = self.path.to_string();
+        if !path.is_empty() && !self.message.contains(&path) {
+            write!(f, "{path}: ")?;
         }
         f.write_str(&self.message)?;
         if let Some(h) = &self.hint {
@@ -132,6 +134,15 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "compose.yaml:12:7: services.web.ports[0]: invalid port \"80:80:80/tcpx\"\nhint: use HOST:CONTAINER[/PROTOCOL]"
+        );
+        let named = Error::new(
+            ErrorKind::Interpolation,
+            "error while interpolating services.web.image: x",
+        )
+        .path(YamlPath::parse("services.web.image"));
+        assert_eq!(
+            named.to_string(),
+            "error while interpolating services.web.image: x"
         );
         let plain = Error::new(ErrorKind::Cycle, "dependency cycle detected: a -> b -> a");
         assert_eq!(plain.to_string(), "dependency cycle detected: a -> b -> a");

@@ -7,20 +7,18 @@
 pub mod canonical;
 pub mod consistency;
 pub mod defaults;
+pub mod dotenv;
 pub mod error;
 pub mod extends;
 pub mod graph;
 pub mod hash;
+pub mod interpolate;
 pub mod merge;
 pub mod normalize;
 pub mod paths;
 pub mod profiles;
+pub mod template;
 pub mod unicity;
 pub mod yaml;
-
-pub mod dotenv;
-pub mod template;
-// after `template`, which it applies to a whole document
-pub mod interpolate;
 
 pub use error::{Error, ErrorKind, Result};
