@@ -5,5 +5,8 @@
 
 pub mod error;
 pub mod yaml;
+pub mod units;
+pub mod de;
+pub mod model;
 
 pub use error::{Error, ErrorKind, Result};
