@@ -107,24 +107,34 @@ fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
     known
         .iter()
         .filter(|k| **k != EXTENSIONS)
-        .map(|k| (levenshtein(key, k), *k))
+        .map(|k| (edit_distance(key, k), *k))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
 }
 
-fn levenshtein(a: &str, b: &str) -> usize {
+/// Edit distance counting a swap of two neighbours as one edit (optimal string alignment).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// The deserializer for one node at one path.
@@ -580,5 +590,141 @@ impl<'de> VariantAccess<'de> for NodeDe<'_> {
     }
     fn struct_variant<V: Visitor<'de>>(self, fields: &'static [&'static str], visitor: V) -> R<V::Value> {
         de::Deserializer::deserialize_struct(self, "", fields, visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use indexmap::IndexMap;
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::yaml::parse;
+
+    #[derive(Debug, Deserialize, PartialEq, Default)]
+    #[serde(default)]
+    struct Svc {
+        image: String,
+        replicas: i64,
+        ports: Vec<u16>,
+        tty: bool,
+        cpus: f32,
+        labels: BTreeMap<String, String>,
+        #[serde(rename = "__extensions", default)]
+        extensions: IndexMap<String, serde_json::Value>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq, Default)]
+    #[serde(default)]
+    struct Plain {
+        image: String,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Doc {
+        services: BTreeMap<String, Svc>,
+    }
+
+    fn doc(text: &str) -> Result<Doc, Error> {
+        from_node(&parse("t.yaml", text).unwrap())
+    }
+
+    #[test]
+    fn unknown_key_is_located_at_the_key_with_a_hint() {
+        let e = doc("services:\n  web:\n    imgae: nginx\n").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::UnknownKey);
+        assert_eq!(e.message, "additional property \"imgae\" is not allowed");
+        assert_eq!(e.hint.as_deref(), Some("did you mean \"image\"?"));
+        assert_eq!((e.loc.line, e.loc.col), (3, 5));
+        assert_eq!(e.path.to_string(), "services.web.imgae");
+        assert_eq!(e.to_string(), "t.yaml:3:5: services.web.imgae: additional property \"imgae\" is not allowed\nhint: did you mean \"image\"?");
+    }
+
+    #[test]
+    fn unknown_key_far_from_any_has_no_hint() {
+        let e = doc("services:\n  web:\n    zzzzzzzz: 1\n").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::UnknownKey);
+        assert_eq!(e.hint, None);
+    }
+
+    #[test]
+    fn wrong_type_names_path_and_node() {
+        let e = doc("services:\n  web:\n    image:\n      a: b\n").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidValue);
+        assert_eq!(e.message, "must be a string, found a mapping");
+        assert_eq!(e.path.to_string(), "services.web.image");
+        assert_eq!((e.loc.line, e.loc.col), (4, 7));
+        let e = doc("services:\n  web:\n    ports: [80, abc]\n").unwrap_err();
+        assert_eq!(e.message, "must be an integer, found a string \"abc\"");
+        assert_eq!(e.path.to_string(), "services.web.ports[1]");
+        assert_eq!((e.loc.line, e.loc.col), (3, 17));
+        let e = doc("services:\n  web:\n    ports: [70000]\n").unwrap_err();
+        assert_eq!(e.path.to_string(), "services.web.ports[0]");
+        let e = doc("services:\n  web:\n    tty: maybe\n").unwrap_err();
+        assert_eq!(e.message, "invalid boolean \"maybe\"");
+        assert_eq!(e.hint.as_deref(), Some("use true or false"));
+        let e = doc("services: [a]\n").unwrap_err();
+        assert_eq!(e.message, "must be a mapping, found a sequence");
+        assert_eq!(e.path.to_string(), "services");
+    }
+
+    #[test]
+    fn scalars_convert_leniently() {
+        let d = doc("services:\n  web:\n    image: 3\n    replicas: \"3\"\n    ports: [\"80\", 81]\n    tty: \"true\"\n    cpus: \"0.5\"\n    labels: {a: 1, b: true, c: 1.5}\n").unwrap();
+        let web = &d.services["web"];
+        assert_eq!(web.image, "3");
+        assert_eq!(web.replicas, 3);
+        assert_eq!(web.ports, vec![80, 81]);
+        assert!(web.tty);
+        assert_eq!(web.cpus, 0.5);
+        assert_eq!(web.labels["a"], "1");
+        assert_eq!(web.labels["b"], "true");
+        assert_eq!(web.labels["c"], "1.5");
+    }
+
+    #[test]
+    fn extensions_are_collected_or_refused() {
+        let d = doc("services:\n  web:\n    image: x\n    x-foo: {a: [1, two]}\n").unwrap();
+        assert_eq!(d.services["web"].extensions["x-foo"], serde_json::json!({"a": [1, "two"]}));
+        let e = from_node::<Plain>(&parse("p.yaml", "image: x\nx-foo: 1\n").unwrap()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::UnknownKey);
+        assert_eq!(e.message, "additional property \"x-foo\" is not allowed");
+        assert_eq!(e.loc.line, 2);
+        // The internal field name cannot be written by users.
+        let e = from_node::<Svc>(&parse("p.yaml", "__extensions: {}\n").unwrap()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::UnknownKey);
+    }
+
+    #[test]
+    fn errors_from_custom_deserialize_are_located_with_hint() {
+        #[derive(Debug, Deserialize)]
+        struct H {
+            #[allow(dead_code)]
+            interval: crate::units::Duration,
+        }
+        let e = from_node::<H>(&parse("h.yaml", "interval: 10x\n").unwrap()).unwrap_err();
+        assert_eq!(e.message, "invalid duration \"10x\": unknown unit \"x\"");
+        assert!(e.hint.is_some());
+        assert_eq!(e.path.to_string(), "interval");
+        assert_eq!((e.loc.line, e.loc.col), (1, 11));
+        let e = from_node::<H>(&parse("h.yaml", "{}\n").unwrap()).unwrap_err();
+        assert_eq!(e.message, "missing property \"interval\"");
+    }
+
+    #[test]
+    fn null_struct_is_empty_and_null_option_is_none() {
+        let d = doc("services:\n  web:\n").unwrap();
+        assert_eq!(d.services["web"], Svc::default());
+        let o: Option<Plain> = from_node(&parse("o.yaml", "~\n").unwrap()).unwrap();
+        assert_eq!(o, None);
+    }
+
+    #[test]
+    fn from_node_at_prefixes_the_path() {
+        let n = parse("p.yaml", "image: [1]\n").unwrap();
+        let e = from_node_at::<Plain>(&n, YamlPath::parse("services.web")).unwrap_err();
+        assert_eq!(e.path.to_string(), "services.web.image");
     }
 }
