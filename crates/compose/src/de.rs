@@ -49,10 +49,16 @@ pub struct DeError {
 
 impl DeError {
     fn new(error: Error) -> DeError {
-        DeError { error: Box::new(error), located: false }
+        DeError {
+            error: Box::new(error),
+            located: false,
+        }
     }
     fn located(error: Error) -> DeError {
-        DeError { error: Box::new(error), located: true }
+        DeError {
+            error: Box::new(error),
+            located: true,
+        }
     }
     /// The error inside.
     pub fn into_error(self) -> Error {
@@ -80,24 +86,39 @@ impl de::Error for DeError {
         DeError::new(e)
     }
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        DeError::new(Error::new(ErrorKind::InvalidValue, format!("must be {exp}, found {unexp}")))
+        DeError::new(Error::new(
+            ErrorKind::InvalidValue,
+            format!("must be {exp}, found {unexp}"),
+        ))
     }
     fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        DeError::new(Error::new(ErrorKind::InvalidValue, format!("invalid value {unexp}, expected {exp}")))
+        DeError::new(Error::new(
+            ErrorKind::InvalidValue,
+            format!("invalid value {unexp}, expected {exp}"),
+        ))
     }
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
         DeError::new(
-            Error::new(ErrorKind::InvalidValue, format!("invalid value {variant:?}"))
-                .hint(format!("use one of: {}", expected.join(", "))),
+            Error::new(
+                ErrorKind::InvalidValue,
+                format!("invalid value {variant:?}"),
+            )
+            .hint(format!("use one of: {}", expected.join(", "))),
         )
     }
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        let mut e = Error::new(ErrorKind::UnknownKey, format!("additional property {field:?} is not allowed"));
+        let mut e = Error::new(
+            ErrorKind::UnknownKey,
+            format!("additional property {field:?} is not allowed"),
+        );
         e.hint = closest(field, expected).map(|k| format!("did you mean {k:?}?"));
         DeError::new(e)
     }
     fn missing_field(field: &'static str) -> Self {
-        DeError::new(Error::new(ErrorKind::InvalidValue, format!("missing property {field:?}")))
+        DeError::new(Error::new(
+            ErrorKind::InvalidValue,
+            format!("missing property {field:?}"),
+        ))
     }
 }
 
@@ -121,13 +142,17 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    if let Some(first) = d.first_mut() {
+        for (j, cell) in first.iter_mut().enumerate() {
+            *cell = j;
+        }
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 v = v.min(d[i - 2][j - 2] + 1);
             }
@@ -164,9 +189,12 @@ impl NodeDe<'_> {
             _ => self.node.kind_name().to_string(),
         };
         DeError::located(
-            Error::new(ErrorKind::InvalidValue, format!("must be {expected}, found {found}"))
-                .at(self.node.loc)
-                .path(self.path.clone()),
+            Error::new(
+                ErrorKind::InvalidValue,
+                format!("must be {expected}, found {found}"),
+            )
+            .at(self.node.loc)
+            .path(self.path.clone()),
         )
     }
 
@@ -196,7 +224,10 @@ impl NodeDe<'_> {
     fn text(&self) -> R<String> {
         match &self.node.value {
             Value::Null | Value::Seq(_) | Value::Map(_) => Err(self.wrong("a string")),
-            _ => self.node.scalar_text().ok_or_else(|| self.wrong("a string")),
+            _ => self
+                .node
+                .scalar_text()
+                .ok_or_else(|| self.wrong("a string")),
         }
     }
 }
@@ -254,7 +285,13 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     int_method!(deserialize_u8, visit_u8, u8, uint, "an integer in range");
     int_method!(deserialize_u16, visit_u16, u16, uint, "an integer in range");
     int_method!(deserialize_u32, visit_u32, u32, uint, "an integer in range");
-    int_method!(deserialize_u64, visit_u64, u64, uint, "a non-negative integer");
+    int_method!(
+        deserialize_u64,
+        visit_u64,
+        u64,
+        uint,
+        "a non-negative integer"
+    );
 
     fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> R<V::Value> {
         let f = self.float()?;
@@ -318,11 +355,19 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         self.locate(r)
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> R<V::Value> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> R<V::Value> {
         self.deserialize_unit(visitor)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> R<V::Value> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> R<V::Value> {
         let (node, path) = (self.node, self.path.clone());
         let r = visitor.visit_newtype_struct(NodeDe { node, path });
         self.locate(r)
@@ -387,7 +432,11 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
                 visitor.visit_enum(s.into_deserializer())
             }
             Value::Map(m) if m.len() == 1 => match m.iter().next() {
-                Some((k, v)) => visitor.visit_enum(Variant { key: k, value: v, parent: &self.path }),
+                Some((k, v)) => visitor.visit_enum(Variant {
+                    key: k,
+                    value: v,
+                    parent: &self.path,
+                }),
                 None => return Err(self.wrong("a string or a mapping with one key")),
             },
             _ => return Err(self.wrong("a string or a mapping with one key")),
@@ -413,14 +462,20 @@ struct Seq<'a> {
 
 impl<'a> Seq<'a> {
     fn new(items: &'a [Node], path: &'a YamlPath) -> Seq<'a> {
-        Seq { items: items.iter(), index: 0, path }
+        Seq {
+            items: items.iter(),
+            index: 0,
+            path,
+        }
     }
 }
 
 impl<'de> SeqAccess<'de> for Seq<'_> {
     type Error = DeError;
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> R<Option<T::Value>> {
-        let Some(node) = self.items.next() else { return Ok(None) };
+        let Some(node) = self.items.next() else {
+            return Ok(None);
+        };
         let path = self.path.index(self.index);
         self.index += 1;
         seed.deserialize(NodeDe { node, path }).map(Some)
@@ -439,14 +494,20 @@ struct Entries<'a> {
 
 impl<'a> Entries<'a> {
     fn new(map: &'a Map, path: &'a YamlPath) -> Entries<'a> {
-        Entries { entries: map.iter(), pending: None, path }
+        Entries {
+            entries: map.iter(),
+            pending: None,
+            path,
+        }
     }
 }
 
 impl<'de> MapAccess<'de> for Entries<'_> {
     type Error = DeError;
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> R<Option<K::Value>> {
-        let Some((k, v)) = self.entries.next() else { return Ok(None) };
+        let Some((k, v)) = self.entries.next() else {
+            return Ok(None);
+        };
         self.pending = Some((k, v));
         key_seed(seed, k, self.path).map(Some)
     }
@@ -454,7 +515,10 @@ impl<'de> MapAccess<'de> for Entries<'_> {
         let Some((k, node)) = self.pending.take() else {
             return Err(de::Error::custom("value requested before its key"));
         };
-        seed.deserialize(NodeDe { node, path: self.path.key(&k.name) })
+        seed.deserialize(NodeDe {
+            node,
+            path: self.path.key(&k.name),
+        })
     }
     fn size_hint(&self) -> Option<usize> {
         Some(self.entries.len())
@@ -487,7 +551,11 @@ struct StructEntries<'a> {
 }
 
 impl<'a> StructEntries<'a> {
-    fn new(map: &'a Map, path: &'a YamlPath, fields: &'static [&'static str]) -> R<StructEntries<'a>> {
+    fn new(
+        map: &'a Map,
+        path: &'a YamlPath,
+        fields: &'static [&'static str],
+    ) -> R<StructEntries<'a>> {
         let takes_extensions = fields.contains(&EXTENSIONS);
         let mut slots = Vec::with_capacity(map.len());
         let mut ext = Map::new();
@@ -497,9 +565,12 @@ impl<'a> StructEntries<'a> {
             } else if fields.contains(&k.name.as_str()) && k.name != EXTENSIONS {
                 slots.push(Slot::Field(k, v));
             } else {
-                let mut e = Error::new(ErrorKind::UnknownKey, format!("additional property {:?} is not allowed", k.name))
-                    .at(k.loc)
-                    .path(path.key(&k.name));
+                let mut e = Error::new(
+                    ErrorKind::UnknownKey,
+                    format!("additional property {:?} is not allowed", k.name),
+                )
+                .at(k.loc)
+                .path(path.key(&k.name));
                 e.hint = closest(&k.name, fields).map(|c| format!("did you mean {c:?}?"));
                 return Err(DeError::located(e));
             }
@@ -507,14 +578,21 @@ impl<'a> StructEntries<'a> {
         if !ext.is_empty() {
             slots.push(Slot::Extensions);
         }
-        Ok(StructEntries { slots: slots.into_iter(), pending: None, extensions: Node::map(ext), path })
+        Ok(StructEntries {
+            slots: slots.into_iter(),
+            pending: None,
+            extensions: Node::map(ext),
+            path,
+        })
     }
 }
 
 impl<'de> MapAccess<'de> for StructEntries<'_> {
     type Error = DeError;
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> R<Option<K::Value>> {
-        let Some(slot) = self.slots.next() else { return Ok(None) };
+        let Some(slot) = self.slots.next() else {
+            return Ok(None);
+        };
         let r = match &slot {
             Slot::Field(k, _) => key_seed(seed, k, self.path),
             Slot::Extensions => seed.deserialize(KeyDe(EXTENSIONS)),
@@ -524,9 +602,15 @@ impl<'de> MapAccess<'de> for StructEntries<'_> {
     }
     fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> R<T::Value> {
         match self.pending.take() {
-            Some(Slot::Field(k, node)) => seed.deserialize(NodeDe { node, path: self.path.key(&k.name) }),
+            Some(Slot::Field(k, node)) => seed.deserialize(NodeDe {
+                node,
+                path: self.path.key(&k.name),
+            }),
             // Extension keys keep the struct's path: `x-foo`, not `__extensions.x-foo`.
-            Some(Slot::Extensions) => seed.deserialize(NodeDe { node: &self.extensions, path: self.path.clone() }),
+            Some(Slot::Extensions) => seed.deserialize(NodeDe {
+                node: &self.extensions,
+                path: self.path.clone(),
+            }),
             None => Err(de::Error::custom("value requested before its key")),
         }
     }
@@ -546,13 +630,19 @@ impl<'de> de::Deserializer<'de> for KeyDe<'_> {
     fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> R<V::Value> {
         match self.0.parse() {
             Ok(i) => visitor.visit_i64(i),
-            Err(_) => Err(de::Error::custom(format!("key {:?} must be an integer", self.0))),
+            Err(_) => Err(de::Error::custom(format!(
+                "key {:?} must be an integer",
+                self.0
+            ))),
         }
     }
     fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> R<V::Value> {
         match self.0.parse() {
             Ok(u) => visitor.visit_u64(u),
-            Err(_) => Err(de::Error::custom(format!("key {:?} must be a non-negative integer", self.0))),
+            Err(_) => Err(de::Error::custom(format!(
+                "key {:?} must be a non-negative integer",
+                self.0
+            ))),
         }
     }
     serde::forward_to_deserialize_any! {
@@ -573,14 +663,24 @@ impl<'de, 'a> EnumAccess<'de> for Variant<'a> {
     type Variant = NodeDe<'a>;
     fn variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> R<(T::Value, NodeDe<'a>)> {
         let v = key_seed(seed, self.key, self.parent)?;
-        Ok((v, NodeDe { node: self.value, path: self.parent.key(&self.key.name) }))
+        Ok((
+            v,
+            NodeDe {
+                node: self.value,
+                path: self.parent.key(&self.key.name),
+            },
+        ))
     }
 }
 
 impl<'de> VariantAccess<'de> for NodeDe<'_> {
     type Error = DeError;
     fn unit_variant(self) -> R<()> {
-        if self.node.is_null() { Ok(()) } else { Err(self.wrong("null")) }
+        if self.node.is_null() {
+            Ok(())
+        } else {
+            Err(self.wrong("null"))
+        }
     }
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> R<T::Value> {
         seed.deserialize(self)
@@ -588,7 +688,11 @@ impl<'de> VariantAccess<'de> for NodeDe<'_> {
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> R<V::Value> {
         de::Deserializer::deserialize_seq(self, visitor)
     }
-    fn struct_variant<V: Visitor<'de>>(self, fields: &'static [&'static str], visitor: V) -> R<V::Value> {
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> R<V::Value> {
         de::Deserializer::deserialize_struct(self, "", fields, visitor)
     }
 }
@@ -639,7 +743,10 @@ mod tests {
         assert_eq!(e.hint.as_deref(), Some("did you mean \"image\"?"));
         assert_eq!((e.loc.line, e.loc.col), (3, 5));
         assert_eq!(e.path.to_string(), "services.web.imgae");
-        assert_eq!(e.to_string(), "t.yaml:3:5: services.web.imgae: additional property \"imgae\" is not allowed\nhint: did you mean \"image\"?");
+        assert_eq!(
+            e.to_string(),
+            "t.yaml:3:5: services.web.imgae: additional property \"imgae\" is not allowed\nhint: did you mean \"image\"?"
+        );
     }
 
     #[test]
@@ -687,7 +794,10 @@ mod tests {
     #[test]
     fn extensions_are_collected_or_refused() {
         let d = doc("services:\n  web:\n    image: x\n    x-foo: {a: [1, two]}\n").unwrap();
-        assert_eq!(d.services["web"].extensions["x-foo"], serde_json::json!({"a": [1, "two"]}));
+        assert_eq!(
+            d.services["web"].extensions["x-foo"],
+            serde_json::json!({"a": [1, "two"]})
+        );
         let e = from_node::<Plain>(&parse("p.yaml", "image: x\nx-foo: 1\n").unwrap()).unwrap_err();
         assert_eq!(e.kind, ErrorKind::UnknownKey);
         assert_eq!(e.message, "additional property \"x-foo\" is not allowed");

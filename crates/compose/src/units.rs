@@ -115,7 +115,10 @@ impl Duration {
                     if overflow {
                         continue;
                     }
-                    match frac.checked_mul(10).and_then(|f| f.checked_add(u64::from(d - b'0'))) {
+                    match frac
+                        .checked_mul(10)
+                        .and_then(|f| f.checked_add(u64::from(d - b'0')))
+                    {
                         Some(f) => {
                             frac = f;
                             scale *= 10.0;
@@ -129,8 +132,11 @@ impl Duration {
                 return Err(invalid(""));
             }
             // The unit.
-            let unit_len =
-                s.char_indices().find(|(_, c)| *c == '.' || c.is_ascii_digit()).map(|(i, _)| i).unwrap_or(s.len());
+            let unit_len = s
+                .char_indices()
+                .find(|(_, c)| *c == '.' || c.is_ascii_digit())
+                .map(|(i, _)| i)
+                .unwrap_or(s.len());
             if unit_len == 0 {
                 return Err(invalid("missing unit"));
             }
@@ -153,13 +159,19 @@ impl Duration {
                 let f = (frac as f64 * (unit as f64 / scale)) as u64;
                 part = part.checked_add(f).ok_or_else(|| invalid("out of range"))?;
             }
-            total = total.checked_add(part).ok_or_else(|| invalid("out of range"))?;
+            total = total
+                .checked_add(part)
+                .ok_or_else(|| invalid("out of range"))?;
         }
         let limit = if neg { 1u64 << 63 } else { (1u64 << 63) - 1 };
         if total > limit {
             return Err(invalid("out of range"));
         }
-        Ok(Duration(if neg { (total as i128).wrapping_neg() as i64 } else { total as i64 }))
+        Ok(Duration(if neg {
+            (total as i128).wrapping_neg() as i64
+        } else {
+            total as i64
+        }))
     }
 }
 
@@ -244,7 +256,9 @@ impl<'de> Deserialize<'de> for Duration {
                 self.visit_i64(i64::try_from(u).unwrap_or(i64::MAX))
             }
             fn visit_f64<E: de::Error>(self, _: f64) -> Result<Duration, E> {
-                Err(E::custom(format!("must be a duration string, found a number\nhint: {DURATION_HINT}")))
+                Err(E::custom(format!(
+                    "must be a duration string, found a number\nhint: {DURATION_HINT}"
+                )))
             }
         }
         d.deserialize_any(V)
@@ -264,7 +278,10 @@ pub struct ByteSize(pub i64);
 impl ByteSize {
     /// Parses a size as docker's `units.RAMInBytes` does (binary multiples).
     pub fn parse(text: &str) -> Result<ByteSize, UnitError> {
-        let invalid = || UnitError { message: format!("invalid size {text:?}"), hint: SIZE_HINT };
+        let invalid = || UnitError {
+            message: format!("invalid size {text:?}"),
+            hint: SIZE_HINT,
+        };
         let Some(sep) = text.rfind(|c: char| c.is_ascii_digit() || c == '.' || c == ' ') else {
             return Err(invalid());
         };
@@ -281,8 +298,10 @@ impl ByteSize {
         if sfx.is_empty() {
             return Ok(ByteSize(size as i64));
         }
-        let bad_suffix =
-            || UnitError { message: format!("invalid size {text:?}: unknown unit {sfx:?}"), hint: SIZE_HINT };
+        let bad_suffix = || UnitError {
+            message: format!("invalid size {text:?}: unknown unit {sfx:?}"),
+            hint: SIZE_HINT,
+        };
         let lower = sfx.to_ascii_lowercase();
         let bytes = lower.as_bytes();
         if bytes.len() > 3 {
@@ -345,7 +364,9 @@ impl<'de> Deserialize<'de> for ByteSize {
                 Ok(ByteSize(i))
             }
             fn visit_u64<E: de::Error>(self, u: u64) -> Result<ByteSize, E> {
-                i64::try_from(u).map(ByteSize).map_err(|_| E::custom("size out of range"))
+                i64::try_from(u)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom("size out of range"))
             }
             fn visit_f64<E: de::Error>(self, f: f64) -> Result<ByteSize, E> {
                 Ok(ByteSize(f as i64))
@@ -432,8 +453,14 @@ mod tests {
 
     #[test]
     fn bad_sizes_say_why() {
-        assert_eq!(ByteSize::parse("abc").unwrap_err().message, "invalid size \"abc\"");
-        assert_eq!(ByteSize::parse("1x").unwrap_err().message, "invalid size \"1x\": unknown unit \"x\"");
+        assert_eq!(
+            ByteSize::parse("abc").unwrap_err().message,
+            "invalid size \"abc\""
+        );
+        assert_eq!(
+            ByteSize::parse("1x").unwrap_err().message,
+            "invalid size \"1x\": unknown unit \"x\""
+        );
         assert!(ByteSize::parse("1kbb").is_err());
         assert!(ByteSize::parse("1mx").is_err());
         assert!(ByteSize::parse("-1").is_err());
@@ -442,7 +469,13 @@ mod tests {
 
     #[test]
     fn sizes_serialise_as_strings_of_bytes() {
-        assert_eq!(serde_json::to_string(&ByteSize(1 << 30)).unwrap(), "\"1073741824\"");
-        assert_eq!(serde_json::to_string(&Duration::parse("1m30s").unwrap()).unwrap(), "\"1m30s\"");
+        assert_eq!(
+            serde_json::to_string(&ByteSize(1 << 30)).unwrap(),
+            "\"1073741824\""
+        );
+        assert_eq!(
+            serde_json::to_string(&Duration::parse("1m30s").unwrap()).unwrap(),
+            "\"1m30s\""
+        );
     }
 }

@@ -7,8 +7,8 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::{
-    HostsList, Mapping, MappingWithEquals, OmitEmpty, ServiceSecretConfig, Ulimit, nullable_mapping,
-    string_or_list,
+    HostsList, Mapping, MappingWithEquals, OmitEmpty, ServiceSecretConfig, Ulimit,
+    nullable_mapping, string_or_list,
 };
 use crate::units::ByteSize;
 
@@ -98,7 +98,11 @@ impl OmitEmpty for SshConfig {
 impl Serialize for SshConfig {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.0.iter().map(|k| {
-            if k.path.is_empty() { k.id.clone() } else { format!("{}: {}", k.id, k.path) }
+            if k.path.is_empty() {
+                k.id.clone()
+            } else {
+                format!("{}: {}", k.id, k.path)
+            }
         }))
     }
 }
@@ -114,7 +118,10 @@ impl<'de> Deserialize<'de> for SshConfig {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SshConfig, A::Error> {
                 let mut keys = Vec::new();
                 while let Some((id, path)) = map.next_entry::<String, Option<String>>()? {
-                    keys.push(SshKey { id, path: path.unwrap_or_default() });
+                    keys.push(SshKey {
+                        id,
+                        path: path.unwrap_or_default(),
+                    });
                 }
                 Ok(SshConfig(keys))
             }
@@ -122,13 +129,19 @@ impl<'de> Deserialize<'de> for SshConfig {
                 let mut keys = Vec::new();
                 while let Some(entry) = seq.next_element::<String>()? {
                     let (id, path) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
-                    keys.push(SshKey { id: id.to_string(), path: path.to_string() });
+                    keys.push(SshKey {
+                        id: id.to_string(),
+                        path: path.to_string(),
+                    });
                 }
                 Ok(SshConfig(keys))
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<SshConfig, E> {
                 let (id, path) = s.split_once('=').unwrap_or((s, ""));
-                Ok(SshConfig(vec![SshKey { id: id.to_string(), path: path.to_string() }]))
+                Ok(SshConfig(vec![SshKey {
+                    id: id.to_string(),
+                    path: path.to_string(),
+                }]))
             }
         }
         d.deserialize_any(V)

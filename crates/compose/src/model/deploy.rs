@@ -183,7 +183,9 @@ impl<'de> Deserialize<'de> for DeviceCount {
                     return Ok(DeviceCount::ALL);
                 }
                 s.parse().map(DeviceCount).map_err(|_| {
-                    E::custom(format!("invalid value {s:?}, the only value allowed is 'all' or a number"))
+                    E::custom(format!(
+                        "invalid value {s:?}, the only value allowed is 'all' or a number"
+                    ))
                 })
             }
         }

@@ -94,7 +94,6 @@ macro_rules! include_field {
 
 pub(crate) use include_field;
 
-
 mod build;
 mod deploy;
 mod network;
@@ -171,7 +170,9 @@ pub type MappingWithEquals = BTreeMap<String, Option<String>>;
 /// `deserialize_with` for [`Mapping`] fields: null values become `""` as in compose-go.
 pub fn nullable_mapping<'de, D: Deserializer<'de>>(d: D) -> Result<Mapping, D::Error> {
     let m: BTreeMap<String, Option<String>> = BTreeMap::deserialize(d)?;
-    Ok(m.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect())
+    Ok(m.into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_default()))
+        .collect())
 }
 
 /// `deserialize_with` for compose-go `StringList` fields: one string or a list of strings.
@@ -363,7 +364,9 @@ impl<'de> Deserialize<'de> for External {
                 match s.to_ascii_lowercase().as_str() {
                     "true" => Ok(External(true)),
                     "false" => Ok(External(false)),
-                    _ => Err(E::custom(format!("invalid boolean {s:?}\nhint: use true or false"))),
+                    _ => Err(E::custom(format!(
+                        "invalid boolean {s:?}\nhint: use true or false"
+                    ))),
                 }
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<External, A::Error> {
@@ -457,13 +460,17 @@ impl<'de> Deserialize<'de> for Ulimit {
                 Ok(Ulimit::Single(i))
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Ulimit, E> {
-                s.trim().parse().map(Ulimit::Single).map_err(|_| {
-                    E::custom(format!("must be an integer, found a string {s:?}"))
-                })
+                s.trim()
+                    .parse()
+                    .map(Ulimit::Single)
+                    .map_err(|_| E::custom(format!("must be an integer, found a string {s:?}")))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Ulimit, A::Error> {
                 let p = UlimitPair::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(Ulimit::Pair { soft: p.soft, hard: p.hard })
+                Ok(Ulimit::Pair {
+                    soft: p.soft,
+                    hard: p.hard,
+                })
             }
         }
         d.deserialize_any(V)
@@ -485,8 +492,11 @@ impl OmitEmpty for HostsList {
 impl HostsList {
     /// `host<sep>ip` entries, sorted, as compose-go's `AsList` + sort.
     pub fn as_list(&self, sep: &str) -> Vec<String> {
-        let mut l: Vec<String> =
-            self.0.iter().flat_map(|(h, ips)| ips.iter().map(move |ip| format!("{h}{sep}{ip}"))).collect();
+        let mut l: Vec<String> = self
+            .0
+            .iter()
+            .flat_map(|(h, ips)| ips.iter().map(move |ip| format!("{h}{sep}{ip}")))
+            .collect();
         l.sort();
         l
     }
@@ -497,10 +507,12 @@ impl HostsList {
         }
         let ips = ips
             .into_iter()
-            .map(|ip| match ip.strip_prefix('[').and_then(|i| i.strip_suffix(']')) {
-                Some(inner) if !inner.is_empty() => inner.to_string(),
-                _ => ip,
-            })
+            .map(
+                |ip| match ip.strip_prefix('[').and_then(|i| i.strip_suffix(']')) {
+                    Some(inner) if !inner.is_empty() => inner.to_string(),
+                    _ => ip,
+                },
+            )
             .collect::<Vec<_>>();
         self.0.entry(host.to_string()).or_default().extend(ips);
         Ok(())
@@ -529,12 +541,14 @@ impl<'de> Deserialize<'de> for HostsList {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HostsList, A::Error> {
                 let mut h = HostsList::default();
                 while let Some(entry) = seq.next_element::<String>()? {
-                    let Some((host, ip)) = entry.split_once('=').or_else(|| entry.split_once(':')) else {
+                    let Some((host, ip)) = entry.split_once('=').or_else(|| entry.split_once(':'))
+                    else {
                         return Err(de::Error::custom(format!(
                             "invalid additional host, missing IP: {entry}\nhint: write host=ip"
                         )));
                     };
-                    h.insert(host, ip.split(',').map(str::to_string).collect()).map_err(de::Error::custom)?;
+                    h.insert(host, ip.split(',').map(str::to_string).collect())
+                        .map_err(de::Error::custom)?;
                 }
                 Ok(h)
             }

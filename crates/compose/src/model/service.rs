@@ -7,8 +7,8 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::{
-    BuildConfig, DeployConfig, DeviceRequest, HostsList, Mapping, MappingWithEquals, OmitEmpty, OptOut,
-    ShellCommand, Ulimit, nullable_mapping, string_or_list,
+    BuildConfig, DeployConfig, DeviceRequest, HostsList, Mapping, MappingWithEquals, OmitEmpty,
+    OptOut, ShellCommand, Ulimit, nullable_mapping, string_or_list,
 };
 use crate::units::{ByteSize, Duration};
 
@@ -227,7 +227,9 @@ model! {
 }
 
 /// `deserialize_with` for compose-go `MultiOptions`: each value a scalar or a list of scalars.
-pub fn multi_options<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<String>>, D::Error> {
+pub fn multi_options<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Vec<String>>, D::Error> {
     struct Values(Vec<String>);
     impl<'de> Deserialize<'de> for Values {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Values, D::Error> {
@@ -455,10 +457,21 @@ impl<'de> Deserialize<'de> for FileMode {
             fn visit_i64<E: de::Error>(self, i: i64) -> Result<FileMode, E> {
                 Ok(FileMode(i))
             }
+            fn visit_f64<E: de::Error>(self, f: f64) -> Result<FileMode, E> {
+                if f.fract() == 0.0 && (0.0..1e15).contains(&f) {
+                    Ok(FileMode(f as i64))
+                } else {
+                    Err(E::custom(format!(
+                        "invalid file mode {f}\nhint: write an octal mode like \"0440\""
+                    )))
+                }
+            }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<FileMode, E> {
-                i64::from_str_radix(s, 8)
-                    .map(FileMode)
-                    .map_err(|_| E::custom(format!("invalid file mode {s:?}\nhint: write an octal mode like \"0440\"")))
+                i64::from_str_radix(s, 8).map(FileMode).map_err(|_| {
+                    E::custom(format!(
+                        "invalid file mode {s:?}\nhint: write an octal mode like \"0440\""
+                    ))
+                })
             }
         }
         d.deserialize_any(V)
@@ -557,7 +570,10 @@ impl<'de> Deserialize<'de> for HealthCheckTest {
                 f.write_str("a string or a list of strings")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<HealthCheckTest, E> {
-                Ok(HealthCheckTest(vec!["CMD-SHELL".to_string(), s.to_string()]))
+                Ok(HealthCheckTest(vec![
+                    "CMD-SHELL".to_string(),
+                    s.to_string(),
+                ]))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HealthCheckTest, A::Error> {
                 let mut out = Vec::new();
