@@ -8,8 +8,5 @@ pub mod yaml;
 pub mod units;
 pub mod de;
 pub mod model;
-pub mod units;
-pub mod de;
-pub mod model;
 
 pub use error::{Error, ErrorKind, Result};
