@@ -20,5 +20,8 @@ pub mod profiles;
 pub mod template;
 pub mod unicity;
 pub mod yaml;
+pub mod units;
+pub mod de;
+pub mod model;
 
 pub use error::{Error, ErrorKind, Result};
