@@ -23,7 +23,9 @@ pub fn apply(doc: &mut Node) {
         for_each_item(service, "secrets", |secret| {
             let source = secret.get("source").and_then(Node::scalar_text);
             if let Some(source) = source {
-                set_default(secret, "target", || Node::string(format!("/run/secrets/{source}")));
+                set_default(secret, "target", || {
+                    Node::string(format!("/run/secrets/{source}"))
+                });
             }
         });
         for_each_item(service, "gpus", device_request_defaults);
@@ -53,7 +55,10 @@ fn device_request_defaults(device: &mut Node) {
 /// Calls `f` on every mapping item of the sequence `node[key]`.
 fn for_each_item(node: &mut Node, key: &str, mut f: impl FnMut(&mut Node)) {
     if let Some(items) = node.get_mut(key).and_then(Node::as_seq_mut) {
-        for item in items.iter_mut().filter(|i| matches!(i.value, Value::Map(_))) {
+        for item in items
+            .iter_mut()
+            .filter(|i| matches!(i.value, Value::Map(_)))
+        {
             f(item);
         }
     }
@@ -90,13 +95,24 @@ mod tests {
         assert_eq!(ports[1].get("protocol").unwrap().as_str(), Some("udp"));
         assert_eq!(ports[1].get("mode").unwrap().as_str(), Some("host"));
         let secrets = web.get("secrets").unwrap().as_seq().unwrap();
-        assert_eq!(secrets[0].get("target").unwrap().as_str(), Some("/run/secrets/token"));
+        assert_eq!(
+            secrets[0].get("target").unwrap().as_str(),
+            Some("/run/secrets/token")
+        );
         assert_eq!(secrets[1].get("target").unwrap().as_str(), Some("/k"));
         let gpus = web.get("gpus").unwrap().as_seq().unwrap();
         assert_eq!(gpus[0].get("count").unwrap().as_str(), Some("all"));
         assert!(gpus[1].get("count").is_none());
         let volumes = web.get("volumes").unwrap().as_seq().unwrap();
-        assert_eq!(volumes[0].get("bind").unwrap().get("create_host_path").unwrap().as_bool(), Some(true));
+        assert_eq!(
+            volumes[0]
+                .get("bind")
+                .unwrap()
+                .get("create_host_path")
+                .unwrap()
+                .as_bool(),
+            Some(true)
+        );
         assert!(volumes[1].get("bind").is_none());
     }
 }

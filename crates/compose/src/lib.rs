@@ -6,6 +6,7 @@
 
 pub mod canonical;
 pub mod consistency;
+pub mod de;
 pub mod defaults;
 pub mod dotenv;
 pub mod error;
@@ -13,15 +14,15 @@ pub mod extends;
 pub mod graph;
 pub mod hash;
 pub mod interpolate;
+pub mod loader;
 pub mod merge;
+pub mod model;
 pub mod normalize;
 pub mod paths;
 pub mod profiles;
 pub mod template;
 pub mod unicity;
-pub mod yaml;
 pub mod units;
-pub mod de;
-pub mod model;
+pub mod yaml;
 
 pub use error::{Error, ErrorKind, Result};
