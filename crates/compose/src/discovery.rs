@@ -26,8 +26,12 @@ use indexmap::IndexMap;
 use crate::error::{Error, ErrorKind};
 
 /// Compose file names looked for, in order of preference.
-pub const DEFAULT_FILE_NAMES: [&str; 4] =
-    ["compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml"];
+pub const DEFAULT_FILE_NAMES: [&str; 4] = [
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yml",
+    "docker-compose.yaml",
+];
 
 /// Override file names looked for beside the discovered file, in order of preference.
 pub const DEFAULT_OVERRIDE_FILE_NAMES: [&str; 4] = [
@@ -117,16 +121,22 @@ pub fn discover(opts: &ProjectOptions) -> Result<Discovered, Error> {
         }
     }
     if files.is_empty() {
-        return Err(Error::new(ErrorKind::Io, "no configuration file provided: not found").hint(
-            "run berth in a directory with a compose.yaml, or name the file with -f",
-        ));
+        return Err(
+            Error::new(ErrorKind::Io, "no configuration file provided: not found")
+                .hint("run berth in a directory with a compose.yaml, or name the file with -f"),
+        );
     }
 
     let project_dir = match project_directory {
         Some(d) => d,
         None => files
             .iter()
-            .find_map(|f| f.path.as_ref().and_then(|p| p.parent()).map(Path::to_path_buf))
+            .find_map(|f| {
+                f.path
+                    .as_ref()
+                    .and_then(|p| p.parent())
+                    .map(Path::to_path_buf)
+            })
             .unwrap_or_else(|| wd.clone()),
     };
 
@@ -135,14 +145,24 @@ pub fn discover(opts: &ProjectOptions) -> Result<Discovered, Error> {
         opts.environment
             .get("COMPOSE_PROFILES")
             .map(|p| {
-                p.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+                p.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
             })
             .unwrap_or_default()
     } else {
         opts.profiles.clone()
     };
 
-    Ok(Discovered { files, project_dir, env_files, profiles, warnings })
+    Ok(Discovered {
+        files,
+        project_dir,
+        env_files,
+        profiles,
+        warnings,
+    })
 }
 
 /// The first default file found in `start` or its parents, and the first override beside it.
@@ -171,26 +191,35 @@ fn find_default_files(start: &Path, warnings: &mut Vec<String>) -> Vec<PathBuf> 
 fn multiple_warning(what: &str, candidates: &[PathBuf]) -> String {
     let names: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
     let used = names.first().cloned().unwrap_or_default();
-    format!("found multiple {what} files with supported names: {}; using {used}", names.join(", "))
+    format!(
+        "found multiple {what} files with supported names: {}; using {used}",
+        names.join(", ")
+    )
 }
 
 fn existing(dir: &Path, names: &[&str]) -> Vec<PathBuf> {
-    names.iter().map(|n| dir.join(n)).filter(|p| p.exists()).collect()
+    names
+        .iter()
+        .map(|n| dir.join(n))
+        .filter(|p| p.exists())
+        .collect()
 }
 
 /// Reads one file named on the command line or in `COMPOSE_FILE`; `verb` is what Go's error
 /// would say (`open` for `-f`, `stat` for `COMPOSE_FILE`).
-fn read_config(
-    f: &str,
-    wd: &Path,
-    opts: &ProjectOptions,
-    verb: &str,
-) -> Result<ConfigFile, Error> {
+fn read_config(f: &str, wd: &Path, opts: &ProjectOptions, verb: &str) -> Result<ConfigFile, Error> {
     if f == "-" {
         let content = opts.stdin.clone().ok_or_else(|| {
-            Error::new(ErrorKind::Io, "failed to read compose file from standard input")
+            Error::new(
+                ErrorKind::Io,
+                "failed to read compose file from standard input",
+            )
         })?;
-        return Ok(ConfigFile { name: "-".to_string(), path: None, content });
+        return Ok(ConfigFile {
+            name: "-".to_string(),
+            path: None,
+            content,
+        });
     }
     read_path(absolute(wd, Path::new(f)), verb)
 }
@@ -198,7 +227,11 @@ fn read_config(
 fn read_path(path: PathBuf, verb: &str) -> Result<ConfigFile, Error> {
     let name = path.display().to_string();
     match std::fs::read_to_string(&path) {
-        Ok(content) => Ok(ConfigFile { name, path: Some(path), content }),
+        Ok(content) => Ok(ConfigFile {
+            name,
+            path: Some(path),
+            content,
+        }),
         Err(e) => Err(io_error(verb, &path, &e)),
     }
 }
@@ -227,7 +260,10 @@ fn env_files(opts: &ProjectOptions, project_dir: &Path) -> Result<Vec<PathBuf>, 
                 ));
             }
             if p.is_dir() {
-                return Err(Error::new(ErrorKind::Io, format!("{} is a directory", p.display())));
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!("{} is a directory", p.display()),
+                ));
             }
             out.push(p);
         }
@@ -246,7 +282,11 @@ fn env_files(opts: &ProjectOptions, project_dir: &Path) -> Result<Vec<PathBuf>, 
         }
     }
     let default = project_dir.join(".env");
-    Ok(if default.is_file() { vec![default] } else { Vec::new() })
+    Ok(if default.is_file() {
+        vec![default]
+    } else {
+        Vec::new()
+    })
 }
 
 /// Go's `strconv.ParseBool`.
@@ -261,7 +301,11 @@ fn parse_go_bool(s: &str) -> Option<bool> {
 /// `p` made absolute against `base`, with `.` and `..` components removed lexically (as Go's
 /// `filepath.Abs`, which cleans).
 fn absolute(base: &Path, p: &Path) -> PathBuf {
-    let joined = if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
     let mut out = PathBuf::new();
     for c in joined.components() {
         match c {
@@ -308,11 +352,15 @@ pub fn project_name(
     from_files: Option<&str>,
     project_dir: &Path,
 ) -> Result<String, Error> {
-    let explicit = cli.filter(|s| !s.is_empty()).or(env.filter(|s| !s.is_empty()));
+    let explicit = cli
+        .filter(|s| !s.is_empty())
+        .or(env.filter(|s| !s.is_empty()));
     let name = match explicit {
         Some(n) => n.to_string(),
         None => {
-            let from_files = from_files.map(normalize_project_name).filter(|s| !s.is_empty());
+            let from_files = from_files
+                .map(normalize_project_name)
+                .filter(|s| !s.is_empty());
             match from_files {
                 Some(n) => n,
                 None => {
@@ -326,8 +374,10 @@ pub fn project_name(
         }
     };
     if name.is_empty() {
-        return Err(Error::new(ErrorKind::InvalidValue, "project name must not be empty")
-            .hint("name the project with -p NAME or a top-level `name:`"));
+        return Err(
+            Error::new(ErrorKind::InvalidValue, "project name must not be empty")
+                .hint("name the project with -p NAME or a top-level `name:`"),
+        );
     }
     if normalize_project_name(&name) != name {
         return Err(invalid_project_name(&name));
@@ -341,7 +391,10 @@ mod tests {
     use std::fs;
 
     fn opts(wd: &Path) -> ProjectOptions {
-        ProjectOptions { working_dir: wd.to_path_buf(), ..ProjectOptions::default() }
+        ProjectOptions {
+            working_dir: wd.to_path_buf(),
+            ..ProjectOptions::default()
+        }
     }
 
     fn touch(p: &Path, text: &str) {
@@ -385,7 +438,11 @@ mod tests {
         assert_eq!(d.files.len(), 1);
         assert_eq!(d.files[0].content, "b: 1\n");
         assert_eq!(d.warnings.len(), 1);
-        assert!(d.warnings[0].contains("docker-compose.yml"), "{}", d.warnings[0]);
+        assert!(
+            d.warnings[0].contains("docker-compose.yml"),
+            "{}",
+            d.warnings[0]
+        );
     }
 
     #[test]
@@ -406,7 +463,13 @@ mod tests {
         o.files = vec!["sub/other.yml".into(), "-".into()];
         o.stdin = Some("z: 1\n".into());
         let d = discover(&o).unwrap();
-        assert_eq!(names(&d), vec![tmp.path().join("sub/other.yml").display().to_string(), "-".into()]);
+        assert_eq!(
+            names(&d),
+            vec![
+                tmp.path().join("sub/other.yml").display().to_string(),
+                "-".into()
+            ]
+        );
         assert_eq!(d.files[1].content, "z: 1\n");
         assert_eq!(d.project_dir, tmp.path().join("sub"));
         assert_eq!(d.env_files, vec![tmp.path().join("sub/.env")]);
@@ -420,7 +483,10 @@ mod tests {
         let err = discover(&o).unwrap_err();
         assert_eq!(
             err.message(),
-            format!("open {}: no such file or directory", tmp.path().join("nope.yaml").display())
+            format!(
+                "open {}: no such file or directory",
+                tmp.path().join("nope.yaml").display()
+            )
         );
     }
 
@@ -443,18 +509,30 @@ mod tests {
         touch(&tmp.path().join("b.yml"), "b: 1\n");
         touch(&tmp.path().join("compose.yaml"), "c: 1\n");
         let mut o = opts(tmp.path());
-        o.environment.insert("COMPOSE_FILE".into(), "a.yml;b.yml".into());
-        o.environment.insert("COMPOSE_PATH_SEPARATOR".into(), ";".into());
+        o.environment
+            .insert("COMPOSE_FILE".into(), "a.yml;b.yml".into());
+        o.environment
+            .insert("COMPOSE_PATH_SEPARATOR".into(), ";".into());
         let d = discover(&o).unwrap();
-        assert_eq!(d.files.iter().map(|f| f.content.as_str()).collect::<Vec<_>>(), ["a: 1\n", "b: 1\n"]);
+        assert_eq!(
+            d.files
+                .iter()
+                .map(|f| f.content.as_str())
+                .collect::<Vec<_>>(),
+            ["a: 1\n", "b: 1\n"]
+        );
         // -f wins over COMPOSE_FILE.
         o.files = vec!["compose.yaml".into()];
         assert_eq!(discover(&o).unwrap().files[0].content, "c: 1\n");
         // A missing COMPOSE_FILE entry is reported like compose-go's stat.
         o.files.clear();
-        o.environment.insert("COMPOSE_FILE".into(), "a.yml;zz.yml".into());
+        o.environment
+            .insert("COMPOSE_FILE".into(), "a.yml;zz.yml".into());
         let err = discover(&o).unwrap_err();
-        assert!(err.message().starts_with("stat ") && err.message().ends_with("zz.yml: no such file or directory"));
+        assert!(
+            err.message().starts_with("stat ")
+                && err.message().ends_with("zz.yml: no such file or directory")
+        );
     }
 
     #[test]
@@ -475,7 +553,8 @@ mod tests {
         touch(&tmp.path().join(".env"), "A=1\n");
         touch(&tmp.path().join("one.env"), "B=1\n");
         let mut o = opts(tmp.path());
-        o.environment.insert("COMPOSE_PROFILES".into(), "debug, web,,".into());
+        o.environment
+            .insert("COMPOSE_PROFILES".into(), "debug, web,,".into());
         let d = discover(&o).unwrap();
         assert_eq!(d.env_files, vec![tmp.path().join(".env")]);
         assert_eq!(d.profiles, vec!["debug".to_string(), "web".to_string()]);
@@ -488,24 +567,45 @@ mod tests {
 
         o.env_files = vec!["missing.env".into()];
         let err = discover(&o).unwrap_err();
-        assert!(err.message().starts_with("couldn't find env file: "), "{}", err.message());
+        assert!(
+            err.message().starts_with("couldn't find env file: "),
+            "{}",
+            err.message()
+        );
 
         o.env_files.clear();
-        o.environment.insert("COMPOSE_DISABLE_ENV_FILE".into(), "true".into());
+        o.environment
+            .insert("COMPOSE_DISABLE_ENV_FILE".into(), "true".into());
         assert!(discover(&o).unwrap().env_files.is_empty());
-        o.environment.insert("COMPOSE_DISABLE_ENV_FILE".into(), "maybe".into());
+        o.environment
+            .insert("COMPOSE_DISABLE_ENV_FILE".into(), "maybe".into());
         assert_eq!(discover(&o).unwrap_err().kind, ErrorKind::InvalidValue);
     }
 
     #[test]
     fn project_name_precedence() {
         let dir = Path::new("/srv/My_App.v2");
-        assert_eq!(project_name(Some("cli"), Some("env"), Some("file"), dir).unwrap(), "cli");
-        assert_eq!(project_name(None, Some("env"), Some("file"), dir).unwrap(), "env");
-        assert_eq!(project_name(None, Some(""), Some("file"), dir).unwrap(), "file");
-        assert_eq!(project_name(None, None, Some("File Name"), dir).unwrap(), "filename");
+        assert_eq!(
+            project_name(Some("cli"), Some("env"), Some("file"), dir).unwrap(),
+            "cli"
+        );
+        assert_eq!(
+            project_name(None, Some("env"), Some("file"), dir).unwrap(),
+            "env"
+        );
+        assert_eq!(
+            project_name(None, Some(""), Some("file"), dir).unwrap(),
+            "file"
+        );
+        assert_eq!(
+            project_name(None, None, Some("File Name"), dir).unwrap(),
+            "filename"
+        );
         assert_eq!(project_name(None, None, None, dir).unwrap(), "my_appv2");
-        assert_eq!(project_name(None, None, Some("__"), Path::new("/x/-Dir")).unwrap(), "dir");
+        assert_eq!(
+            project_name(None, None, Some("__"), Path::new("/x/-Dir")).unwrap(),
+            "dir"
+        );
     }
 
     #[test]

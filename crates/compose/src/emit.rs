@@ -337,9 +337,9 @@ fn choose_style(s: &str, simple_key: bool) -> Style {
 /// (null, bool, int, float, timestamp, merge key).
 fn resolves_to_non_string(s: &str) -> bool {
     const SPECIAL: &[&str] = &[
-        "", "~", "null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE",
-        ".nan", ".NaN", ".NAN", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf",
-        "-.Inf", "-.INF", "<<",
+        "", "~", "null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE", ".nan",
+        ".NaN", ".NAN", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf",
+        "-.INF", "<<",
     ];
     if SPECIAL.contains(&s) {
         return true;
@@ -443,11 +443,13 @@ fn parses_as_go_float(s: &str) -> bool {
     if matches!(lower.as_str(), "inf" | "infinity" | "nan") {
         return true;
     }
-    if lower.starts_with("0x") {
-        return is_hex_float(&lower[2..]);
+    if let Some(hex) = lower.strip_prefix("0x") {
+        return is_hex_float(hex);
     }
     !body.is_empty()
-        && body.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
+        && body
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
         && body.parse::<f64>().is_ok()
 }
 
@@ -675,7 +677,9 @@ fn yaml_number(n: &Number) -> String {
 /// The exponent of `f` in scientific notation (`1234.5` → 3).
 fn decimal_exponent(f: f64) -> i32 {
     let s = format!("{f:e}");
-    s.split_once('e').and_then(|(_, e)| e.parse().ok()).unwrap_or(0)
+    s.split_once('e')
+        .and_then(|(_, e)| e.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Go's `%e` form of the shortest representation: `1.5e+07`, with at least `min_digits`
@@ -810,7 +814,10 @@ mod tests {
             (".inf", "\".inf\""),
             (".nan", "\".nan\""),
             ("2001-12-14", "\"2001-12-14\""),
-            ("2001-12-14t21:59:43.10-05:00", "\"2001-12-14t21:59:43.10-05:00\""),
+            (
+                "2001-12-14t21:59:43.10-05:00",
+                "\"2001-12-14t21:59:43.10-05:00\"",
+            ),
             ("2001-13-14", "2001-13-14"),
             (" lead", "' lead'"),
             ("trail ", "'trail '"),
@@ -852,7 +859,11 @@ mod tests {
             ("127.0.0.1:8080:80/tcp", "127.0.0.1:8080:80/tcp"),
         ];
         for (input, want) in cases {
-            assert_eq!(to_yaml(&json!(input)), format!("{want}\n"), "input {input:?}");
+            assert_eq!(
+                to_yaml(&json!(input)),
+                format!("{want}\n"),
+                "input {input:?}"
+            );
         }
     }
 
@@ -930,7 +941,10 @@ matrix:
             (json!({"a": "x\ty\nz"}), "a: |-\n  x\ty\n  z\n"),
             (json!({"a": "x\r\ny"}), "a: \"x\\r\\ny\"\n"),
             (json!(["x\ny"]), "- |-\n  x\n  y\n"),
-            (json!({"a": {"b": ["x\ny", "z"]}}), "a:\n  b:\n    - |-\n      x\n      y\n    - z\n"),
+            (
+                json!({"a": {"b": ["x\ny", "z"]}}),
+                "a:\n  b:\n    - |-\n      x\n      y\n    - z\n",
+            ),
             (json!("x\ny"), "|-\n  x\n  y\n"),
         ];
         for (v, want) in cases {
@@ -941,7 +955,10 @@ matrix:
     #[test]
     fn keys_are_quoted_like_values_and_long_keys_are_complex() {
         let v = json!({"80": 1, "yes": 2, "a b": 3, "": 4, "x\ny": 5});
-        assert_eq!(to_yaml(&v), "\"80\": 1\n\"yes\": 2\na b: 3\n\"\": 4\n? |-\n  x\n  y\n: 5\n");
+        assert_eq!(
+            to_yaml(&v),
+            "\"80\": 1\n\"yes\": 2\na b: 3\n\"\": 4\n? |-\n  x\n  y\n: 5\n"
+        );
         let long = "k".repeat(129);
         let v = json!({ long.clone(): {"a": 1, "b": 2} });
         assert_eq!(to_yaml(&v), format!("? {long}\n: a: 1\n  b: 2\n"));
