@@ -1,1 +1,85 @@
-fn main() {}
+//! `berth`: a Docker-Compose-compatible orchestrator. This binary owns the command line,
+//! logging, colours and exit codes; the crates under `crates/` know nothing of them.
+
+mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, error::ErrorKind};
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command, GlobalArgs, Settings};
+use commands::{config, version};
+
+/// Exit status of a command line that cannot be parsed: docker compose's
+/// `CommandSyntaxFailure` (16).
+const USAGE_EXIT: u8 = 16;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                _ => USAGE_EXIT,
+            };
+            // Printing to a closed pipe is not worth a panic.
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    init_logging(&cli.global)?;
+    if cli.global.version {
+        print!("{}", version::pretty());
+        return Ok(());
+    }
+    let Some(command) = cli.command else {
+        // As docker compose: no verb prints the help.
+        Cli::command().print_help()?;
+        return Ok(());
+    };
+    match command {
+        Command::Version(args) => {
+            version::run(&args);
+            Ok(())
+        }
+        Command::Config(args) => {
+            let settings = Settings::resolve(&cli.global)?;
+            settings.log();
+            config::run(&settings, &args)
+        }
+    }
+}
+
+/// Logs go to stderr (stdout is for data), without colour when `--ansi never`, `NO_COLOR`, or
+/// stderr is not a terminal.
+fn init_logging(g: &GlobalArgs) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(&g.log_level).map_err(|e| {
+        anyhow::anyhow!(
+            "invalid log level {:?}: {e}\nhint: use one of trace, debug, info, warn, error",
+            g.log_level
+        )
+    })?;
+    let env: indexmap::IndexMap<String, String> = std::env::vars().collect();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(cli::use_ansi(g.ansi, &env))
+        .without_time()
+        .with_target(false)
+        .init();
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! The command line: global options as `docker compose` has them (plus berth's own), the
+//! verbs, and [`Settings`], the raw arguments resolved once before any work starts.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use berth_compose::discovery::ProjectOptions;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::commands::{config::ConfigArgs, version::VersionArgs};
+
+const HELP_TEMPLATE: &str = "\
+Usage:  {usage}
+
+{about}
+
+Options:
+{options}
+
+Commands:
+{subcommands}
+
+Run 'berth COMMAND --help' for more information on a command.
+";
+
+/// berth's command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth",
+    bin_name = "berth",
+    about = "Define and run multi-container applications with berth",
+    override_usage = "berth [OPTIONS] COMMAND",
+    help_template = HELP_TEMPLATE,
+    disable_version_flag = true,
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse, resolve and render compose file in canonical format
+    Config(ConfigArgs),
+    /// Show the berth version information
+    Version(VersionArgs),
+}
+
+/// When to print ANSI control characters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Ansi {
+    Never,
+    Always,
+    Auto,
+}
+
+/// How progress is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    Auto,
+    Tty,
+    Plain,
+    Json,
+    Quiet,
+}
+
+/// Options valid before or after any verb (cobra's persistent flags in docker compose).
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Compose configuration files
+    #[arg(short = 'f', long = "file", value_name = "FILE", global = true)]
+    pub files: Vec<String>,
+    /// Project name
+    #[arg(short = 'p', long = "project-name", value_name = "NAME", global = true)]
+    pub project_name: Option<String>,
+    /// Specify an alternate working directory (default: the path of the, first specified, Compose file)
+    #[arg(long = "project-directory", value_name = "DIR", global = true)]
+    pub project_directory: Option<PathBuf>,
+    /// Specify an alternate environment file
+    #[arg(long = "env-file", value_name = "PATH", global = true)]
+    pub env_files: Vec<PathBuf>,
+    /// Specify a profile to enable
+    #[arg(
+        id = "profile",
+        long = "profile",
+        value_name = "PROFILE",
+        global = true
+    )]
+    pub profiles: Vec<String>,
+    /// Control when to print ANSI control characters
+    #[arg(
+        long,
+        value_enum,
+        default_value = "auto",
+        env = "COMPOSE_ANSI",
+        global = true
+    )]
+    pub ansi: Ansi,
+    /// Set type of progress output
+    #[arg(
+        long,
+        value_enum,
+        default_value = "auto",
+        env = "COMPOSE_PROGRESS",
+        global = true
+    )]
+    pub progress: Progress,
+    /// Control max parallelism, -1 for unlimited
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = -1,
+        allow_negative_numbers = true,
+        env = "COMPOSE_PARALLEL_LIMIT",
+        global = true
+    )]
+    pub parallel: i64,
+    /// Execute command in dry run mode
+    #[arg(long = "dry-run", global = true)]
+    pub dry_run: bool,
+    /// berth's state directory (default: /var/lib/berth, or $XDG_DATA_HOME/berth when not root)
+    #[arg(long, value_name = "DIR", env = "BERTH_ROOT", global = true)]
+    pub root: Option<PathBuf>,
+    /// Set the logging level ("trace"|"debug"|"info"|"warn"|"error")
+    #[arg(
+        long = "log-level",
+        value_name = "LEVEL",
+        default_value = "warn",
+        global = true
+    )]
+    pub log_level: String,
+    /// Show the berth version information
+    #[arg(short = 'v', long = "version")]
+    pub version: bool,
+}
+
+/// Everything a verb needs, resolved once from the arguments and the process.
+#[derive(Debug)]
+pub struct Settings {
+    /// What discovery needs (files, project name, directories, env files, profiles, process
+    /// environment, stdin when `-f -` asks for it).
+    pub project: ProjectOptions,
+    pub ansi: bool,
+    pub progress: Progress,
+    /// `None` for unlimited.
+    pub parallel: Option<usize>,
+    pub dry_run: bool,
+    pub root: PathBuf,
+}
+
+impl Settings {
+    /// Resolves the global options against the process: current directory, environment,
+    /// standard input (read only for `-f -`), terminal.
+    pub fn resolve(g: &GlobalArgs) -> anyhow::Result<Settings> {
+        let working_dir =
+            std::env::current_dir().context("failed to read the current directory")?;
+        let environment = std::env::vars().collect();
+        let mut project = ProjectOptions {
+            files: g.files.clone(),
+            project_name: g.project_name.clone(),
+            project_directory: g.project_directory.clone(),
+            env_files: g.env_files.clone(),
+            profiles: g.profiles.clone(),
+            working_dir,
+            environment,
+            stdin: None,
+        };
+        if project.reads_stdin() {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("failed to read the compose file from standard input")?;
+            project.stdin = Some(text);
+        }
+        let parallel = match g.parallel {
+            n if n < 0 => None,
+            0 => anyhow::bail!("--parallel must be -1 (unlimited) or a positive number"),
+            n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+        };
+        Ok(Settings {
+            ansi: use_ansi(g.ansi, &project.environment),
+            root: g
+                .root
+                .clone()
+                .unwrap_or_else(|| default_root(&project.environment)),
+            project,
+            progress: g.progress,
+            parallel,
+            dry_run: g.dry_run,
+        })
+    }
+}
+
+impl Settings {
+    /// Records the resolved settings at debug level.
+    pub fn log(&self) {
+        tracing::debug!(
+            root = %self.root.display(),
+            dry_run = self.dry_run,
+            parallel = ?self.parallel,
+            progress = ?self.progress,
+            ansi = self.ansi,
+            "resolved settings"
+        );
+    }
+}
+
+/// `--ansi auto` colours a terminal unless `NO_COLOR` is set (to anything non-empty).
+pub fn use_ansi(ansi: Ansi, env: &indexmap::IndexMap<String, String>) -> bool {
+    use std::io::IsTerminal;
+    match ansi {
+        Ansi::Never => false,
+        Ansi::Always => true,
+        Ansi::Auto => {
+            env.get("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+        }
+    }
+}
+
+/// `/var/lib/berth` for root, else `$XDG_DATA_HOME/berth` (or `~/.local/share/berth`).
+fn default_root(env: &indexmap::IndexMap<String, String>) -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/var/lib/berth");
+    }
+    match (env.get("XDG_DATA_HOME"), env.get("HOME")) {
+        (Some(x), _) if !x.is_empty() => PathBuf::from(x).join("berth"),
+        (_, Some(h)) if !h.is_empty() => PathBuf::from(h).join(".local/share/berth"),
+        _ => PathBuf::from("/var/lib/berth"),
+    }
+}
+
+/// Whether the process runs as uid 0 (read from /proc, without libc).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|rest| rest.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_parse_before_and_after_the_verb() {
+        let cli = Cli::try_parse_from([
+            "berth",
+            "-f",
+            "a.yml",
+            "--file",
+            "b.yml",
+            "config",
+            "--profile",
+            "x",
+            "-p",
+            "demo",
+            "--parallel",
+            "-1",
+            "--services",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.files, vec!["a.yml", "b.yml"]);
+        assert_eq!(cli.global.profiles, vec!["x"]);
+        assert_eq!(cli.global.project_name.as_deref(), Some("demo"));
+        assert!(matches!(cli.command, Some(Command::Config(ref c)) if c.services));
+    }
+
+    #[test]
+    fn ansi_never_and_always_ignore_the_terminal() {
+        let mut env = indexmap::IndexMap::new();
+        assert!(!use_ansi(Ansi::Never, &env));
+        assert!(use_ansi(Ansi::Always, &env));
+        env.insert("NO_COLOR".to_string(), "1".to_string());
+        assert!(!use_ansi(Ansi::Auto, &env));
+    }
+}

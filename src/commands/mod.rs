@@ -1,0 +1,5 @@
+//! One module per verb. Each exposes its clap arguments and a `run` taking the resolved
+//! [`crate::cli::Settings`].
+
+pub mod config;
+pub mod version;
