@@ -8,13 +8,13 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use berth_compose::discovery::{Discovered, discover};
-use berth_compose::emit;
+use berth_compose::{emit, hash, template};
 use clap::Args;
 use indexmap::IndexMap;
 use serde_json::Value;
 
 use crate::cli::Settings;
+use crate::project::{self, LoadFlags};
 
 /// `berth config` flags (those of `docker compose config`).
 #[derive(Debug, Default, Args)]
@@ -72,20 +72,9 @@ pub struct ConfigArgs {
     pub service_names: Vec<String>,
 }
 
-/// What the loader must do for `config`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LoadOptions {
-    pub interpolate: bool,
-    pub normalize: bool,
-    pub resolve_paths: bool,
-    pub consistency: bool,
-    /// Only these services (and their dependencies); empty for all.
-    pub services: Vec<String>,
-}
-
-impl From<&ConfigArgs> for LoadOptions {
-    fn from(a: &ConfigArgs) -> LoadOptions {
-        LoadOptions {
+impl From<&ConfigArgs> for LoadFlags {
+    fn from(a: &ConfigArgs) -> LoadFlags {
+        LoadFlags {
             // `--variables` lists `${…}` as written, so compose reads the model uninterpolated.
             interpolate: !a.no_interpolate && !a.variables,
             normalize: !a.no_normalize,
@@ -287,11 +276,10 @@ pub fn run(settings: &Settings, args: &ConfigArgs) -> anyhow::Result<()> {
              build does not have yet\nhint: run `berth config` without --resolve-image-digests"
         );
     }
-    let discovered = discover(&settings.project)?;
-    for w in &discovered.warnings {
-        tracing::warn!("{w}");
-    }
-    let view = load_project(settings, &discovered, &LoadOptions::from(args))?;
+    let flags = LoadFlags::from(args);
+    let project = project::load(settings, &flags)?;
+    let json = args.format.as_deref() == Some("json");
+    let view = view_of(&project, &flags, json)?;
     match render(&view, args)? {
         Rendered::Stdout(text) => print!("{text}"),
         Rendered::File { path, content } => std::fs::write(&path, content)
@@ -300,16 +288,235 @@ pub fn run(settings: &Settings, args: &ConfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads the project found by discovery into a [`ConfigView`].
-///
-/// The compose loader (`berth_compose::loader`) is being wired in by the integrator; until
-/// then this is the one place that says so.
-fn load_project(
-    _settings: &Settings,
-    _discovered: &Discovered,
-    _opts: &LoadOptions,
-) -> anyhow::Result<ConfigView> {
-    bail!("the loader is not wired yet")
+/// The [`ConfigView`] of a loaded project.
+fn view_of(p: &project::Project, flags: &LoadFlags, json: bool) -> anyhow::Result<ConfigView> {
+    let model = &p.loaded.project;
+    let mut project = serde_json::to_value(model).context("failed to serialise the project")?;
+    if json {
+        json_tags(&mut project);
+    }
+    if flags.interpolate {
+        // As docker compose: the output is itself a valid compose file, so a literal `$` that
+        // interpolation produced is written `$$`.
+        escape_dollars(&mut project);
+    }
+    let mut services_json = serde_json::Map::new();
+    if let Some(s) = project.get("services").and_then(Value::as_object) {
+        services_json = s.clone();
+    }
+    let mut hashes = IndexMap::new();
+    let mut images = Vec::new();
+    let mut names: Vec<&String> = services_json.keys().collect();
+    names.sort();
+    for name in &names {
+        let svc = &services_json[name.as_str()];
+        hashes.insert((*name).clone(), hash::service_hash(svc));
+        images.push(match svc.get("image").and_then(Value::as_str) {
+            Some(i) if !i.is_empty() => i.to_string(),
+            _ => format!("{}-{}", p.loaded.name, name),
+        });
+    }
+    let keys_sorted = |key: &str| -> Vec<String> {
+        let mut v: Vec<String> = project
+            .get(key)
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let mut environment = p.environment.clone();
+    environment.sort_keys();
+    Ok(ConfigView {
+        services: dependency_order(&p.loaded.tree),
+        volumes: keys_sorted("volumes"),
+        networks: keys_sorted("networks"),
+        images,
+        profiles: p.loaded.all_profiles.clone(),
+        hashes,
+        environment,
+        variables: variables_of(&p.discovered),
+        project,
+    })
+}
+
+/// The model serialises by compose-go's YAML tags; `--format json` follows its JSON tags, which
+/// differ in three fields that are never omitted: a service's `command` and `entrypoint`
+/// (`null` when unset) and a network's `ipam` (`{}` when unset).
+fn json_tags(project: &mut Value) {
+    // compose-go's ServiceConfig field order: the keys that come before `command`, and those
+    // between `command` and `entrypoint`.
+    const BEFORE_COMMAND: &[&str] = &[
+        "profiles",
+        "annotations",
+        "attach",
+        "build",
+        "develop",
+        "blkio_config",
+        "cap_add",
+        "cap_drop",
+        "cgroup_parent",
+        "cgroup",
+        "cpu_count",
+        "cpu_percent",
+        "cpu_period",
+        "cpu_quota",
+        "cpu_rt_period",
+        "cpu_rt_runtime",
+        "cpus",
+        "cpuset",
+        "cpu_shares",
+    ];
+    const BEFORE_ENTRYPOINT: &[&str] = &[
+        "command",
+        "configs",
+        "container_name",
+        "credential_spec",
+        "depends_on",
+        "deploy",
+        "device_cgroup_rules",
+        "devices",
+        "dns",
+        "dns_opt",
+        "dns_search",
+        "dockerfile",
+        "domainname",
+    ];
+    const BEFORE_IPAM: &[&str] = &["name", "driver", "driver_opts"];
+    if let Some(services) = project.get_mut("services").and_then(Value::as_object_mut) {
+        for svc in services.values_mut() {
+            if let Some(m) = svc.as_object_mut() {
+                insert_in_order(m, "command", Value::Null, BEFORE_COMMAND);
+                let before: Vec<&str> = BEFORE_COMMAND
+                    .iter()
+                    .chain(BEFORE_ENTRYPOINT)
+                    .copied()
+                    .collect();
+                insert_in_order(m, "entrypoint", Value::Null, &before);
+            }
+        }
+    }
+    if let Some(networks) = project.get_mut("networks").and_then(Value::as_object_mut) {
+        for net in networks.values_mut() {
+            if let Some(m) = net.as_object_mut() {
+                insert_in_order(
+                    m,
+                    "ipam",
+                    Value::Object(serde_json::Map::new()),
+                    BEFORE_IPAM,
+                );
+            }
+        }
+    }
+}
+
+/// Inserts `key: value` when absent, after the leading run of keys that belong before it.
+fn insert_in_order(
+    m: &mut serde_json::Map<String, Value>,
+    key: &str,
+    value: Value,
+    before: &[&str],
+) {
+    if m.contains_key(key) {
+        return;
+    }
+    let old = std::mem::take(m);
+    let mut inserted = false;
+    for (k, v) in old {
+        if !inserted && !before.contains(&k.as_str()) {
+            m.insert(key.to_string(), value.clone());
+            inserted = true;
+        }
+        m.insert(k, v);
+    }
+    if !inserted {
+        m.insert(key.to_string(), value);
+    }
+}
+
+/// Service names as `docker compose config --services` prints them: names in sorted order, each
+/// after its dependencies (compose-go's `ForEachService` with dependencies included).
+fn dependency_order(tree: &berth_compose::yaml::Node) -> Vec<String> {
+    use berth_compose::yaml::Node;
+    let Some(services) = tree.get("services").and_then(Node::as_map) else {
+        return Vec::new();
+    };
+    fn visit(
+        name: &str,
+        services: &berth_compose::yaml::Map,
+        seen: &mut Vec<String>,
+        out: &mut Vec<String>,
+    ) {
+        if seen.iter().any(|s| s == name) {
+            return;
+        }
+        seen.push(name.to_string());
+        let mut deps: Vec<String> = services
+            .get(name)
+            .and_then(|s| s.get("depends_on"))
+            .and_then(Node::as_map)
+            .map(|m| m.keys().map(|k| k.name.clone()).collect())
+            .unwrap_or_default();
+        deps.sort();
+        for d in deps.iter().filter(|d| services.contains_key(d.as_str())) {
+            visit(d, services, seen, out);
+        }
+        out.push(name.to_string());
+    }
+    let mut names: Vec<&str> = services.keys().map(|k| k.as_str()).collect();
+    names.sort_unstable();
+    let (mut seen, mut out) = (Vec::new(), Vec::new());
+    for n in names {
+        visit(n, services, &mut seen, &mut out);
+    }
+    out
+}
+
+/// `$` → `$$` in every key and string of the output.
+fn escape_dollars(v: &mut Value) {
+    match v {
+        Value::String(s) if s.contains('$') => *s = s.replace('$', "$$"),
+        Value::Array(items) => items.iter_mut().for_each(escape_dollars),
+        Value::Object(m) if m.keys().any(|k| k.contains('$')) || !m.is_empty() => {
+            let old = std::mem::take(m);
+            for (k, mut val) in old {
+                escape_dollars(&mut val);
+                m.insert(k.replace('$', "$$"), val);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The `${…}` variables the compose files refer to (`--variables`), first mention wins.
+fn variables_of(discovered: &berth_compose::discovery::Discovered) -> Vec<Variable> {
+    use berth_compose::yaml::{self, Node, Value as Y};
+    fn walk(n: &Node, out: &mut Vec<Variable>) {
+        match &n.value {
+            Y::String(s) => {
+                for v in template::variables(s) {
+                    if out.iter().all(|x| x.name != v.name) {
+                        out.push(Variable {
+                            name: v.name,
+                            required: v.required,
+                            default_value: v.default_value.unwrap_or_default(),
+                            alternate_value: v.alternate_value.unwrap_or_default(),
+                        });
+                    }
+                }
+            }
+            Y::Seq(items) => items.iter().for_each(|i| walk(i, out)),
+            Y::Map(m) => m.values().for_each(|i| walk(i, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for f in &discovered.files {
+        if let Ok(docs) = yaml::parse_all(&f.name, &f.content) {
+            docs.iter().for_each(|d| walk(d, &mut out));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -475,7 +682,7 @@ TAG                 false               latest
             service_names: vec!["web".into()],
             ..ConfigArgs::default()
         };
-        let o = LoadOptions::from(&a);
+        let o = LoadFlags::from(&a);
         assert!(!o.interpolate && o.normalize && o.resolve_paths && !o.consistency);
         assert_eq!(o.services, vec!["web".to_string()]);
     }

@@ -45,10 +45,11 @@ pub fn apply(doc: &mut Node) {
 }
 
 fn device_request_defaults(device: &mut Node) {
-    if let Some(m) = device.as_map() {
-        if !m.contains_key("count") && !m.contains_key("device_ids") {
-            set_default(device, "count", || Node::string("all"));
-        }
+    if let Some(m) = device.as_map()
+        && !m.contains_key("count")
+        && !m.contains_key("device_ids")
+    {
+        set_default(device, "count", || Node::string("all"));
     }
 }
 
@@ -68,10 +69,10 @@ fn for_each_item(node: &mut Node, key: &str, mut f: impl FnMut(&mut Node)) {
 /// location, so an error about it still points somewhere useful.
 fn set_default(node: &mut Node, key: &str, value: impl FnOnce() -> Node) {
     let loc = node.loc;
-    if let Some(m) = node.as_map_mut() {
-        if !m.contains_key(key) {
-            m.insert(Key::new(key), value().with_loc(loc));
-        }
+    if let Some(m) = node.as_map_mut()
+        && !m.contains_key(key)
+    {
+        m.insert(Key::new(key), value().with_loc(loc));
     }
 }
 

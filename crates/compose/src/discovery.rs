@@ -106,7 +106,11 @@ pub fn discover(opts: &ProjectOptions) -> Result<Discovered, Error> {
         for f in &opts.files {
             files.push(read_config(f, wd, opts, "open")?);
         }
-    } else if let Some(list) = opts.environment.get("COMPOSE_FILE") {
+    } else if let Some(list) = opts
+        .environment
+        .get("COMPOSE_FILE")
+        .filter(|l| !l.is_empty())
+    {
         let sep = match opts.environment.get("COMPOSE_PATH_SEPARATOR") {
             Some(s) if !s.is_empty() => s.as_str(),
             _ => ":",

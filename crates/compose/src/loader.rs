@@ -17,24 +17,15 @@ use indexmap::IndexMap;
 use crate::error::{Error, ErrorKind, Result};
 use crate::yaml::{self, Key, Loc, Node, Value, YamlPath};
 use crate::{
-    canonical, consistency, de, defaults, dotenv, extends, interpolate, merge, model, normalize,
-    paths, profiles, unicity,
+    canonical, consistency, de, defaults, discovery, dotenv, extends, interpolate, merge, model,
+    normalize, paths, profiles, unicity,
 };
 
 /// The environment used for interpolation and for resolving `environment:` entries without a
 /// value: the shell environment over the env files.
 pub type Environment = IndexMap<String, String>;
 
-/// One compose file to load.
-#[derive(Clone, Debug)]
-pub struct ConfigFile {
-    /// How messages name the file: a path (relative to where berth runs when possible), `-`.
-    pub name: String,
-    /// Its absolute path, when it is a file (`None` for stdin); `extends.file` and `include`
-    /// inside it are relative to the project directory, not to this.
-    pub path: Option<PathBuf>,
-    pub content: String,
-}
+pub use crate::discovery::ConfigFile;
 
 /// Resolves references that are not local paths (`remote:…`, later git or OCI includes) in
 /// `include` and `extends.file` to a local file.
@@ -148,6 +139,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
     }
     let all_profiles = profiles::all_profiles(&tree);
     profiles::apply_profiles(&mut tree, &opts.profiles, &opts.services)?;
+    select_services(&mut tree, &opts.services);
     if opts.consistency {
         consistency::check(&tree)?;
     }
@@ -165,77 +157,39 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
 /// `name:` of the files (interpolated, normalised), else the project directory's basename
 /// (normalised). compose-go decides it the same way, before loading.
 fn project_name(opts: &LoadOptions, warnings: &mut Vec<Warning>) -> Result<String> {
-    if let Some(n) = &opts.explicit_name {
-        if normalize_project_name(n) != *n || n.is_empty() {
-            return Err(invalid_project_name(n));
-        }
-        return Ok(n.clone());
-    }
     let mut from_files = None;
-    for f in &opts.files {
-        // A file that does not parse is reported by the real load with its location.
-        let Ok(docs) = yaml::parse_all(&f.name, &f.content) else {
-            continue;
-        };
-        for doc in docs {
-            if let Some(n) = doc.get("name").filter(|n| !n.is_null()) {
-                from_files = Some(n.clone());
+    if opts.explicit_name.is_none() {
+        for f in &opts.files {
+            // A file that does not parse is reported by the real load with its location.
+            let Ok(docs) = yaml::parse_all(&f.name, &f.content) else {
+                continue;
+            };
+            for doc in docs {
+                if let Some(n) = doc.get("name").filter(|n| !n.is_null()) {
+                    from_files = Some(n.clone());
+                }
             }
         }
     }
-    if let Some(mut n) = from_files {
-        if opts.interpolate {
-            let lookup = |k: &str| opts.environment.get(k).cloned();
-            warnings.extend(
-                interpolate::interpolate(&mut n, &lookup)?
-                    .into_iter()
-                    .map(|w| Warning {
-                        loc: n.loc,
-                        message: w.to_string(),
-                    }),
-            );
+    let from_files = match from_files {
+        Some(mut n) => {
+            if opts.interpolate {
+                let lookup = |k: &str| opts.environment.get(k).cloned();
+                let ws = interpolate::interpolate(&mut n, &lookup)?;
+                warnings.extend(ws.into_iter().map(|w| Warning {
+                    loc: w.loc,
+                    message: w.to_string(),
+                }));
+            }
+            n.scalar_text()
         }
-        let text = n.scalar_text().unwrap_or_default();
-        let normalized = normalize_project_name(&text);
-        if !normalized.is_empty() {
-            return Ok(normalized);
-        }
-    }
-    let base = opts
-        .project_dir
-        .file_name()
-        .map(|b| b.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let normalized = normalize_project_name(&base);
-    if normalized.is_empty() {
-        return Err(Error::new(
-            ErrorKind::InvalidValue,
-            format!(
-                "project name must not be empty (the project directory {:?} gives none)",
-                opts.project_dir
-            ),
-        )
-        .hint("set one with -p, COMPOSE_PROJECT_NAME or a top-level name: in the compose file"));
-    }
-    Ok(normalized)
-}
-
-/// Docker Compose's normalisation: lowercase, keep `[a-z0-9_-]`, no leading `_` or `-`.
-pub fn normalize_project_name(s: &str) -> String {
-    let lower = s.to_lowercase();
-    let kept: String = lower
-        .chars()
-        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-')
-        .collect();
-    kept.trim_start_matches(['_', '-']).to_string()
-}
-
-pub fn invalid_project_name(n: &str) -> Error {
-    Error::new(
-        ErrorKind::InvalidValue,
-        format!(
-            "invalid project name {n:?}: must consist only of lowercase alphanumeric characters, hyphens, and underscores as well as start with a letter or number"
-        ),
+        None => None,
+    };
+    discovery::project_name(
+        opts.explicit_name.as_deref(),
+        None,
+        from_files.as_deref(),
+        &opts.project_dir,
     )
 }
 
@@ -617,10 +571,10 @@ fn resolve_environment(tree: &mut Node, env: &Environment) -> Result<()> {
             }
         }
         for (k, v) in merged.iter_mut() {
-            if v.is_null() {
-                if let Some(val) = env.get(k.as_str()) {
-                    *v = Node::string(val.clone()).with_loc(v.loc);
-                }
+            if v.is_null()
+                && let Some(val) = env.get(k.as_str())
+            {
+                *v = Node::string(val.clone()).with_loc(v.loc);
             }
         }
         let loc = svc_map
@@ -630,6 +584,32 @@ fn resolve_environment(tree: &mut Node, env: &Environment) -> Result<()> {
         svc_map.insert(Key::new("environment"), Node::map(merged).with_loc(loc));
     }
     Ok(())
+}
+
+/// Services named on the command line: only they and their dependencies (transitively) stay,
+/// as compose-go's `WithSelectedServices`. Nothing to do when none are named.
+fn select_services(tree: &mut Node, selected: &[String]) {
+    if selected.is_empty() {
+        return;
+    }
+    let Some(services) = tree.get_mut("services").and_then(Node::as_map_mut) else {
+        return;
+    };
+    let mut keep: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut queue: Vec<String> = selected.to_vec();
+    while let Some(name) = queue.pop() {
+        if !keep.insert(name.clone()) {
+            continue;
+        }
+        if let Some(deps) = services
+            .get(name.as_str())
+            .and_then(|s| s.get("depends_on"))
+            .and_then(Node::as_map)
+        {
+            queue.extend(deps.keys().map(|k| k.name.clone()));
+        }
+    }
+    services.retain(|k, _| keep.contains(&k.name));
 }
 
 /// `dir/p` cleaned, or `p` when absolute.

@@ -126,6 +126,102 @@ pub fn operator_of(inner: &str) -> Option<Operator> {
     best.map(|(_, op)| op)
 }
 
+/// A variable a template refers to, for `berth config --variables` (compose-go's
+/// `ExtractVariables`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VariableRef {
+    pub name: String,
+    /// `${VAR?err}` / `${VAR:?err}`.
+    pub required: bool,
+    /// `${VAR-default}` / `${VAR:-default}`.
+    pub default_value: Option<String>,
+    /// `${VAR+alt}` / `${VAR:+alt}`.
+    pub alternate_value: Option<String>,
+}
+
+/// The variables `s` refers to, in order, including those nested in defaults. `$$` is an
+/// escaped dollar, not a reference. Malformed references are skipped (substitution reports
+/// them).
+pub fn variables(s: &str) -> Vec<VariableRef> {
+    let mut out = Vec::new();
+    collect_variables(s, &mut out, 0);
+    out
+}
+
+fn collect_variables(s: &str, out: &mut Vec<VariableRef>, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'$' {
+            i += 1;
+            continue;
+        }
+        match b.get(i + 1) {
+            Some(b'$') => i += 2,
+            Some(b'{') => {
+                // Find the matching brace, counting nested `${`.
+                let start = i + 2;
+                let (mut j, mut level) = (start, 1usize);
+                while j < b.len() {
+                    if b[j] == b'{' && j > 0 && b[j - 1] == b'$' {
+                        level += 1;
+                    } else if b[j] == b'}' {
+                        level -= 1;
+                        if level == 0 {
+                            break;
+                        }
+                    }
+                    j += 1;
+                }
+                if j >= b.len() {
+                    return;
+                }
+                let inner = &s[start..j];
+                let mut v = VariableRef::default();
+                match operator_of(inner) {
+                    None => v.name = inner.to_string(),
+                    Some(op) => {
+                        let at = inner.find(op.symbol()).unwrap_or(inner.len());
+                        v.name = inner[..at].to_string();
+                        let rest = inner[at + op.symbol().len()..].to_string();
+                        match op {
+                            Operator::Required | Operator::RequiredNonEmpty => v.required = true,
+                            Operator::DefaultIfEmpty | Operator::DefaultIfUnset => {
+                                collect_variables(&rest, out, depth + 1);
+                                v.default_value = Some(rest);
+                            }
+                            Operator::ReplaceIfNonEmpty | Operator::ReplaceIfSet => {
+                                collect_variables(&rest, out, depth + 1);
+                                v.alternate_value = Some(rest);
+                            }
+                        }
+                    }
+                }
+                if !v.name.is_empty() {
+                    out.push(v);
+                }
+                i = j + 1;
+            }
+            Some(c) if c.is_ascii_alphabetic() || *c == b'_' => {
+                let start = i + 1;
+                let mut j = start;
+                while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
+                    j += 1;
+                }
+                out.push(VariableRef {
+                    name: s[start..j].to_string(),
+                    ..VariableRef::default()
+                });
+                i = j;
+            }
+            _ => i += 1,
+        }
+    }
+}
+
 /// Substitutes every `$VAR` / `${VAR…}` of `s` with values from `lookup`.
 ///
 /// ```
@@ -506,5 +602,15 @@ mod tests {
     #[test]
     fn go_quoting() {
         assert_eq!(go_quote("a\"b\\c\n\u{1}é"), "\"a\\\"b\\\\c\\n\\x01é\"");
+    }
+
+    #[test]
+    fn extracts_variables_with_their_defaults() {
+        let vars = variables("a $A ${B:-x${C}} ${D?need D} ${E:+alt} $${NOT} ${}");
+        let names: Vec<&str> = vars.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["A", "C", "B", "D", "E"]);
+        assert_eq!(vars[2].default_value.as_deref(), Some("x${C}"));
+        assert!(vars[3].required);
+        assert_eq!(vars[4].alternate_value.as_deref(), Some("alt"));
     }
 }

@@ -418,6 +418,9 @@ impl ParseError {
 fn parser_options() -> serde_saphyr::Options {
     let mut o = serde_saphyr::Options::default();
     o.strict_booleans = true;
+    // go-yaml v3 resolves integers with Go's ParseInt(s, 0, 64): a leading 0 means octal, so a
+    // file mode written `0440` is 288, as docker compose reads it.
+    o.legacy_octal_numbers = true;
     o.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
     o.merge_keys = serde_saphyr::MergeKeyPolicy::Merge;
     o.with_snippet = false;
@@ -494,7 +497,15 @@ fn syntax_error(file: FileId, e: &serde_saphyr::Error) -> ParseError {
     if let Some(rest) = message.strip_prefix("error: ") {
         message = rest.to_string();
     }
-    let message = message.lines().next().unwrap_or("invalid YAML").to_string();
+    let mut message = message.lines().next().unwrap_or("invalid YAML").to_string();
+    // …and often repeats it at the end (" at line 4, column 5"): the location is in `loc`.
+    if let Some(i) = message.rfind(" at line ")
+        && message[i + 9..]
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == ',' || c == ' ' || c.is_ascii_lowercase())
+    {
+        message.truncate(i);
+    }
     ParseError::Syntax {
         loc: Loc { file, line, col },
         message,
@@ -736,6 +747,11 @@ mod tests {
         assert_eq!(n.get("f").unwrap().value, Value::Null);
         assert_eq!(n.get("g").unwrap().value, Value::String("on".into()));
         assert_eq!(n.get("h").unwrap().value, Value::Int(16));
+        let n = parse("t.yaml", "mode: 0440\nzero: 0\noct: 0o17\nport: 8080\n").unwrap();
+        assert_eq!(n.get("mode").unwrap().value, Value::Int(0o440));
+        assert_eq!(n.get("zero").unwrap().value, Value::Int(0));
+        assert_eq!(n.get("oct").unwrap().value, Value::Int(0o17));
+        assert_eq!(n.get("port").unwrap().value, Value::Int(8080));
     }
 
     #[test]

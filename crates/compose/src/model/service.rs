@@ -377,8 +377,9 @@ model! {
         pub selinux: String,
         /// Mount propagation.
         pub propagation: String,
-        /// Create the host path when missing (default true; printed only when false).
-        pub create_host_path: OptOut,
+        /// Create the host path when missing (short syntax implies it; compose-go v2.9 prints
+        /// it when true).
+        pub create_host_path: bool,
         /// Recursive read-only mode.
         pub recursive: String,
     }
