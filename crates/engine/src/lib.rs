@@ -1,2 +1,7 @@
-//! berth-engine: images, content store, layers, overlay rootfs, containers (runtime shim),
-//! volumes, logs and state on disk. Filled in by the images and containers issues.
+//! berth-engine: images, the content store, layers and overlay rootfs; later containers
+//! (runtime shim), volumes and logs. README.md in this crate draws the state layout and lists
+//! the modules with their contracts.
+//!
+//! Architecture invariant: nothing here knows compose files, networks, clap or terminals.
+
+pub mod digest;
