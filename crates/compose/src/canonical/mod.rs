@@ -528,12 +528,13 @@ fn depends_on(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
     Ok(())
 }
 
-/// A secret or config given by name → `{source: name}`.
-fn file_mount(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
+/// A string `s` becomes `{key: s}`; a mapping stays; anything else is an error saying what was
+/// expected (`what`: "a name", "a service name", …).
+fn string_to_map(node: &mut Node, path: &YamlPath, key: &str, what: &str) -> Result<(), Error> {
     match &node.value {
         Value::String(s) => {
             let mut m = Map::new();
-            m.insert(Key::at("source", node.loc), string_at(s.clone(), node.loc));
+            m.insert(Key::at(key, node.loc), string_at(s.clone(), node.loc));
             replace(node, Value::Map(m));
             Ok(())
         }
@@ -541,12 +542,17 @@ fn file_mount(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
         _ => Err(invalid(
             node,
             path,
-            format!(
-                "unsupported type: expected a name or a mapping, got {}",
-                node.kind_name()
-            ),
+            format!("expected {what} or a mapping, got {}", node.kind_name()),
         )),
     }
+}
+
+/// A secret or config given by name → `{source: name}`.
+fn file_mount(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
+    string_to_map(node, path, "source", "a name").map_err(|e| Error {
+        message: format!("unsupported type: {}", e.message),
+        ..e
+    })
 }
 
 /// `build: ./dir` → `{context: ./dir}`; inside, args/labels/ssh/secrets/… to long form.
@@ -769,23 +775,10 @@ fn gpus(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
 
 /// `extends: svc` → `{service: svc}`.
 fn extends(node: &mut Node, path: &YamlPath) -> Result<(), Error> {
-    match &node.value {
-        Value::String(s) => {
-            let mut m = Map::new();
-            m.insert(Key::at("service", node.loc), string_at(s.clone(), node.loc));
-            replace(node, Value::Map(m));
-            Ok(())
-        }
-        Value::Map(_) => Ok(()),
-        _ => Err(invalid(
-            node,
-            path,
-            format!(
-                "invalid extends: expected a service name or a mapping, got {}",
-                node.kind_name()
-            ),
-        )),
-    }
+    string_to_map(node, path, "service", "a service name").map_err(|e| Error {
+        message: format!("invalid extends: {}", e.message),
+        ..e
+    })
 }
 
 /// `develop.watch` rules whose `path` is a list → one rule per path.

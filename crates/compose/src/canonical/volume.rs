@@ -103,7 +103,9 @@ pub fn parse(spec: &str) -> Result<VolumeSpec, String> {
     } else if v.volume.is_none() {
         v.volume = Some(false);
     }
-    v.target = clean_path(&v.target);
+    if !v.target.is_empty() {
+        v.target = crate::paths::clean(&v.target);
+    }
     Ok(v)
 }
 
@@ -150,34 +152,6 @@ fn fill(
         }
     }
     Ok(())
-}
-
-/// Go's `path.Clean` (slash-separated, purely lexical); `""` stays `""`.
-pub fn clean_path(p: &str) -> String {
-    if p.is_empty() {
-        return String::new();
-    }
-    let rooted = p.starts_with('/');
-    let mut out: Vec<&str> = Vec::new();
-    for part in p.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if out.last().is_some_and(|l| *l != "..") {
-                    out.pop();
-                } else if !rooted {
-                    out.push("..");
-                }
-            }
-            other => out.push(other),
-        }
-    }
-    let joined = out.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_string(),
-        (false, false) => joined,
-    }
 }
 
 #[cfg(test)]
@@ -238,10 +212,8 @@ mod tests {
     }
 
     #[test]
-    fn clean() {
-        assert_eq!(clean_path("/a/./b/../c/"), "/a/c");
-        assert_eq!(clean_path("/.."), "/");
-        assert_eq!(clean_path("a/../.."), "..");
-        assert_eq!(clean_path("./"), ".");
+    fn target_is_cleaned() {
+        let v = parse("./data:/data/./x/../y/").expect("valid");
+        assert_eq!(v.target, "/data/y");
     }
 }
