@@ -106,7 +106,10 @@ pub struct Loaded {
 /// Loads, validates and types a project.
 pub fn load(opts: &LoadOptions) -> Result<Loaded> {
     let mut warnings = Vec::new();
-    let name = project_name(opts, &mut warnings)?;
+    // Each file is parsed once: the project name comes from the parsed documents, which then
+    // go through the pipeline.
+    let parsed = parse_files(&opts.files)?;
+    let name = project_name(opts, &parsed, &mut warnings)?;
     let mut env = opts.environment.clone();
     env.insert("COMPOSE_PROJECT_NAME".to_string(), name.clone());
 
@@ -115,7 +118,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         warnings: &mut warnings,
         include_stack: Vec::new(),
     };
-    let mut tree = ctx.load_files(&opts.files, &opts.project_dir, &env)?;
+    let mut tree = ctx.load_parsed(&opts.files, parsed, &opts.project_dir, &env)?;
     if tree.as_map().is_none_or(|m| m.is_empty()) {
         let file = opts
             .files
@@ -156,18 +159,16 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
 /// The project name: `-p`/`COMPOSE_PROJECT_NAME` (must already be valid), else the last
 /// `name:` of the files (interpolated, normalised), else the project directory's basename
 /// (normalised). compose-go decides it the same way, before loading.
-fn project_name(opts: &LoadOptions, warnings: &mut Vec<Warning>) -> Result<String> {
+fn project_name(
+    opts: &LoadOptions,
+    parsed: &[Vec<Node>],
+    warnings: &mut Vec<Warning>,
+) -> Result<String> {
     let mut from_files = None;
     if opts.explicit_name.is_none() {
-        for f in &opts.files {
-            // A file that does not parse is reported by the real load with its location.
-            let Ok(docs) = yaml::parse_all(&f.name, &f.content) else {
-                continue;
-            };
-            for doc in docs {
-                if let Some(n) = doc.get("name").filter(|n| !n.is_null()) {
-                    from_files = Some(n.clone());
-                }
+        for doc in parsed.iter().flatten() {
+            if let Some(n) = doc.get("name").filter(|n| !n.is_null()) {
+                from_files = Some(n.clone());
             }
         }
     }
@@ -193,6 +194,14 @@ fn project_name(opts: &LoadOptions, warnings: &mut Vec<Warning>) -> Result<Strin
     )
 }
 
+/// The documents of every file, in order.
+fn parse_files(files: &[ConfigFile]) -> Result<Vec<Vec<Node>>> {
+    files
+        .iter()
+        .map(|f| Ok(yaml::parse_all(&f.name, &f.content)?))
+        .collect()
+}
+
 struct Ctx<'a> {
     opts: &'a LoadOptions,
     warnings: &'a mut Vec<Warning>,
@@ -204,9 +213,20 @@ impl Ctx<'_> {
     /// Loads files into one merged, canonical tree whose relative paths are resolved against
     /// `dir` (when path resolution is on).
     fn load_files(&mut self, files: &[ConfigFile], dir: &Path, env: &Environment) -> Result<Node> {
+        let parsed = parse_files(files)?;
+        self.load_parsed(files, parsed, dir, env)
+    }
+
+    /// [`Ctx::load_files`] for files already parsed (`parsed[i]` are the documents of `files[i]`).
+    fn load_parsed(
+        &mut self,
+        files: &[ConfigFile],
+        parsed: Vec<Vec<Node>>,
+        dir: &Path,
+        env: &Environment,
+    ) -> Result<Node> {
         let mut dict = Node::empty_map();
-        for f in files {
-            let docs = yaml::parse_all(&f.name, &f.content)?;
+        for (f, docs) in files.iter().zip(parsed) {
             if docs.is_empty() && files.len() == 1 {
                 return Err(Error::new(ErrorKind::Empty, "empty compose file").at(Loc {
                     file: yaml::FileId::intern(&f.name),
@@ -218,6 +238,7 @@ impl Ctx<'_> {
                 dict = self.load_document(dict, doc, f, dir, env)?;
             }
         }
+        let mut dict = self.finish_model(dict)?;
         defaults::apply(&mut dict);
         if self.opts.resolve_paths {
             paths::resolve_paths(&mut dict, dir, self.opts.home.as_deref())?;
@@ -272,14 +293,21 @@ impl Ctx<'_> {
                 ),
             });
         }
-        let merged = merge::merge(dict, doc)?;
-        let mut merged = unicity::enforce_unicity(merged)?;
-        let ws = canonical::canonicalize(&mut merged)?;
+        merge::merge(dict, doc)
+    }
+
+    /// Unicity, canonical form, unicity — compose-go runs them after every file; once after the
+    /// last gives the same model (merging accepts short and long forms alike, and keeping each
+    /// key's first position with its last value commutes with appending), without walking the
+    /// whole model again for every file.
+    fn finish_model(&mut self, dict: Node) -> Result<Node> {
+        let mut dict = unicity::enforce_unicity(dict)?;
+        let ws = canonical::canonicalize(&mut dict)?;
         self.warnings.extend(ws.into_iter().map(|w| Warning {
             loc: w.loc,
             message: w.message,
         }));
-        unicity::enforce_unicity(merged)
+        unicity::enforce_unicity(dict)
     }
 
     /// A path in `include` or `extends.file`: through a resource loader that accepts it, else

@@ -69,21 +69,22 @@ pub fn apply_resets(doc: Node) -> Result<Node, Error> {
 
 /// Removes `!reset` nodes and `!override` tags, recursively. `None` when `node` itself is reset.
 pub(crate) fn strip_tags(mut node: Node) -> Option<Node> {
+    strip_tags_in_place(&mut node).then_some(node)
+}
+
+/// [`strip_tags`] without rebuilding anything: `false` when `node` itself is reset.
+fn strip_tags_in_place(node: &mut Node) -> bool {
     match node.tag {
-        Some(Tag::Reset) => return None,
+        Some(Tag::Reset) => return false,
         Some(Tag::Override) => node.tag = None,
         _ => {}
     }
-    node.value = match node.value {
-        Value::Map(m) => Value::Map(
-            m.into_iter()
-                .filter_map(|(k, v)| strip_tags(v).map(|v| (k, v)))
-                .collect(),
-        ),
-        Value::Seq(items) => Value::Seq(items.into_iter().filter_map(strip_tags).collect()),
-        other => other,
-    };
-    Some(node)
+    match &mut node.value {
+        Value::Map(m) => m.retain(|_, v| strip_tags_in_place(v)),
+        Value::Seq(items) => items.retain_mut(strip_tags_in_place),
+        _ => {}
+    }
+    true
 }
 
 fn root_map(base: Node) -> Result<Node, Error> {

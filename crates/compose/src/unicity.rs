@@ -19,9 +19,10 @@ use crate::error::{Error, ErrorKind};
 use crate::yaml::{Node, Value, YamlPath};
 
 /// Removes the entries of the document's sequences that redefine an earlier one.
-pub fn enforce_unicity(doc: Node) -> Result<Node, Error> {
+pub fn enforce_unicity(mut doc: Node) -> Result<Node, Error> {
     let mut keys = Vec::new();
-    walk(doc, &mut keys)
+    walk(&mut doc, &mut keys)?;
+    Ok(doc)
 }
 
 #[derive(Clone, Copy)]
@@ -68,33 +69,50 @@ const UNIQUE: &[(&str, Indexer)] = &[
 ];
 
 fn matches(keys: &[String], pattern: &str) -> bool {
-    let segs: Vec<&str> = pattern.split('.').collect();
-    segs.len() == keys.len() && segs.iter().zip(keys).all(|(p, k)| *p == "*" || p == k)
+    let mut segs = pattern.split('.');
+    keys.iter()
+        .all(|k| segs.next().is_some_and(|p| p == "*" || p == k))
+        && segs.next().is_none()
+}
+
+/// Whether some pattern could still match below the path `keys` (so the walk goes deeper).
+fn could_match_below(keys: &[String]) -> bool {
+    UNIQUE.iter().any(|(pattern, _)| {
+        let mut segs = pattern.split('.');
+        keys.iter()
+            .all(|k| segs.next().is_some_and(|p| p == "*" || p == k))
+            && segs.next().is_some()
+    })
 }
 
 fn path_of(keys: &[String]) -> YamlPath {
     keys.iter().fold(YamlPath::root(), |p, k| p.key(k))
 }
 
-fn walk(mut node: Node, keys: &mut Vec<String>) -> Result<Node, Error> {
-    node.value = match node.value {
+/// Deduplicates in place, descending only where a pattern can still match.
+fn walk(node: &mut Node, keys: &mut Vec<String>) -> Result<(), Error> {
+    match &mut node.value {
         Value::Map(m) => {
-            let mut out = crate::yaml::Map::with_capacity(m.len());
-            for (k, v) in m {
+            for (k, v) in m.iter_mut() {
                 keys.push(k.name.clone());
-                let v = walk(v, keys);
+                let r = if could_match_below(keys) || matches!(v.value, Value::Seq(_)) {
+                    walk(v, keys)
+                } else {
+                    Ok(())
+                };
                 keys.pop();
-                out.insert(k, v?);
+                r?;
             }
-            Value::Map(out)
         }
-        Value::Seq(items) => match UNIQUE.iter().find(|(p, _)| matches(keys, p)) {
-            Some((_, indexer)) => Value::Seq(dedup(items, *indexer, keys)?),
-            None => Value::Seq(items),
-        },
-        other => other,
-    };
-    Ok(node)
+        Value::Seq(items) => {
+            if let Some((_, indexer)) = UNIQUE.iter().find(|(p, _)| matches(keys, p)) {
+                let taken = std::mem::take(items);
+                *items = dedup(taken, *indexer, keys)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn dedup(items: Vec<Node>, indexer: Indexer, keys: &[String]) -> Result<Vec<Node>, Error> {

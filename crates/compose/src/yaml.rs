@@ -428,6 +428,12 @@ fn parser_options() -> serde_saphyr::Options {
     // shared anchor replays ~10k); a million, the default, lets an alias bomb burn a second
     // of CPU before it is refused.
     o.alias_limits.max_total_replayed_events = 100_000;
+    // The default budget also refuses many aliases of few anchors (more than 10 per anchor):
+    // exactly what a compose file with 500 services sharing one `<<: *common` looks like. The
+    // replay cap above is what stops alias bombs.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.enforce_alias_anchor_ratio = false;
+    o.budget = Some(budget);
     o
 }
 
@@ -821,6 +827,18 @@ mod tests {
         assert_eq!(docs[1].get("b").unwrap().value, Value::Int(2));
         assert_eq!(docs[1].get("b").unwrap().loc.line, 3);
         assert!(parse_all("e.yaml", "# nothing\n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn many_services_may_share_one_anchor() {
+        // Regression: serde-saphyr's default budget refused 500 aliases of 2 anchors.
+        let mut doc =
+            String::from("x-common: &common\n  image: busybox\n  restart: always\nservices:\n");
+        for i in 0..500 {
+            doc.push_str(&format!("  s{i}:\n    <<: *common\n"));
+        }
+        let n = parse("many.yaml", &doc).unwrap();
+        assert_eq!(n.get("services").unwrap().as_map().unwrap().len(), 500);
     }
 
     #[test]
