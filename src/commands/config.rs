@@ -278,8 +278,11 @@ pub fn run(settings: &Settings, args: &ConfigArgs) -> anyhow::Result<()> {
     }
     let flags = LoadFlags::from(args);
     let project = project::load(settings, &flags)?;
-    let json = args.format.as_deref() == Some("json");
-    let view = view_of(&project, &flags, json)?;
+    if args.quiet {
+        // Validation is the load itself; nothing to print.
+        return Ok(());
+    }
+    let view = view_of(&project, &flags, args)?;
     match render(&view, args)? {
         Rendered::Stdout(text) => print!("{text}"),
         Rendered::File { path, content } => std::fs::write(&path, content)
@@ -289,10 +292,14 @@ pub fn run(settings: &Settings, args: &ConfigArgs) -> anyhow::Result<()> {
 }
 
 /// The [`ConfigView`] of a loaded project.
-fn view_of(p: &project::Project, flags: &LoadFlags, json: bool) -> anyhow::Result<ConfigView> {
+fn view_of(
+    p: &project::Project,
+    flags: &LoadFlags,
+    args: &ConfigArgs,
+) -> anyhow::Result<ConfigView> {
     let model = &p.loaded.project;
     let mut project = serde_json::to_value(model).context("failed to serialise the project")?;
-    if json {
+    if args.format.as_deref() == Some("json") {
         json_tags(&mut project);
     }
     if flags.interpolate {
@@ -310,7 +317,9 @@ fn view_of(p: &project::Project, flags: &LoadFlags, json: bool) -> anyhow::Resul
     names.sort();
     for name in &names {
         let svc = &services_json[name.as_str()];
-        hashes.insert((*name).clone(), hash::service_hash(svc));
+        if args.hash.is_some() {
+            hashes.insert((*name).clone(), hash::service_hash(svc));
+        }
         images.push(match svc.get("image").and_then(Value::as_str) {
             Some(i) if !i.is_empty() => i.to_string(),
             _ => format!("{}-{}", p.loaded.name, name),
@@ -335,7 +344,11 @@ fn view_of(p: &project::Project, flags: &LoadFlags, json: bool) -> anyhow::Resul
         profiles: p.loaded.all_profiles.clone(),
         hashes,
         environment,
-        variables: variables_of(&p.discovered),
+        variables: if args.variables {
+            variables_of(&p.discovered)
+        } else {
+            Vec::new()
+        },
         project,
     })
 }
