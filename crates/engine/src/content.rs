@@ -99,7 +99,13 @@ impl ContentStore {
             .map_err(|e| self.not_found_or(digest, "stat", &p, e))
     }
 
-    fn not_found_or(&self, digest: &Digest, op: &'static str, p: &Path, e: io::Error) -> ContentError {
+    fn not_found_or(
+        &self,
+        digest: &Digest,
+        op: &'static str,
+        p: &Path,
+        e: io::Error,
+    ) -> ContentError {
         if e.kind() == io::ErrorKind::NotFound {
             ContentError::NotFound {
                 digest: digest.clone(),
@@ -140,7 +146,13 @@ impl ContentStore {
                 path: ingest_path.to_path_buf(),
             });
         }
-        let result = self.commit_inner(ingest_path, expected, expected_size, computed, computed_size);
+        let result = self.commit_inner(
+            ingest_path,
+            expected,
+            expected_size,
+            computed,
+            computed_size,
+        );
         if result.is_err() {
             let _ = fs::remove_file(ingest_path);
         }
@@ -352,9 +364,18 @@ mod tests {
         let full = b"0123456789";
         let (p, computed, n) = write_ingest(&cs, &full[..6]);
         let expected = Digest::of_bytes(full);
-        let err = cs.commit(&p, &expected, Some(10), &computed, n).unwrap_err();
+        let err = cs
+            .commit(&p, &expected, Some(10), &computed, n)
+            .unwrap_err();
         assert!(
-            matches!(err, ContentError::SizeMismatch { expected: 10, actual: 6, .. }),
+            matches!(
+                err,
+                ContentError::SizeMismatch {
+                    expected: 10,
+                    actual: 6,
+                    ..
+                }
+            ),
             "{err}"
         );
         assert_eq!(listing(&root.blobs_dir()), before);
@@ -370,7 +391,10 @@ mod tests {
         // Claims 3 bytes hashed, but nothing reached the file.
         let d = Digest::of_bytes(b"abc");
         let err = cs.commit(&ing.path, &d, Some(3), &d, 3).unwrap_err();
-        assert!(matches!(err, ContentError::SizeMismatch { actual: 0, .. }), "{err}");
+        assert!(
+            matches!(err, ContentError::SizeMismatch { actual: 0, .. }),
+            "{err}"
+        );
         assert!(listing(&root.blobs_dir()).is_empty());
         assert!(listing(&root.ingest_dir()).is_empty());
     }

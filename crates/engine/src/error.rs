@@ -50,7 +50,10 @@ mod tests {
         assert!(matches!(err, Error::Content(ContentError::NotFound { .. })));
         assert_eq!(
             err.to_string(),
-            format!("blob {} not found in the content store", Digest::of_bytes(b""))
+            format!(
+                "blob {} not found in the content store",
+                Digest::of_bytes(b"")
+            )
         );
         fn digest() -> Result<Digest> {
             Ok(Digest::parse("md5:x")?)

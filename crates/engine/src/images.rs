@@ -195,7 +195,12 @@ impl ImageConfig {
             config.user = non_empty(c.user());
             config.exposed_ports = sorted(c.exposed_ports());
             config.volumes = sorted(c.volumes());
-            config.labels = c.labels().iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
+            config.labels = c
+                .labels()
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             config.stop_signal = non_empty(c.stop_signal());
         }
         Ok(ParsedConfig {
@@ -401,7 +406,9 @@ impl ImageStore {
         };
         let is_hex = hex.len() >= MIN_ID_PREFIX
             && hex.len() <= 64
-            && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !is_hex {
             return Err(not_found());
         }
@@ -597,8 +604,16 @@ mod tests {
         assert_eq!(is.resolve(a.id.hex()).unwrap(), a);
         assert_eq!(is.resolve(a.id.short()).unwrap(), a);
         assert_eq!(is.resolve(&a.id.hex()[..4]).unwrap(), a);
-        assert_eq!(is.resolve(&format!("sha256:{}", &a.id.hex()[..8])).unwrap(), a);
-        for missing in [&a.id.hex()[..3], "busybox", "docker.io/library/busybox:1", "zzzz"] {
+        assert_eq!(
+            is.resolve(&format!("sha256:{}", &a.id.hex()[..8])).unwrap(),
+            a
+        );
+        for missing in [
+            &a.id.hex()[..3],
+            "busybox",
+            "docker.io/library/busybox:1",
+            "zzzz",
+        ] {
             assert!(
                 matches!(is.resolve(missing), Err(ImageError::NotFound { .. })),
                 "{missing}"
@@ -619,10 +634,16 @@ mod tests {
         is.put(&d).unwrap();
         let p = &c.id.hex()[..MIN_ID_PREFIX];
         let err = is.resolve(p).unwrap_err();
-        assert!(matches!(err, ImageError::Ambiguous { count: 2, .. }), "{err}");
+        assert!(
+            matches!(err, ImageError::Ambiguous { count: 2, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains(p), "{err}");
         let err = is.resolve(&format!("sha256:{p}")).unwrap_err();
-        assert!(matches!(err, ImageError::Ambiguous { count: 2, .. }), "{err}");
+        assert!(
+            matches!(err, ImageError::Ambiguous { count: 2, .. }),
+            "{err}"
+        );
         // The full ids still tell them apart.
         assert_eq!(is.resolve(c.id.hex()).unwrap().id, c.id);
         assert_eq!(is.resolve(&d.id.to_string()).unwrap().id, d.id);
@@ -668,7 +689,11 @@ mod tests {
         assert!(is.refs().unwrap().is_empty());
         assert_eq!(is.get(&b.id).unwrap(), None);
         assert_eq!(
-            is.list().unwrap().into_iter().map(|r| r.id).collect::<Vec<_>>(),
+            is.list()
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>(),
             [a.id]
         );
     }
@@ -719,8 +744,10 @@ mod tests {
         fs::write(root.refs_file(), b"{\"version\": 1, \"refs\": {").unwrap();
         let err = is.tag(&a.id, "x:1").unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with(&format!("corrupt state file {}", root.refs_file().display())),
+            err.to_string().starts_with(&format!(
+                "corrupt state file {}",
+                root.refs_file().display()
+            )),
             "{err}"
         );
         assert_eq!(
@@ -807,13 +834,17 @@ mod tests {
             })
         );
 
-        let minimal = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let minimal =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
         let p = ImageConfig::parse(minimal).unwrap();
         assert_eq!(p.config, ImageConfig::default());
 
         let bad = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["md5:x"]}}"#;
         let err = ImageConfig::parse(bad).unwrap_err();
-        assert!(err.to_string().contains(&Digest::of_bytes(bad).to_string()), "{err}");
+        assert!(
+            err.to_string().contains(&Digest::of_bytes(bad).to_string()),
+            "{err}"
+        );
         assert!(ImageConfig::parse(b"[]").is_err());
     }
 }

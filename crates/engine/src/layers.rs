@@ -353,7 +353,9 @@ mod tests {
         let diff0 = Digest::of_bytes(b"zero");
         let c0 = LayerStore::chain_id(None, &diff0);
         let blob0 = Digest::of_bytes(b"blob0");
-        let m0 = ls.create(&c0, None, &diff0, &blob0, unpack_file(b"zero")).unwrap();
+        let m0 = ls
+            .create(&c0, None, &diff0, &blob0, unpack_file(b"zero"))
+            .unwrap();
         assert_eq!(
             m0,
             LayerMeta {
@@ -372,15 +374,25 @@ mod tests {
         let diff1 = Digest::of_bytes(b"one");
         let c1 = LayerStore::chain_id(Some(&c0), &diff1);
         let m1 = ls
-            .create(&c1, Some(&c0), &diff1, &Digest::of_bytes(b"b1"), unpack_file(b"one"))
+            .create(
+                &c1,
+                Some(&c0),
+                &diff1,
+                &Digest::of_bytes(b"b1"),
+                unpack_file(b"one"),
+            )
             .unwrap();
         assert_eq!(m1.parent, Some(c0.clone()));
 
         // Existing layers are returned as they are; the unpacker is not called.
         let again = ls
-            .create(&c0, None, &diff0, &blob0, |_: &Path| -> io::Result<(Digest, u64)> {
-                panic!("unpacked an existing layer")
-            })
+            .create(
+                &c0,
+                None,
+                &diff0,
+                &blob0,
+                |_: &Path| -> io::Result<(Digest, u64)> { panic!("unpacked an existing layer") },
+            )
             .unwrap();
         assert_eq!(again, m0);
 
@@ -401,18 +413,26 @@ mod tests {
         let blob = Digest::of_bytes(b"blob");
 
         // The unpacked content hashes to something else.
-        let err = ls.create(&c, None, &diff, &blob, unpack_file(b"other")).unwrap_err();
+        let err = ls
+            .create(&c, None, &diff, &blob, unpack_file(b"other"))
+            .unwrap_err();
         assert!(matches!(err, LayerError::DiffIdMismatch { .. }), "{err}");
         assert!(err.to_string().contains(&blob.to_string()), "{err}");
         assert!(listing(&root.layers_dir()).is_empty());
 
         // The unpacker fails halfway, after writing files.
         let err = ls
-            .create(&c, None, &diff, &blob, |dir: &Path| -> io::Result<(Digest, u64)> {
-                fs::create_dir(dir.join("etc"))?;
-                fs::write(dir.join("etc/passwd"), b"root")?;
-                Err(io::Error::other("truncated tar"))
-            })
+            .create(
+                &c,
+                None,
+                &diff,
+                &blob,
+                |dir: &Path| -> io::Result<(Digest, u64)> {
+                    fs::create_dir(dir.join("etc"))?;
+                    fs::write(dir.join("etc/passwd"), b"root")?;
+                    Err(io::Error::other("truncated tar"))
+                },
+            )
             .unwrap_err();
         assert!(matches!(err, LayerError::Unpack { .. }), "{err}");
         assert!(err.to_string().contains("truncated tar"), "{err}");
@@ -461,7 +481,11 @@ mod tests {
         let c = Digest::of_bytes(b"c");
         fs::create_dir_all(root.layer_dir(&c).join("diff")).unwrap();
         let err = ls.get(&c).unwrap_err();
-        assert!(err.to_string().contains(&*root.layer_dir(&c).to_string_lossy()), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&*root.layer_dir(&c).to_string_lossy()),
+            "{err}"
+        );
         fs::write(root.layer_dir(&c).join("meta.json"), b"{").unwrap();
         let err = ls.get(&c).unwrap_err();
         assert!(err.to_string().starts_with("corrupt state file "), "{err}");

@@ -241,10 +241,7 @@ mod tests {
             assert_eq!(m.permissions().mode() & 0o077, 0, "{d} is private");
         }
         let d = Digest::of_bytes(b"x");
-        assert_eq!(
-            root.blob(&d),
-            p.join("content/blobs/sha256").join(d.hex())
-        );
+        assert_eq!(root.blob(&d), p.join("content/blobs/sha256").join(d.hex()));
         assert_eq!(
             root.lock_file(&d),
             p.join(format!("content/locks/{}.lock", d.hex()))
