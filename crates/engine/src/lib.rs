@@ -4,4 +4,10 @@
 //!
 //! Architecture invariant: nothing here knows compose files, networks, clap or terminals.
 
+pub mod content;
 pub mod digest;
+pub mod error;
+pub mod fsutil;
+pub mod images;
+pub mod layers;
+pub mod layout;
