@@ -4,5 +4,6 @@
 //!
 //! Architecture invariant: nothing here knows compose files, networks, clap or terminals.
 
+pub mod auth;
 pub mod digest;
 pub mod reference;
