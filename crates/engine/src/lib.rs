@@ -4,6 +4,7 @@
 //!
 //! Architecture invariant: nothing here knows compose files, networks, clap or terminals.
 
+pub mod auth;
 pub mod content;
 pub mod digest;
 pub mod error;
@@ -11,3 +12,4 @@ pub mod fsutil;
 pub mod images;
 pub mod layers;
 pub mod layout;
+pub mod reference;
