@@ -1228,6 +1228,21 @@ mod tests {
                 other => panic!("{name:?}: expected a refusal, got {other:?}"),
             }
         }
+        let mut t = Tar::new();
+        t.0.append_pax_extensions([("path", &b"a/b\0c"[..])])
+            .unwrap();
+        let tar = t.file("placeholder", 0o644, b"").bytes();
+        let dir = tempfile::tempdir().unwrap();
+        match unpack_layer(&tar[..], dir.path(), &unprivileged()) {
+            Err(UnpackError::Hostile { entry, reason }) => {
+                assert_eq!(
+                    (entry.as_str(), reason),
+                    ("a/b\0c", "the name contains NUL")
+                );
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
         let tar = Tar::new().raw(tar::EntryType::Regular, b"..", b"x").bytes();
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(
