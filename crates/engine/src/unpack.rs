@@ -263,7 +263,7 @@ impl EntryPath {
 /// A directory's metadata, applied after all entries (so content does not change its mtime).
 struct DirMeta {
     mode: u32,
-    owner: Option<(u32, u32)>,
+    owner: (u32, u32),
     mtime: Timespec,
     xattrs: Vec<(String, Vec<u8>)>,
 }
@@ -331,17 +331,20 @@ impl Unpacker<'_> {
             reason,
         };
         let path = EntryPath::parse(&raw).ok_or_else(|| hostile("the name contains NUL"))?;
-        let kind = entry.header().entry_type();
+        let mut kind = entry.header().entry_type();
+        if kind.is_pax_global_extensions() {
+            return Ok(());
+        }
+        // Old tars mark directories with a trailing slash on a `\0`-typed entry (as Go reads them).
+        if entry.header().as_bytes()[156] == 0 && raw.ends_with(b"/") {
+            kind = tar::EntryType::Directory;
+        }
         let link = entry.link_name_bytes().map(|l| l.into_owned());
         if link.as_ref().is_some_and(|l| l.contains(&0)) {
             return Err(hostile("the link target contains NUL"));
         }
         let meta = self.meta(&mut entry, &name)?;
         let base = path.base();
-
-        if kind.is_pax_global_extensions() {
-            return Ok(());
-        }
         if base.starts_with(WHITEOUT_PREFIX) {
             return self.whiteout(&path, &name);
         }
@@ -689,7 +692,7 @@ impl Unpacker<'_> {
             path.clean.clone(),
             DirMeta {
                 mode: meta.mode,
-                owner: Some((meta.uid, meta.gid)),
+                owner: (meta.uid, meta.gid),
                 mtime: meta.mtime,
                 xattrs: meta.xattrs,
             },
@@ -882,7 +885,7 @@ impl Unpacker<'_> {
                 }
                 Err(e) => return Err(write_err(e)),
             };
-            let owner = meta.owner.unwrap_or((0, 0));
+            let owner = meta.owner;
             self.apply_fd(
                 fd.as_fd(),
                 meta.mode,
@@ -1274,6 +1277,25 @@ mod tests {
         assert!(!dir.path().join("d/.wh.gone").exists());
         let pipe = fs::symlink_metadata(dir.path().join("pipe")).unwrap();
         assert!(std::os::unix::fs::FileTypeExt::is_fifo(&pipe.file_type()));
+    }
+
+    #[test]
+    fn an_old_style_entry_with_a_trailing_slash_is_a_directory() {
+        let mut t = Tar::new();
+        let mut h = Tar::header(tar::EntryType::Regular, 0o755, 0);
+        h.as_old_mut().name[..7].copy_from_slice(b"olddir/");
+        h.as_old_mut().linkflag = [0];
+        h.set_cksum();
+        t.0.append(&h, io::empty()).unwrap();
+        let tar = t.file("olddir/f", 0o644, b"x").bytes();
+        let dir = tempfile::tempdir().unwrap();
+        unpack_layer(&tar[..], dir.path(), &unprivileged()).unwrap();
+        assert!(
+            fs::symlink_metadata(dir.path().join("olddir"))
+                .unwrap()
+                .is_dir()
+        );
+        assert_eq!(fs::read(dir.path().join("olddir/f")).unwrap(), b"x");
     }
 
     #[test]
