@@ -13,3 +13,4 @@ pub mod images;
 pub mod layers;
 pub mod layout;
 pub mod reference;
+pub mod unpack;
