@@ -5,3 +5,4 @@
 //! Architecture invariant: nothing here knows compose files, networks, clap or terminals.
 
 pub mod digest;
+pub mod registry;
