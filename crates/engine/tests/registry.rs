@@ -12,7 +12,9 @@ use berth_engine::registry::{
     RegistryOptions,
 };
 use berth_testkit::hostile::{self, HostileServer};
-use berth_testkit::{Format, ImageBuilder, Index, push, push_index, require_registry};
+use berth_testkit::{
+    Format, ImageBuilder, Index, TokenAuthFront, push, push_index, require_registry,
+};
 use oci_client::Reference;
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
@@ -365,4 +367,49 @@ async fn hostile_registry_content_is_rejected() {
         err.to_string().contains(&format!("berth login {host}")),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn token_auth_is_negotiated_and_refusals_say_how_to_log_in() {
+    if !require_registry() {
+        return;
+    }
+    let reg = berth_testkit::Registry::start();
+    let image = ImageBuilder::busybox(Format::Oci, "private").build();
+    let digest = push(&reg, "team/app:v1", &image).await;
+    let front = TokenAuthFront::start(&reg, "alice", "s3cret");
+    let r = client();
+    let through = reference(&front.host(), "team/app:v1");
+
+    let good = RegistryAuth::Basic("alice".into(), "s3cret".into());
+    let resolved = r
+        .resolve(&through, &Platform::host(), &good)
+        .await
+        .expect("resolve with credentials");
+    assert_eq!(resolved.manifest_digest.to_string(), digest);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dest = dir.path().join("layer");
+    let (got, _) = r
+        .fetch_blob(&through, &resolved.layers[1], &dest, &|_| {})
+        .await
+        .expect("fetch with a token");
+    assert_eq!(got.to_string(), image.layers[1].digest);
+
+    for auth in [
+        RegistryAuth::Basic("alice".into(), "wrong".into()),
+        RegistryAuth::Anonymous,
+    ] {
+        // A fresh client: no token cached from the good login above.
+        let err = client()
+            .resolve(&through, &Platform::host(), &auth)
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("berth login {}", front.host())),
+            "{msg}"
+        );
+        assert!(msg.contains("team/app:v1"), "{msg}");
+    }
 }

@@ -1,14 +1,16 @@
 //! berth's test kit (dev-only): a real local registry (Debian's `docker-registry`), images built
 //! in memory from Debian's static busybox and pushed with oci-client, and a hostile registry
-//! that serves wrong, truncated and oversized content.
+//! that serves wrong, truncated and oversized content, and a token-auth front.
 //!
 //! Everything listens on 127.0.0.1 only. Helpers panic with a message on failure: they are
 //! for tests.
 
+pub mod auth;
 pub mod hostile;
 pub mod image;
 pub mod registry;
 
+pub use auth::TokenAuthFront;
 pub use hostile::HostileServer;
 pub use image::{
     Compression, Format, Image, ImageBuilder, Index, Layer, host_arch, push, push_index,
