@@ -13,4 +13,5 @@ pub mod images;
 pub mod layers;
 pub mod layout;
 pub mod reference;
+pub mod registry;
 pub mod unpack;
