@@ -3,9 +3,9 @@
 # Idempotent and quiet when everything is already there. Run as root (CI is root).
 set -euo pipefail
 
-# Debian packages the build and the tests use. Later issues add the container runtime's
+# Debian packages the tests use: a real registry on loopback and the busybox the test images are made of.
 # (libseccomp-dev, busybox-static, docker-registry, nftables, iproute2).
-packages=()
+packages=(docker-registry busybox-static)
 
 missing=()
 for p in "${packages[@]+"${packages[@]}"}"; do
