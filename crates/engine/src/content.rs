@@ -269,6 +269,11 @@ impl ContentStore {
         Ok(Lock::exclusive(&self.root.lock_file(digest))?)
     }
 
+    /// [`ContentStore::lock`] without waiting: `None` while another holder has it.
+    pub fn try_lock(&self, digest: &Digest) -> Result<Option<Lock>, ContentError> {
+        Ok(Lock::try_exclusive(&self.root.lock_file(digest))?)
+    }
+
     /// Removes ingest files not modified for `older_than` (abandoned downloads); returns how
     /// many were removed.
     pub fn prune_ingest(&self, older_than: Duration) -> Result<usize, ContentError> {

@@ -1,12 +1,16 @@
 //! The umbrella error for callers of the engine: every module error converts into it with
 //! `?`, and its message is the module error's (each names the path, digest or reference).
 
+use crate::auth::AuthError;
 use crate::content::ContentError;
 use crate::digest::DigestError;
 use crate::fsutil::FsError;
 use crate::images::ImageError;
 use crate::layers::LayerError;
 use crate::layout::LayoutError;
+use crate::reference::ReferenceError;
+use crate::registry::RegistryError;
+use crate::unpack::UnpackError;
 
 /// Any engine error.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +33,24 @@ pub enum Error {
     /// The image store failed.
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// A layer could not be unpacked.
+    #[error(transparent)]
+    Unpack(#[from] UnpackError),
+    /// The registry refused or failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// An image reference is invalid.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    /// Credentials could not be read.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// Data that contradicts itself (an image whose manifest and config disagree, …).
+    #[error("{0}")]
+    Invalid(String),
+    /// A blocking task could not be joined.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// `Result` with the engine's umbrella [`Error`].
