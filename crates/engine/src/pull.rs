@@ -20,14 +20,16 @@ use crate::layout::Stores;
 use crate::reference::Reference;
 use crate::registry::{DEFAULT_CONCURRENT_DOWNLOADS, Platform, Registry};
 
+/// Progress of the layer downloads: (layer index, its blob digest, bytes so far, total).
+pub type Progress<'a> = &'a (dyn Fn(usize, &Digest, u64, u64) + Sync);
+
 /// How to pull.
 pub struct PullOptions<'a> {
     pub platform: Platform,
     pub auth: RegistryAuth,
     /// Layers downloaded at once (Docker's default is 3).
     pub concurrency: usize,
-    /// Progress of the layer downloads: (layer index, its blob digest, bytes so far, total).
-    pub progress: Option<&'a (dyn Fn(usize, &Digest, u64, u64) + Sync)>,
+    pub progress: Option<Progress<'a>>,
 }
 
 impl Default for PullOptions<'_> {
