@@ -47,6 +47,14 @@ pub struct Cli {
 pub enum Command {
     /// Parse, resolve and render compose file in canonical format
     Config(ConfigArgs),
+    /// Manage images (pull, ls, inspect, rm, tag)
+    Image(crate::commands::image::ImageArgs),
+    /// Log in to a registry
+    Login(crate::commands::login::LoginArgs),
+    /// Log out from a registry
+    Logout(crate::commands::login::LogoutArgs),
+    /// Pull service images
+    Pull(crate::commands::pull::PullArgs),
     /// Show the berth version information
     Version(VersionArgs),
 }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod engine;
 mod project;
 
 use std::process::ExitCode;
@@ -61,6 +62,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::resolve(&cli.global)?;
             settings.log();
             config::run(&settings, &args)
+        }
+        other => {
+            let settings = Settings::resolve(&cli.global)?;
+            settings.log();
+            match other {
+                Command::Image(args) => commands::image::run(&settings, &args),
+                Command::Login(args) => commands::login::login(&settings, &args),
+                Command::Logout(args) => commands::login::logout(&settings, &args),
+                Command::Pull(args) => commands::pull::run(&settings, &args),
+                Command::Config(_) | Command::Version(_) => unreachable!("handled above"),
+            }
         }
     }
 }

@@ -106,3 +106,32 @@ fn errors_are_printed_with_exit_1() {
         text(&out.stderr)
     );
 }
+
+/// Every verb's `--help` renders: clap checks the whole command tree (duplicate flags between a
+/// verb and the global options panic) when a command is built, so this catches them.
+#[test]
+fn every_verb_has_help() {
+    for verb in [
+        &["config"][..],
+        &["image", "pull"],
+        &["image", "ls"],
+        &["image", "inspect"],
+        &["image", "rm"],
+        &["image", "tag"],
+        &["login"],
+        &["logout"],
+        &["pull"],
+        &["version"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(verb)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{verb:?} --help: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -2,4 +2,7 @@
 //! [`crate::cli::Settings`].
 
 pub mod config;
+pub mod image;
+pub mod login;
+pub mod pull;
 pub mod version;

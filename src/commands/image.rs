@@ -1,0 +1,426 @@
+//! `berth image …`: the docker CLI for images (pull, ls, inspect, rm, tag).
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, bail};
+use berth_engine::digest::Digest;
+use berth_engine::images::ImageRecord;
+use berth_engine::reference::Reference;
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::cli::Settings;
+use crate::engine::{self, Engine};
+
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Download an image from a registry
+    Pull(PullArgs),
+    /// List images
+    #[command(alias = "list")]
+    Ls(LsArgs),
+    /// Display detailed information on one or more images
+    Inspect(InspectArgs),
+    /// Remove one or more images
+    #[command(alias = "remove")]
+    Rm(RmArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(TagArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Suppress verbose output
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// NAME[:TAG|@DIGEST]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only show image IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Show digests
+    #[arg(long)]
+    pub digests: bool,
+    /// Format output: table or json
+    #[arg(long, default_value = "table")]
+    pub format: String,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Remove the image even when it has several names (no `-f`: it is the global `--file`)
+    #[arg(long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    pub source: String,
+    pub target: String,
+}
+
+pub fn run(settings: &Settings, args: &ImageArgs) -> anyhow::Result<()> {
+    let engine = Engine::open(settings)?;
+    match &args.command {
+        ImageCommand::Pull(a) => pull(&engine, a),
+        ImageCommand::Ls(a) => ls(&engine, a),
+        ImageCommand::Inspect(a) => inspect(&engine, a),
+        ImageCommand::Rm(a) => rm(&engine, a),
+        ImageCommand::Tag(a) => tag(&engine, a),
+    }
+}
+
+/// `docker pull`'s output: what is pulled, one line per layer, the digest and the status.
+fn pull(engine: &Engine, a: &PullArgs) -> anyhow::Result<()> {
+    let reference = Reference::parse(&a.name)?;
+    let quiet = a.quiet;
+    let last = a.name.rsplit('/').next().unwrap_or_default();
+    if !quiet && !last.contains(':') && !a.name.contains('@') {
+        println!("Using default tag: latest");
+    }
+    if !quiet {
+        let what = reference
+            .tag()
+            .or(reference.digest().map(|_| "digest"))
+            .unwrap_or("latest");
+        println!("{what}: Pulling from {}", reference.repository());
+    }
+    let had = engine
+        .stores
+        .images
+        .resolve(&reference.to_string())
+        .ok()
+        .map(|r| r.id);
+    let pulled = engine::runtime()?.block_on(engine.pull(&reference, None))?;
+    if quiet {
+        println!("{reference}");
+        return Ok(());
+    }
+    for layer in &pulled.image.layers {
+        println!("{}: Pull complete", &layer.blob.hex()[..12]);
+    }
+    println!("Digest: {}", pulled.repo_digest);
+    let status = if had.as_ref() == Some(&pulled.image.id) {
+        format!("Image is up to date for {}", reference.familiar_string())
+    } else {
+        format!("Downloaded newer image for {}", reference.familiar_string())
+    };
+    println!("Status: {status}");
+    println!("{reference}");
+    Ok(())
+}
+
+/// One row per name (or one `<none>` row for an image without names), newest first.
+fn ls(engine: &Engine, a: &LsArgs) -> anyhow::Result<()> {
+    let mut images = engine.stores.images.list()?;
+    images.sort_by(|x, y| y.created.cmp(&x.created).then(x.id.cmp(&y.id)));
+    if a.quiet {
+        let mut seen = std::collections::HashSet::new();
+        for img in &images {
+            if seen.insert(img.id.clone()) {
+                println!("{}", img.id.short());
+            }
+        }
+        return Ok(());
+    }
+    let mut rows: Vec<[String; 6]> = Vec::new();
+    for img in &images {
+        let digest = img
+            .repo_digests
+            .first()
+            .and_then(|d| d.rsplit_once('@'))
+            .map(|(_, d)| d.to_string());
+        let names: Vec<(String, String)> = if img.repo_tags.is_empty() {
+            vec![("<none>".into(), "<none>".into())]
+        } else {
+            img.repo_tags
+                .iter()
+                .map(|t| match Reference::parse(t) {
+                    Ok(r) => (r.familiar(), r.tag().unwrap_or("<none>").to_string()),
+                    Err(_) => (t.clone(), "<none>".into()),
+                })
+                .collect()
+        };
+        for (repo, tag) in names {
+            rows.push([
+                repo,
+                tag,
+                digest.clone().unwrap_or_else(|| "<none>".into()),
+                img.id.short().to_string(),
+                human_created(img.created.as_deref()),
+                human_size(img.size),
+            ]);
+        }
+    }
+    if a.format == "json" {
+        for r in &rows {
+            let v = json!({"Repository": r[0], "Tag": r[1], "Digest": r[2], "ID": r[3], "CreatedSince": r[4], "Size": r[5]});
+            println!("{v}");
+        }
+        return Ok(());
+    }
+    let mut header = vec!["REPOSITORY", "TAG"];
+    if a.digests {
+        header.push("DIGEST");
+    }
+    header.extend(["IMAGE ID", "CREATED", "SIZE"]);
+    let table: Vec<Vec<String>> = std::iter::once(header.iter().map(|s| s.to_string()).collect())
+        .chain(rows.iter().map(|r| {
+            let mut v = vec![r[0].clone(), r[1].clone()];
+            if a.digests {
+                v.push(r[2].clone());
+            }
+            v.extend([r[3].clone(), r[4].clone(), r[5].clone()]);
+            v
+        }))
+        .collect();
+    print!("{}", tabwrite(&table));
+    Ok(())
+}
+
+/// `docker image inspect`: a JSON array, the fields docker users script against.
+fn inspect(engine: &Engine, a: &InspectArgs) -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    for name in &a.images {
+        let img = resolve(engine, name)?;
+        out.push(json!({
+            "Id": img.id.to_string(),
+            "RepoTags": img.repo_tags,
+            "RepoDigests": img.repo_digests,
+            "Created": img.created,
+            "Architecture": img.architecture,
+            "Os": img.os,
+            "Variant": img.variant,
+            "Size": img.size,
+            "Config": {
+                "Entrypoint": img.config.entrypoint,
+                "Cmd": img.config.cmd,
+                "Env": img.config.env,
+                "WorkingDir": img.config.working_dir.clone().unwrap_or_default(),
+                "User": img.config.user.clone().unwrap_or_default(),
+                "ExposedPorts": img.config.exposed_ports.iter().map(|p| (p.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
+                "Volumes": img.config.volumes.iter().map(|p| (p.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
+                "Labels": img.config.labels,
+                "StopSignal": img.config.stop_signal,
+            },
+            "RootFS": {"Type": "layers", "Layers": img.layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>()},
+            "Metadata": {"ManifestDigest": img.manifest_digest.as_ref().map(Digest::to_string)},
+        }));
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// `docker rmi`: a name is untagged (the image goes with its last name); an id removes the
+/// image, refused when it has several names unless `-f`.
+fn rm(engine: &Engine, a: &RmArgs) -> anyhow::Result<()> {
+    let images = &engine.stores.images;
+    let mut failed = false;
+    for name in &a.images {
+        let result = (|| -> anyhow::Result<()> {
+            let full = Reference::parse(name).map(|r| r.to_string()).ok();
+            if let Some(full) =
+                full.filter(|f| images.refs().map(|r| r.contains_key(f)).unwrap_or(false))
+            {
+                let id = images
+                    .untag(&full)?
+                    .context("name vanished while removing it")?;
+                println!("Untagged: {name}");
+                if let Some(img) = images.get(&id)?
+                    && img.repo_tags.is_empty()
+                {
+                    images.remove(&id)?;
+                    println!("Deleted: {id}");
+                }
+                return Ok(());
+            }
+            let img = resolve(engine, name)?;
+            if img.repo_tags.len() > 1 && !a.force {
+                bail!(
+                    "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                    img.id.short()
+                );
+            }
+            for t in &img.repo_tags {
+                println!("Untagged: {t}");
+            }
+            images.remove(&img.id)?;
+            println!("Deleted: {}", img.id);
+            Ok(())
+        })();
+        if let Err(e) = result {
+            eprintln!("Error response from daemon: {e:#}");
+            failed = true;
+        }
+    }
+    if failed {
+        bail!("some images could not be removed");
+    }
+    Ok(())
+}
+
+fn tag(engine: &Engine, a: &TagArgs) -> anyhow::Result<()> {
+    let img = resolve(engine, &a.source)?;
+    let target = Reference::parse(&a.target)?;
+    engine.stores.images.tag(&img.id, &target.to_string())?;
+    Ok(())
+}
+
+/// An image by name (normalised as docker does), id or id prefix.
+pub fn resolve(engine: &Engine, name: &str) -> anyhow::Result<ImageRecord> {
+    let images = &engine.stores.images;
+    if let Ok(r) = Reference::parse(name)
+        && let Ok(img) = images.resolve(&r.to_string())
+    {
+        return Ok(img);
+    }
+    images
+        .resolve(name)
+        .with_context(|| format!("no such image: {name}"))
+}
+
+fn human_size(bytes: u64) -> String {
+    // docker uses decimal units (go-units HumanSize).
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{:.3}", v)
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+            + units[i]
+    }
+}
+
+fn human_created(created: Option<&str>) -> String {
+    let Some(t) = created.and_then(parse_rfc3339) else {
+        return "N/A".into();
+    };
+    let ago = SystemTime::now()
+        .duration_since(t)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    let (n, unit) = match ago {
+        s if s < 60 => return "Less than a minute ago".into(),
+        s if s < 3600 => (s / 60, "minute"),
+        s if s < 86_400 => (s / 3600, "hour"),
+        s if s < 14 * 86_400 => (s / 86_400, "day"),
+        s if s < 60 * 86_400 => (s / (7 * 86_400), "week"),
+        s if s < 730 * 86_400 => (s / (30 * 86_400), "month"),
+        s => (s / (365 * 86_400), "year"),
+    };
+    if n == 1 {
+        format!("1 {unit} ago").replace("1 hour", "About an hour")
+    } else {
+        format!("{n} {unit}s ago")
+    }
+}
+
+/// `2024-01-02T03:04:05[.fff]Z` (or with an offset) to a time; `None` when unreadable.
+fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let (date, rest) = s.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let time = rest.get(..8)?;
+    let mut t = time.split(':').map(|x| x.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    let offset = rest[8..].trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+    let secs = match offset.as_bytes().first() {
+        Some(b'+') | Some(b'-') if offset.len() >= 6 => {
+            let sign = if offset.starts_with('-') { -1 } else { 1 };
+            let oh: i64 = offset[1..3].parse().ok()?;
+            let om: i64 = offset[4..6].parse().ok()?;
+            secs - sign * (oh * 3600 + om * 60)
+        }
+        _ => secs,
+    };
+    u64::try_from(secs)
+        .ok()
+        .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+}
+
+/// docker's tabwriter layout: columns padded to the widest cell plus 3 spaces.
+pub fn tabwrite(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{:<w$}", cell, w = widths[c] + 3));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_decimal_like_docker() {
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(4_261_000), "4.261MB");
+        assert_eq!(human_size(1_500_000_000), "1.5GB");
+    }
+
+    #[test]
+    fn rfc3339_times() {
+        let t = parse_rfc3339("1970-01-02T00:00:01Z").unwrap();
+        assert_eq!(
+            t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(),
+            86_401
+        );
+        let t = parse_rfc3339("1970-01-02T01:00:01.123+01:00").unwrap();
+        assert_eq!(
+            t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(),
+            86_401
+        );
+        assert!(parse_rfc3339("yesterday").is_none());
+    }
+}

@@ -1,0 +1,88 @@
+//! The binary's handle on the engine: the state root from `--root`/`BERTH_ROOT`, a registry
+//! client that allows plain HTTP for loopback registries and `BERTH_INSECURE_REGISTRIES`, and
+//! credentials from Docker's `config.json` (`DOCKER_CONFIG` or `~/.docker`).
+
+use anyhow::Context;
+use berth_engine::auth::{self, DockerConfig};
+use berth_engine::layout::Stores;
+use berth_engine::pull::{PullOptions, Pulled, pull};
+use berth_engine::reference::Reference;
+use berth_engine::registry::{Registry, RegistryOptions};
+
+use crate::cli::Settings;
+
+/// Stores, registry client and credentials, opened once per command.
+pub struct Engine {
+    pub stores: Stores,
+    pub registry: Registry,
+    docker_config_dir: std::path::PathBuf,
+}
+
+impl Engine {
+    pub fn open(settings: &Settings) -> anyhow::Result<Engine> {
+        let stores = Stores::open(&settings.root).with_context(|| {
+            format!(
+                "failed to open berth's state directory {}",
+                settings.root.display()
+            )
+        })?;
+        let env = &settings.project.environment;
+        let insecure = env
+            .get("BERTH_INSECURE_REGISTRIES")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        // No DOCKER_CONFIG and no HOME: no credentials file (a missing file means anonymous).
+        let docker_config_dir = auth::default_config_dir(
+            env.get("DOCKER_CONFIG").map(std::ffi::OsStr::new),
+            env.get("HOME").map(std::ffi::OsStr::new),
+        )
+        .unwrap_or_else(|| "/nonexistent/.docker".into());
+        Ok(Engine {
+            stores,
+            registry: Registry::new(RegistryOptions { insecure }),
+            docker_config_dir,
+        })
+    }
+
+    /// Docker's credentials file (read at each use: `login` may have changed it).
+    pub fn docker_config(&self) -> anyhow::Result<DockerConfig> {
+        Ok(DockerConfig::load(&self.docker_config_dir)?)
+    }
+
+    /// Pulls one reference with the credentials stored for its registry.
+    pub async fn pull(
+        &self,
+        reference: &Reference,
+        progress: Option<berth_engine::pull::Progress<'_>>,
+    ) -> anyhow::Result<Pulled> {
+        let creds = tokio::task::block_in_place(|| {
+            self.docker_config()?
+                .credentials_for(reference.registry())
+                .map_err(anyhow::Error::from)
+        })?;
+        let opts = PullOptions {
+            auth: auth::to_registry_auth(&creds),
+            progress,
+            ..PullOptions::default()
+        };
+        pull(&self.stores, &self.registry, reference, &opts)
+            .await
+            .with_context(|| format!("failed to pull {}", reference.familiar_string()))
+    }
+}
+
+/// A multi-threaded runtime for one command (the engine's blocking store work runs in
+/// `block_in_place`, which needs one).
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")
+}

@@ -1,0 +1,235 @@
+//! End to end: `berth image …`, `berth pull` and `berth login` against a real `docker-registry`
+//! on 127.0.0.1, images made from busybox-static, a fresh `--root` per test. Needs root
+//! (whiteouts are device nodes) and the registry binary; skipped with a message otherwise,
+//! unless CI=true.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use berth_testkit::{Format, ImageBuilder, push, require_registry};
+
+fn require_root() -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    assert!(!berth_testkit::in_ci(), "CI=true but not root");
+    println!("skipped: needs root");
+    false
+}
+
+fn berth(root: &Path, cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .current_dir(cwd)
+        .env("HOME", cwd)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run berth")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "berth failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn push_images(reg: &berth_testkit::Registry) -> String {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        push(
+            reg,
+            "app/one:v1",
+            &ImageBuilder::busybox(Format::Oci, "one").build(),
+        )
+        .await;
+        push(
+            reg,
+            "app/two:v1",
+            &ImageBuilder::busybox(Format::Docker, "two").build(),
+        )
+        .await
+    })
+}
+
+#[test]
+fn image_pull_ls_inspect_tag_rm() {
+    if !require_registry() || !require_root() {
+        return;
+    }
+    let reg = berth_testkit::Registry::start();
+    push_images(&reg);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let name = format!("{}/app/one:v1", reg.host());
+
+    let out = ok(&berth(&root, tmp.path(), &["image", "pull", &name]));
+    assert!(out.contains("v1: Pulling from app/one"), "{out}");
+    assert!(out.contains("Status: Downloaded newer image for"), "{out}");
+    assert!(
+        out.lines().last().unwrap().ends_with("/app/one:v1"),
+        "{out}"
+    );
+    let again = ok(&berth(&root, tmp.path(), &["image", "pull", &name]));
+    assert!(again.contains("Status: Image is up to date for"), "{again}");
+    assert_eq!(
+        ok(&berth(&root, tmp.path(), &["image", "pull", "-q", &name])).trim(),
+        format!("{name}")
+    );
+
+    let ls = ok(&berth(&root, tmp.path(), &["image", "ls"]));
+    let lines: Vec<&str> = ls.lines().collect();
+    assert!(
+        lines[0].starts_with("REPOSITORY") && lines[0].contains("IMAGE ID"),
+        "{ls}"
+    );
+    assert_eq!(lines.len(), 2, "{ls}");
+    assert!(
+        lines[1].contains("app/one") && lines[1].contains("v1"),
+        "{ls}"
+    );
+
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(&berth(&root, tmp.path(), &["image", "inspect", &name]))).unwrap();
+    let img = &inspect[0];
+    assert_eq!(
+        img["Config"]["Cmd"],
+        serde_json::json!(["/bin/cat", "/app/hello.txt"])
+    );
+    assert_eq!(img["Config"]["WorkingDir"], "/app");
+    assert_eq!(img["RootFS"]["Layers"].as_array().unwrap().len(), 2);
+    let id = img["Id"].as_str().unwrap().to_string();
+
+    // A second name: removing by id is refused without -f; by name it only untags.
+    ok(&berth(
+        &root,
+        tmp.path(),
+        &["image", "tag", &name, "mine:latest"],
+    ));
+    let ls = ok(&berth(&root, tmp.path(), &["image", "ls"]));
+    assert!(ls.contains("mine"), "{ls}");
+    let refused = berth(&root, tmp.path(), &["image", "rm", &id[7..19]]);
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("must be forced"));
+    let untag = ok(&berth(&root, tmp.path(), &["image", "rm", "mine"]));
+    assert!(
+        untag.contains("Untagged: mine") && !untag.contains("Deleted"),
+        "{untag}"
+    );
+    let gone = ok(&berth(&root, tmp.path(), &["image", "rm", &name]));
+    assert!(gone.contains("Deleted: sha256:"), "{gone}");
+    assert_eq!(ok(&berth(&root, tmp.path(), &["image", "ls", "-q"])), "");
+
+    // A failed pull (no such tag) exits 1 and leaves no image.
+    let missing = berth(
+        &root,
+        tmp.path(),
+        &["image", "pull", &format!("{}/app/none:v1", reg.host())],
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("failed to pull"));
+    assert_eq!(ok(&berth(&root, tmp.path(), &["image", "ls", "-q"])), "");
+    assert!(
+        std::fs::read_dir(root.join("content/ingest"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+}
+
+#[test]
+fn compose_pull_honours_pull_policy_and_failures() {
+    if !require_registry() || !require_root() {
+        return;
+    }
+    let reg = berth_testkit::Registry::start();
+    push_images(&reg);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let h = reg.host();
+    std::fs::write(
+        tmp.path().join("compose.yaml"),
+        format!(
+            "name: pulltest\nservices:\n  one:\n    image: {h}/app/one:v1\n  two:\n    image: {h}/app/two:v1\n    pull_policy: missing\n  never:\n    image: {h}/app/none:v1\n    pull_policy: never\n"
+        ),
+    )
+    .unwrap();
+    let out = berth(&root, tmp.path(), &["pull"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("one Pulled") && err.contains("two Pulled"),
+        "{err}"
+    );
+    assert!(err.contains("never Skipped - pull_policy: never"), "{err}");
+    let ids = ok(&berth(&root, tmp.path(), &["image", "ls", "-q"]));
+    assert_eq!(ids.lines().count(), 2, "{ids}");
+    // `missing` skips what is present.
+    let out = berth(&root, tmp.path(), &["pull", "two"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("two Skipped - already present"));
+
+    // A service whose image does not exist fails the pull, unless --ignore-pull-failures.
+    std::fs::write(
+        tmp.path().join("compose.yaml"),
+        format!("name: pulltest\nservices:\n  bad:\n    image: {h}/app/none:v1\n  one:\n    image: {h}/app/one:v1\n"),
+    )
+    .unwrap();
+    let out = berth(&root, tmp.path(), &["pull", "-q"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = berth(&root, tmp.path(), &["pull", "-q", "--ignore-pull-failures"]);
+    assert!(out.status.success());
+}
+
+#[test]
+fn login_and_logout_write_dockers_config_file() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["--root"])
+        .arg(&root)
+        .args(["login", "-u", "alice", "--password-stdin", "127.0.0.1:5999"])
+        .env("HOME", tmp.path())
+        .env_remove("DOCKER_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join(".docker/config.json")).unwrap())
+            .unwrap();
+    // base64("alice:s3cret"), the format docker writes.
+    assert_eq!(
+        config["auths"]["127.0.0.1:5999"]["auth"],
+        "YWxpY2U6czNjcmV0"
+    );
+    let out = berth(&root, tmp.path(), &["logout", "127.0.0.1:5999"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Removing login credentials"));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join(".docker/config.json")).unwrap())
+            .unwrap();
+    assert!(config["auths"].get("127.0.0.1:5999").is_none(), "{config}");
+}
