@@ -8,8 +8,10 @@
 //!
 //! Scalars are resolved as YAML 1.2 core schema (go-yaml v3 does the same when decoding into
 //! `any`): `yes`/`no`/`on`/`off` are strings, `true`/`false` booleans, `1` an integer and `'1'` a
-//! string. Merge keys (`<<`) are applied by serde-saphyr while parsing; its budget protects
-//! against alias bombs; duplicate keys are an error.
+//! string (see `scalar`). The tree is built in one pass over the events of granit-parser (the
+//! YAML parser serde-saphyr is made of; see `build`): aliases are expanded with the anchor's
+//! locations, merge keys (`<<`) applied, duplicate keys refused, and nesting depth, alias
+//! expansion (alias bombs) and document count bounded.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -17,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use indexmap::IndexMap;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+mod build;
+mod scalar;
 
 /// A file known to the loader, referred to by [`Loc::file`].
 ///
@@ -413,58 +417,31 @@ impl ParseError {
     }
 }
 
-/// Options of the YAML parser: YAML 1.2 booleans, merge keys applied, duplicate keys rejected,
-/// the default serde-saphyr budget (alias-bomb and size limits) kept.
-fn parser_options() -> serde_saphyr::Options {
-    let mut o = serde_saphyr::Options::default();
-    o.strict_booleans = true;
-    // go-yaml v3 resolves integers with Go's ParseInt(s, 0, 64): a leading 0 means octal, so a
-    // file mode written `0440` is 288, as docker compose reads it.
-    o.legacy_octal_numbers = true;
-    o.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
-    o.merge_keys = serde_saphyr::MergeKeyPolicy::Merge;
-    o.with_snippet = false;
-    // A compose file replays a few events per `<<: *anchor` (a 500-service file with one
-    // shared anchor replays ~10k); a million, the default, lets an alias bomb burn a second
-    // of CPU before it is refused.
-    o.alias_limits.max_total_replayed_events = 100_000;
-    // The default budget also refuses many aliases of few anchors (more than 10 per anchor):
-    // exactly what a compose file with 500 services sharing one `<<: *common` looks like. The
-    // replay cap above is what stops alias bombs.
-    let mut budget = serde_saphyr::Budget::default();
-    budget.enforce_alias_anchor_ratio = false;
-    o.budget = Some(budget);
-    o
-}
-
 /// Parses one YAML document. `name` is how errors name the file (a path, `-`, or `(inline)`).
 ///
 /// An empty document (nothing, or only comments) parses to a null node; whether that is an error
 /// is the caller's decision (compose says `empty compose file`).
 pub fn parse(name: &str, text: &str) -> Result<Node, ParseError> {
     let file = FileId::intern(name);
+    let start = Loc {
+        file,
+        line: 1,
+        col: 1,
+    };
     if text.trim().is_empty() || only_comments(text) {
-        return Ok(Node::at(
-            Value::Null,
-            Loc {
-                file,
-                line: 1,
-                col: 1,
-            },
-        ));
+        return Ok(Node::at(Value::Null, start));
     }
-    let raw: Option<RawNode> = serde_saphyr::from_str_with_options(text, parser_options())
-        .map_err(|e| syntax_error(file, &e))?;
-    Ok(match raw {
-        Some(r) => r.into_node(file),
-        None => Node::at(
-            Value::Null,
-            Loc {
-                file,
-                line: 1,
-                col: 1,
-            },
-        ),
+    let mut docs = build::documents(file, text)?.into_iter();
+    let first = docs.next();
+    if let Some(second) = docs.next() {
+        return Err(ParseError::Syntax {
+            loc: second.loc,
+            message: "multiple YAML documents detected where one was expected".to_string(),
+        });
+    }
+    Ok(match first {
+        Some(n) if !n.is_null() => n,
+        _ => Node::at(Value::Null, start),
     })
 }
 
@@ -475,9 +452,9 @@ pub fn parse_all(name: &str, text: &str) -> Result<Vec<Node>, ParseError> {
     if text.trim().is_empty() || only_comments(text) {
         return Ok(Vec::new());
     }
-    let raws: Vec<RawNode> = serde_saphyr::from_str_multiple_with_options(text, parser_options())
-        .map_err(|e| syntax_error(file, &e))?;
-    Ok(raws.into_iter().map(|r| r.into_node(file)).collect())
+    let mut docs = build::documents(file, text)?;
+    docs.retain(|d| !d.is_null());
+    Ok(docs)
 }
 
 /// Reads and parses a file.
@@ -491,187 +468,6 @@ fn only_comments(text: &str) -> bool {
         let t = l.trim();
         t.is_empty() || t.starts_with('#') || t == "---" || t == "..."
     })
-}
-
-fn syntax_error(file: FileId, e: &serde_saphyr::Error) -> ParseError {
-    let (line, col) = match e.location() {
-        Some(l) => (l.line() as u32, l.column() as u32),
-        None => (0, 0),
-    };
-    // serde-saphyr prefixes its message with the location; keep only the explanation.
-    let mut message = e.to_string();
-    if let Some(rest) = message.strip_prefix("error: ") {
-        message = rest.to_string();
-    }
-    let mut message = message.lines().next().unwrap_or("invalid YAML").to_string();
-    // …and often repeats it at the end (" at line 4, column 5"): the location is in `loc`.
-    if let Some(i) = message.rfind(" at line ")
-        && message[i + 9..]
-            .chars()
-            .all(|c| c.is_ascii_digit() || c == ',' || c == ' ' || c.is_ascii_lowercase())
-    {
-        message.truncate(i);
-    }
-    ParseError::Syntax {
-        loc: Loc { file, line, col },
-        message,
-    }
-}
-
-/// What serde-saphyr hands us before the file id is attached.
-struct RawNode {
-    value: RawValue,
-    line: u32,
-    col: u32,
-    tag: Option<String>,
-}
-
-enum RawValue {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    String(String),
-    Seq(Vec<RawNode>),
-    Map(Vec<(RawNode, RawNode)>),
-}
-
-impl RawNode {
-    fn into_node(self, file: FileId) -> Node {
-        let loc = Loc {
-            file,
-            line: self.line,
-            col: self.col,
-        };
-        let tag = self.tag.and_then(|t| match t.as_str() {
-            "!reset" => Some(Tag::Reset),
-            "!override" => Some(Tag::Override),
-            // Standard tags were applied by the parser already.
-            t if t.starts_with("tag:yaml.org,2002:") || t.starts_with("!!") => None,
-            _ => Some(Tag::Other(t)),
-        });
-        let value = match self.value {
-            RawValue::Null => Value::Null,
-            RawValue::Bool(b) => Value::Bool(b),
-            RawValue::Int(i) => Value::Int(i),
-            RawValue::Float(f) => Value::Float(f),
-            RawValue::String(s) => Value::String(s),
-            RawValue::Seq(items) => {
-                Value::Seq(items.into_iter().map(|n| n.into_node(file)).collect())
-            }
-            RawValue::Map(entries) => {
-                let mut m = Map::with_capacity(entries.len());
-                for (k, v) in entries {
-                    let kloc = Loc {
-                        file,
-                        line: k.line,
-                        col: k.col,
-                    };
-                    let name = match k.value {
-                        RawValue::String(s) => s,
-                        RawValue::Bool(b) => b.to_string(),
-                        RawValue::Int(i) => i.to_string(),
-                        RawValue::Float(f) => format_float(f),
-                        RawValue::Null => "null".to_string(),
-                        RawValue::Seq(_) | RawValue::Map(_) => "<complex key>".to_string(),
-                    };
-                    m.insert(Key::at(name, kloc), v.into_node(file));
-                }
-                Value::Map(m)
-            }
-        };
-        Node { value, loc, tag }
-    }
-}
-
-impl<'de> Deserialize<'de> for RawNode {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let spanned: serde_saphyr::Spanned<serde_saphyr::Tagged<RawValue>> =
-            serde_saphyr::Spanned::deserialize(d)?;
-        let at = spanned.defined;
-        let serde_saphyr::Tagged(value, tag) = spanned.value;
-        Ok(RawNode {
-            value,
-            line: at.line() as u32,
-            col: at.column() as u32,
-            tag,
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for RawValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(RawVisitor)
-    }
-}
-
-struct RawVisitor;
-
-impl<'de> Visitor<'de> for RawVisitor {
-    type Value = RawValue;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any YAML value")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<RawValue, E> {
-        Ok(RawValue::Null)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<RawValue, E> {
-        Ok(RawValue::Null)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<RawValue, D::Error> {
-        RawValue::deserialize(d)
-    }
-    fn visit_bool<E: de::Error>(self, b: bool) -> Result<RawValue, E> {
-        Ok(RawValue::Bool(b))
-    }
-    fn visit_i64<E: de::Error>(self, i: i64) -> Result<RawValue, E> {
-        Ok(RawValue::Int(i))
-    }
-    fn visit_u64<E: de::Error>(self, u: u64) -> Result<RawValue, E> {
-        Ok(match i64::try_from(u) {
-            Ok(i) => RawValue::Int(i),
-            Err(_) => RawValue::Float(u as f64),
-        })
-    }
-    fn visit_i128<E: de::Error>(self, i: i128) -> Result<RawValue, E> {
-        Ok(match i64::try_from(i) {
-            Ok(i) => RawValue::Int(i),
-            Err(_) => RawValue::Float(i as f64),
-        })
-    }
-    fn visit_u128<E: de::Error>(self, u: u128) -> Result<RawValue, E> {
-        Ok(match i64::try_from(u) {
-            Ok(i) => RawValue::Int(i),
-            Err(_) => RawValue::Float(u as f64),
-        })
-    }
-    fn visit_f64<E: de::Error>(self, f: f64) -> Result<RawValue, E> {
-        Ok(RawValue::Float(f))
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<RawValue, E> {
-        Ok(RawValue::String(s.to_string()))
-    }
-    fn visit_string<E: de::Error>(self, s: String) -> Result<RawValue, E> {
-        Ok(RawValue::String(s))
-    }
-    fn visit_bytes<E: de::Error>(self, b: &[u8]) -> Result<RawValue, E> {
-        Ok(RawValue::String(String::from_utf8_lossy(b).into_owned()))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawValue, A::Error> {
-        let mut items = Vec::new();
-        while let Some(n) = seq.next_element::<RawNode>()? {
-            items.push(n);
-        }
-        Ok(RawValue::Seq(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawValue, A::Error> {
-        let mut entries = Vec::new();
-        while let Some((k, v)) = map.next_entry::<RawNode, RawNode>()? {
-            entries.push((k, v));
-        }
-        Ok(RawValue::Map(entries))
-    }
 }
 
 /// Builds a [`Node`] from JSON (used for `env.json`-style test data and by callers that have a
