@@ -638,6 +638,214 @@ mod tests {
     }
 
     #[test]
+    fn merge_keys_follow_the_merge_key_spec() {
+        let n = parse(
+            "m.yaml",
+            "a: &a {p: 1, q: 1}\nb: &b {q: 2, r: 2}\nc:\n  s: 3\n  <<: [*a, *b]\n  q: 3\nd:\n  <<: *b\n  <<: *a\ne:\n  <<: ~\n  t: 1\n",
+        )
+        .unwrap();
+        // Explicit keys win wherever they are written; merged ones follow them in order.
+        let c = n.get("c").unwrap().as_map().unwrap();
+        let keys: Vec<&str> = c.keys().map(Key::as_str).collect();
+        assert_eq!(keys, ["s", "q", "p", "r"]);
+        assert_eq!(c["q"].value, Value::Int(3));
+        assert_eq!(c["p"].value, Value::Int(1));
+        // Among merged mappings the earlier one wins, in a sequence or in two `<<` keys.
+        let d = n.get("d").unwrap();
+        assert_eq!(d.get("q").unwrap().value, Value::Int(2));
+        assert_eq!(d.get("p").unwrap().value, Value::Int(1));
+        assert_eq!(n.get("e").unwrap().as_map().unwrap().len(), 1);
+        // A quoted `<<` is an ordinary key.
+        let q = parse("m.yaml", "a:\n  \"<<\": 1\n").unwrap();
+        assert_eq!(q.get("a").unwrap().get("<<").unwrap().value, Value::Int(1));
+        for bad in ["a:\n  <<: 5\n", "a:\n  <<: [{x: 1}, 5]\n"] {
+            let e = parse("m.yaml", bad).unwrap_err();
+            assert!(e.to_string().contains("merge key"), "{e}");
+            assert_eq!(e.loc().line, 2, "{e}");
+        }
+    }
+
+    #[test]
+    fn aliases_keep_the_anchor_locations() {
+        let n = parse(
+            "a.yaml",
+            "x: &x\n  image: busybox\ny: *x\nz:\n  <<: *x\n  cmd: run\ns: &s hello\nt: *s\n",
+        )
+        .unwrap();
+        let y = n.get("y").unwrap();
+        assert_eq!((y.loc.line, y.loc.col), (2, 3));
+        let image = y.get("image").unwrap();
+        assert_eq!((image.loc.line, image.loc.col), (2, 10));
+        // The mapping that merges keeps its own place; merged entries keep theirs.
+        let z = n.get("z").unwrap();
+        assert_eq!((z.loc.line, z.loc.col), (5, 3));
+        let (k, v) = z.as_map().unwrap().get_key_value("image").unwrap();
+        assert_eq!((k.loc.line, v.loc.line), (2, 2));
+        let (k, _) = n.as_map().unwrap().get_key_value("t").unwrap();
+        assert_eq!((k.loc.line, k.loc.col), (8, 1));
+        let t = n.get("t").unwrap();
+        assert_eq!(t.value, Value::String("hello".into()));
+        assert_eq!((t.loc.line, t.loc.col), (7, 7));
+    }
+
+    #[test]
+    fn explicit_tags() {
+        let n = parse(
+            "t.yaml",
+            "a: !!str 1\nb: !!int \"3\"\nc: !!float 1\nd: !!null x\ne: !custom 5\nf: ! 7\ng: !!str\nh: !!bool \"true\"\ni: !!map {x: 1}\nj: &r !reset [1]\nk: *r\n",
+        )
+        .unwrap();
+        let v = |k: &str| n.get(k).unwrap().value.clone();
+        assert_eq!(v("a"), Value::String("1".into()));
+        assert_eq!(v("b"), Value::Int(3));
+        assert_eq!(v("c"), Value::Float(1.0));
+        assert_eq!(v("d"), Value::Null);
+        assert_eq!(v("e"), Value::Int(5));
+        assert_eq!(n.get("e").unwrap().tag, Some(Tag::Other("!custom".into())));
+        assert_eq!(v("f"), Value::String("7".into()));
+        assert_eq!(v("g"), Value::String(String::new()));
+        assert_eq!(v("h"), Value::Bool(true));
+        assert!(n.get("i").unwrap().tag.is_none());
+        assert_eq!(n.get("k").unwrap().tag, Some(Tag::Reset));
+        for bad in [
+            "a: !!int x\n",
+            "a: !!map x\n",
+            "a: !!str [1]\n",
+            "a: !!bool yes\n",
+        ] {
+            let e = parse("t.yaml", bad).unwrap_err();
+            assert!(e.to_string().contains("!!"), "{e}");
+        }
+    }
+
+    #[test]
+    fn numbers_octal_and_non_finite() {
+        let n = parse(
+            "n.yaml",
+            "a: 0440\nb: 0o17\nc: 1_000\nd: 08\ne: .inf\nf: -.Inf\ng: 1e400\nh: 0b11\ni: -0x10\n",
+        )
+        .unwrap();
+        let v = |k: &str| n.get(k).unwrap().value.clone();
+        assert_eq!(v("a"), Value::Int(288));
+        assert_eq!(v("b"), Value::Int(15));
+        assert_eq!(v("c"), Value::Int(1000));
+        assert_eq!(v("d"), Value::Float(8.0));
+        assert_eq!(v("e"), Value::Float(f64::INFINITY));
+        assert_eq!(v("f"), Value::Float(f64::NEG_INFINITY));
+        assert_eq!(v("g"), Value::String("1e400".into()));
+        assert_eq!(v("h"), Value::Int(3));
+        assert_eq!(v("i"), Value::Int(-16));
+    }
+
+    #[test]
+    fn duplicate_keys_name_both_lines() {
+        let e = parse("d.yaml", "a:\n  b: 1\n  c: 2\n  b: 3\n").unwrap_err();
+        assert_eq!((e.loc().line, e.loc().col), (4, 3));
+        assert!(
+            e.to_string().contains("\"b\" already defined at line 2"),
+            "{e}"
+        );
+        // `1` and `"1"` are the same key for compose (its keys are strings).
+        assert!(parse("d.yaml", "1: a\n\"1\": b\n").is_err());
+        // A merged key that is also written is not a duplicate.
+        assert!(parse("d.yaml", "a: &a {x: 1}\nb:\n  <<: *a\n  x: 2\n").is_ok());
+    }
+
+    #[test]
+    fn self_referencing_alias_is_a_cycle() {
+        let e = parse("c.yaml", "x: &h\n  svc:\n    <<: *h\n").unwrap_err();
+        assert_eq!(e.loc().line, 3);
+        assert!(e.to_string().contains("cycle detected: alias *h"), "{e}");
+        let e = parse("c.yaml", "a: *nope\n").unwrap_err();
+        assert!(e.to_string().contains("unknown anchor"), "{e}");
+    }
+
+    #[test]
+    fn nesting_depth_is_bounded() {
+        let ok = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert!(parse("d.yaml", &ok).is_ok());
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let e = parse("d.yaml", &deep).unwrap_err();
+        assert!(e.to_string().contains("nested deeper than"), "{e}");
+        // An alias cannot be used to nest deeper than the text does.
+        let anchored = format!("a: &a {}{}\n", "[".repeat(100), "]".repeat(100));
+        let e = parse(
+            "d.yaml",
+            &format!(
+                "{anchored}b: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[*a]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n"
+            ),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("once alias *a is expanded"), "{e}");
+    }
+
+    #[test]
+    fn alias_replay_counts_nodes() {
+        // 3 nodes (mapping, key, value) replayed per alias: 33,333 aliases fit, one more does not.
+        let mut doc = String::from("a: &a {x: 1}\nb:\n");
+        for _ in 0..33_333 {
+            doc.push_str("- *a\n");
+        }
+        assert!(parse("r.yaml", &doc).is_ok());
+        doc.push_str("- *a\n");
+        let e = parse("r.yaml", &doc).unwrap_err();
+        assert!(e.to_string().contains("alias replay limit exceeded"), "{e}");
+        assert_eq!(e.loc().line, 33_336);
+    }
+
+    #[test]
+    fn nested_anchors_are_bounded() {
+        // Each anchor keeps a copy of its node: 100 nested anchors around 10,000 scalars copy
+        // them 100 times, more than the limit; 50 do not.
+        let nested = |levels: usize| {
+            let mut doc = String::from("a: ");
+            for i in 0..levels {
+                doc.push_str(&format!("&a{i} ["));
+            }
+            doc.push_str(&vec!["x"; 10_000].join(","));
+            doc.push_str(&"]".repeat(levels));
+            doc.push('\n');
+            doc
+        };
+        assert!(parse("n.yaml", &nested(50)).is_ok());
+        let e = parse("n.yaml", &nested(100)).unwrap_err();
+        assert!(e.to_string().contains("anchors hold more than"), "{e}");
+    }
+
+    #[test]
+    fn documents_one_or_many() {
+        let e = parse("m.yaml", "a: 1\n---\nb: 2\n").unwrap_err();
+        assert_eq!(e.loc().line, 3);
+        assert!(e.to_string().contains("multiple YAML documents"), "{e}");
+        assert!(parse("m.yaml", "--- ~\n").unwrap().is_null());
+        assert_eq!(
+            parse_all("m.yaml", "---\n---\na: 1\n---\n--- ~\n")
+                .unwrap()
+                .len(),
+            1
+        );
+        let many = "---\na: 1\n".repeat(1100);
+        let e = parse_all("m.yaml", &many).unwrap_err();
+        assert!(
+            e.to_string().contains("more than 1024 YAML documents"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_located_once() {
+        let e = parse("s.yaml", "a: b\n  c: d\n").unwrap_err();
+        let ParseError::Syntax { loc, message } = &e else {
+            panic!("{e}")
+        };
+        assert_eq!((loc.line, loc.col), (2, 4));
+        assert_eq!(message, "mapping values are not allowed in this context");
+        let e = parse("s.yaml", "a: [1, 2\n").unwrap_err();
+        assert_eq!(e.loc().line, 1);
+        assert!(!e.to_string().contains(" at "), "{e}");
+    }
+
+    #[test]
     fn path_display_and_parse() {
         let p = YamlPath::root()
             .key("services")

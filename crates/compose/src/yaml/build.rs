@@ -22,6 +22,9 @@ pub(super) const MAX_DEPTH: usize = 128;
 /// per `<<: *anchor` (about 6,000 for 500 services sharing one anchor); an alias bomb
 /// replays billions.
 pub(super) const MAX_REPLAYED_NODES: usize = 100_000;
+/// Most nodes kept for anchors in one stream (each anchored node is copied once when it is
+/// defined; nested anchors copy their content again).
+pub(super) const MAX_ANCHORED_NODES: usize = 1_000_000;
 /// Most documents in one stream.
 pub(super) const MAX_DOCUMENTS: usize = 1024;
 
@@ -35,6 +38,7 @@ pub(super) fn documents(file: FileId, text: &str) -> Result<Vec<Node>, ParseErro
         stack: Vec::new(),
         anchors: HashMap::new(),
         replayed: 0,
+        anchored: 0,
         root: None,
         docs: Vec::new(),
     };
@@ -89,6 +93,8 @@ struct Builder<'t> {
     anchors: HashMap<usize, Built>,
     /// Nodes produced by alias expansion so far in the stream.
     replayed: usize,
+    /// Nodes copied for anchors so far in the stream.
+    anchored: usize,
     /// The current document's root, once built.
     root: Option<Node>,
     docs: Vec<Node>,
@@ -171,7 +177,7 @@ impl Builder<'_> {
                     height: 0,
                 };
                 if anchor != 0 {
-                    self.remember(anchor, &built);
+                    self.remember(anchor, &built, loc)?;
                 }
                 self.add(built)
             }
@@ -236,7 +242,7 @@ impl Builder<'_> {
                     height: frame.height,
                 };
                 if frame.anchor != 0 {
-                    self.remember(frame.anchor, &built);
+                    self.remember(frame.anchor, &built, frame.loc)?;
                 }
                 self.add(built)
             }
@@ -309,7 +315,14 @@ impl Builder<'_> {
         }
     }
 
-    fn remember(&mut self, anchor: usize, built: &Built) {
+    fn remember(&mut self, anchor: usize, built: &Built, loc: Loc) -> Result<(), ParseError> {
+        self.anchored = self.anchored.saturating_add(built.size);
+        if self.anchored > MAX_ANCHORED_NODES {
+            return Err(self.error(
+                loc,
+                format!("anchors hold more than {MAX_ANCHORED_NODES} nodes"),
+            ));
+        }
         self.anchors.insert(
             anchor,
             Built {
@@ -318,6 +331,7 @@ impl Builder<'_> {
                 height: built.height,
             },
         );
+        Ok(())
     }
 
     /// Places a finished node: in the open collection, or as the document's root.
