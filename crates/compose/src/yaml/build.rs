@@ -63,8 +63,11 @@ struct Frame {
     kind: Kind,
     loc: Loc,
     tag: Option<Tag>,
+    /// granit's anchor id defined on this node, 0 for none.
     anchor: usize,
+    /// Nodes so far, this one included (as [`Built::size`]).
     size: usize,
+    /// Levels so far, this one included (as [`Built::height`]).
     height: usize,
 }
 
@@ -81,7 +84,7 @@ enum Kind {
 
 enum PendingKey {
     Key(Key),
-    /// `<<`, written at this location.
+    /// A merge key (`<<`, plain or tagged `!!merge`).
     Merge,
 }
 
