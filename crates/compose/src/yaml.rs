@@ -8,8 +8,10 @@
 //!
 //! Scalars are resolved as YAML 1.2 core schema (go-yaml v3 does the same when decoding into
 //! `any`): `yes`/`no`/`on`/`off` are strings, `true`/`false` booleans, `1` an integer and `'1'` a
-//! string. Merge keys (`<<`) are applied by serde-saphyr while parsing; its budget protects
-//! against alias bombs; duplicate keys are an error.
+//! string (see `scalar`). The tree is built in one pass over the events of granit-parser (the
+//! YAML parser serde-saphyr is made of; see `build`): aliases are expanded with the anchor's
+//! locations, merge keys (`<<`) applied, duplicate keys refused, and nesting depth, alias
+//! expansion (alias bombs) and document count bounded.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -17,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use indexmap::IndexMap;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+mod build;
+mod scalar;
 
 /// A file known to the loader, referred to by [`Loc::file`].
 ///
@@ -413,58 +417,31 @@ impl ParseError {
     }
 }
 
-/// Options of the YAML parser: YAML 1.2 booleans, merge keys applied, duplicate keys rejected,
-/// the default serde-saphyr budget (alias-bomb and size limits) kept.
-fn parser_options() -> serde_saphyr::Options {
-    let mut o = serde_saphyr::Options::default();
-    o.strict_booleans = true;
-    // go-yaml v3 resolves integers with Go's ParseInt(s, 0, 64): a leading 0 means octal, so a
-    // file mode written `0440` is 288, as docker compose reads it.
-    o.legacy_octal_numbers = true;
-    o.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
-    o.merge_keys = serde_saphyr::MergeKeyPolicy::Merge;
-    o.with_snippet = false;
-    // A compose file replays a few events per `<<: *anchor` (a 500-service file with one
-    // shared anchor replays ~10k); a million, the default, lets an alias bomb burn a second
-    // of CPU before it is refused.
-    o.alias_limits.max_total_replayed_events = 100_000;
-    // The default budget also refuses many aliases of few anchors (more than 10 per anchor):
-    // exactly what a compose file with 500 services sharing one `<<: *common` looks like. The
-    // replay cap above is what stops alias bombs.
-    let mut budget = serde_saphyr::Budget::default();
-    budget.enforce_alias_anchor_ratio = false;
-    o.budget = Some(budget);
-    o
-}
-
 /// Parses one YAML document. `name` is how errors name the file (a path, `-`, or `(inline)`).
 ///
 /// An empty document (nothing, or only comments) parses to a null node; whether that is an error
 /// is the caller's decision (compose says `empty compose file`).
 pub fn parse(name: &str, text: &str) -> Result<Node, ParseError> {
     let file = FileId::intern(name);
+    let start = Loc {
+        file,
+        line: 1,
+        col: 1,
+    };
     if text.trim().is_empty() || only_comments(text) {
-        return Ok(Node::at(
-            Value::Null,
-            Loc {
-                file,
-                line: 1,
-                col: 1,
-            },
-        ));
+        return Ok(Node::at(Value::Null, start));
     }
-    let raw: Option<RawNode> = serde_saphyr::from_str_with_options(text, parser_options())
-        .map_err(|e| syntax_error(file, &e))?;
-    Ok(match raw {
-        Some(r) => r.into_node(file),
-        None => Node::at(
-            Value::Null,
-            Loc {
-                file,
-                line: 1,
-                col: 1,
-            },
-        ),
+    let mut docs = build::documents(file, text)?.into_iter();
+    let first = docs.next();
+    if let Some(second) = docs.next() {
+        return Err(ParseError::Syntax {
+            loc: second.loc,
+            message: "multiple YAML documents detected where one was expected".to_string(),
+        });
+    }
+    Ok(match first {
+        Some(n) if !n.is_null() => n,
+        _ => Node::at(Value::Null, start),
     })
 }
 
@@ -475,9 +452,9 @@ pub fn parse_all(name: &str, text: &str) -> Result<Vec<Node>, ParseError> {
     if text.trim().is_empty() || only_comments(text) {
         return Ok(Vec::new());
     }
-    let raws: Vec<RawNode> = serde_saphyr::from_str_multiple_with_options(text, parser_options())
-        .map_err(|e| syntax_error(file, &e))?;
-    Ok(raws.into_iter().map(|r| r.into_node(file)).collect())
+    let mut docs = build::documents(file, text)?;
+    docs.retain(|d| !d.is_null());
+    Ok(docs)
 }
 
 /// Reads and parses a file.
@@ -491,187 +468,6 @@ fn only_comments(text: &str) -> bool {
         let t = l.trim();
         t.is_empty() || t.starts_with('#') || t == "---" || t == "..."
     })
-}
-
-fn syntax_error(file: FileId, e: &serde_saphyr::Error) -> ParseError {
-    let (line, col) = match e.location() {
-        Some(l) => (l.line() as u32, l.column() as u32),
-        None => (0, 0),
-    };
-    // serde-saphyr prefixes its message with the location; keep only the explanation.
-    let mut message = e.to_string();
-    if let Some(rest) = message.strip_prefix("error: ") {
-        message = rest.to_string();
-    }
-    let mut message = message.lines().next().unwrap_or("invalid YAML").to_string();
-    // …and often repeats it at the end (" at line 4, column 5"): the location is in `loc`.
-    if let Some(i) = message.rfind(" at line ")
-        && message[i + 9..]
-            .chars()
-            .all(|c| c.is_ascii_digit() || c == ',' || c == ' ' || c.is_ascii_lowercase())
-    {
-        message.truncate(i);
-    }
-    ParseError::Syntax {
-        loc: Loc { file, line, col },
-        message,
-    }
-}
-
-/// What serde-saphyr hands us before the file id is attached.
-struct RawNode {
-    value: RawValue,
-    line: u32,
-    col: u32,
-    tag: Option<String>,
-}
-
-enum RawValue {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    String(String),
-    Seq(Vec<RawNode>),
-    Map(Vec<(RawNode, RawNode)>),
-}
-
-impl RawNode {
-    fn into_node(self, file: FileId) -> Node {
-        let loc = Loc {
-            file,
-            line: self.line,
-            col: self.col,
-        };
-        let tag = self.tag.and_then(|t| match t.as_str() {
-            "!reset" => Some(Tag::Reset),
-            "!override" => Some(Tag::Override),
-            // Standard tags were applied by the parser already.
-            t if t.starts_with("tag:yaml.org,2002:") || t.starts_with("!!") => None,
-            _ => Some(Tag::Other(t)),
-        });
-        let value = match self.value {
-            RawValue::Null => Value::Null,
-            RawValue::Bool(b) => Value::Bool(b),
-            RawValue::Int(i) => Value::Int(i),
-            RawValue::Float(f) => Value::Float(f),
-            RawValue::String(s) => Value::String(s),
-            RawValue::Seq(items) => {
-                Value::Seq(items.into_iter().map(|n| n.into_node(file)).collect())
-            }
-            RawValue::Map(entries) => {
-                let mut m = Map::with_capacity(entries.len());
-                for (k, v) in entries {
-                    let kloc = Loc {
-                        file,
-                        line: k.line,
-                        col: k.col,
-                    };
-                    let name = match k.value {
-                        RawValue::String(s) => s,
-                        RawValue::Bool(b) => b.to_string(),
-                        RawValue::Int(i) => i.to_string(),
-                        RawValue::Float(f) => format_float(f),
-                        RawValue::Null => "null".to_string(),
-                        RawValue::Seq(_) | RawValue::Map(_) => "<complex key>".to_string(),
-                    };
-                    m.insert(Key::at(name, kloc), v.into_node(file));
-                }
-                Value::Map(m)
-            }
-        };
-        Node { value, loc, tag }
-    }
-}
-
-impl<'de> Deserialize<'de> for RawNode {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let spanned: serde_saphyr::Spanned<serde_saphyr::Tagged<RawValue>> =
-            serde_saphyr::Spanned::deserialize(d)?;
-        let at = spanned.defined;
-        let serde_saphyr::Tagged(value, tag) = spanned.value;
-        Ok(RawNode {
-            value,
-            line: at.line() as u32,
-            col: at.column() as u32,
-            tag,
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for RawValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(RawVisitor)
-    }
-}
-
-struct RawVisitor;
-
-impl<'de> Visitor<'de> for RawVisitor {
-    type Value = RawValue;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any YAML value")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<RawValue, E> {
-        Ok(RawValue::Null)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<RawValue, E> {
-        Ok(RawValue::Null)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<RawValue, D::Error> {
-        RawValue::deserialize(d)
-    }
-    fn visit_bool<E: de::Error>(self, b: bool) -> Result<RawValue, E> {
-        Ok(RawValue::Bool(b))
-    }
-    fn visit_i64<E: de::Error>(self, i: i64) -> Result<RawValue, E> {
-        Ok(RawValue::Int(i))
-    }
-    fn visit_u64<E: de::Error>(self, u: u64) -> Result<RawValue, E> {
-        Ok(match i64::try_from(u) {
-            Ok(i) => RawValue::Int(i),
-            Err(_) => RawValue::Float(u as f64),
-        })
-    }
-    fn visit_i128<E: de::Error>(self, i: i128) -> Result<RawValue, E> {
-        Ok(match i64::try_from(i) {
-            Ok(i) => RawValue::Int(i),
-            Err(_) => RawValue::Float(i as f64),
-        })
-    }
-    fn visit_u128<E: de::Error>(self, u: u128) -> Result<RawValue, E> {
-        Ok(match i64::try_from(u) {
-            Ok(i) => RawValue::Int(i),
-            Err(_) => RawValue::Float(u as f64),
-        })
-    }
-    fn visit_f64<E: de::Error>(self, f: f64) -> Result<RawValue, E> {
-        Ok(RawValue::Float(f))
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<RawValue, E> {
-        Ok(RawValue::String(s.to_string()))
-    }
-    fn visit_string<E: de::Error>(self, s: String) -> Result<RawValue, E> {
-        Ok(RawValue::String(s))
-    }
-    fn visit_bytes<E: de::Error>(self, b: &[u8]) -> Result<RawValue, E> {
-        Ok(RawValue::String(String::from_utf8_lossy(b).into_owned()))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawValue, A::Error> {
-        let mut items = Vec::new();
-        while let Some(n) = seq.next_element::<RawNode>()? {
-            items.push(n);
-        }
-        Ok(RawValue::Seq(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawValue, A::Error> {
-        let mut entries = Vec::new();
-        while let Some((k, v)) = map.next_entry::<RawNode, RawNode>()? {
-            entries.push((k, v));
-        }
-        Ok(RawValue::Map(entries))
-    }
 }
 
 /// Builds a [`Node`] from JSON (used for `env.json`-style test data and by callers that have a
@@ -839,6 +635,214 @@ mod tests {
         }
         let n = parse("many.yaml", &doc).unwrap();
         assert_eq!(n.get("services").unwrap().as_map().unwrap().len(), 500);
+    }
+
+    #[test]
+    fn merge_keys_follow_the_merge_key_spec() {
+        let n = parse(
+            "m.yaml",
+            "a: &a {p: 1, q: 1}\nb: &b {q: 2, r: 2}\nc:\n  s: 3\n  <<: [*a, *b]\n  q: 3\nd:\n  <<: *b\n  <<: *a\ne:\n  <<: ~\n  t: 1\n",
+        )
+        .unwrap();
+        // Explicit keys win wherever they are written; merged ones follow them in order.
+        let c = n.get("c").unwrap().as_map().unwrap();
+        let keys: Vec<&str> = c.keys().map(Key::as_str).collect();
+        assert_eq!(keys, ["s", "q", "p", "r"]);
+        assert_eq!(c["q"].value, Value::Int(3));
+        assert_eq!(c["p"].value, Value::Int(1));
+        // Among merged mappings the earlier one wins, in a sequence or in two `<<` keys.
+        let d = n.get("d").unwrap();
+        assert_eq!(d.get("q").unwrap().value, Value::Int(2));
+        assert_eq!(d.get("p").unwrap().value, Value::Int(1));
+        assert_eq!(n.get("e").unwrap().as_map().unwrap().len(), 1);
+        // A quoted `<<` is an ordinary key.
+        let q = parse("m.yaml", "a:\n  \"<<\": 1\n").unwrap();
+        assert_eq!(q.get("a").unwrap().get("<<").unwrap().value, Value::Int(1));
+        for bad in ["a:\n  <<: 5\n", "a:\n  <<: [{x: 1}, 5]\n"] {
+            let e = parse("m.yaml", bad).unwrap_err();
+            assert!(e.to_string().contains("merge key"), "{e}");
+            assert_eq!(e.loc().line, 2, "{e}");
+        }
+    }
+
+    #[test]
+    fn aliases_keep_the_anchor_locations() {
+        let n = parse(
+            "a.yaml",
+            "x: &x\n  image: busybox\ny: *x\nz:\n  <<: *x\n  cmd: run\ns: &s hello\nt: *s\n",
+        )
+        .unwrap();
+        let y = n.get("y").unwrap();
+        assert_eq!((y.loc.line, y.loc.col), (2, 3));
+        let image = y.get("image").unwrap();
+        assert_eq!((image.loc.line, image.loc.col), (2, 10));
+        // The mapping that merges keeps its own place; merged entries keep theirs.
+        let z = n.get("z").unwrap();
+        assert_eq!((z.loc.line, z.loc.col), (5, 3));
+        let (k, v) = z.as_map().unwrap().get_key_value("image").unwrap();
+        assert_eq!((k.loc.line, v.loc.line), (2, 2));
+        let (k, _) = n.as_map().unwrap().get_key_value("t").unwrap();
+        assert_eq!((k.loc.line, k.loc.col), (8, 1));
+        let t = n.get("t").unwrap();
+        assert_eq!(t.value, Value::String("hello".into()));
+        assert_eq!((t.loc.line, t.loc.col), (7, 7));
+    }
+
+    #[test]
+    fn explicit_tags() {
+        let n = parse(
+            "t.yaml",
+            "a: !!str 1\nb: !!int \"3\"\nc: !!float 1\nd: !!null x\ne: !custom 5\nf: ! 7\ng: !!str\nh: !!bool \"true\"\ni: !!map {x: 1}\nj: &r !reset [1]\nk: *r\n",
+        )
+        .unwrap();
+        let v = |k: &str| n.get(k).unwrap().value.clone();
+        assert_eq!(v("a"), Value::String("1".into()));
+        assert_eq!(v("b"), Value::Int(3));
+        assert_eq!(v("c"), Value::Float(1.0));
+        assert_eq!(v("d"), Value::Null);
+        assert_eq!(v("e"), Value::Int(5));
+        assert_eq!(n.get("e").unwrap().tag, Some(Tag::Other("!custom".into())));
+        assert_eq!(v("f"), Value::String("7".into()));
+        assert_eq!(v("g"), Value::String(String::new()));
+        assert_eq!(v("h"), Value::Bool(true));
+        assert!(n.get("i").unwrap().tag.is_none());
+        assert_eq!(n.get("k").unwrap().tag, Some(Tag::Reset));
+        for bad in [
+            "a: !!int x\n",
+            "a: !!map x\n",
+            "a: !!str [1]\n",
+            "a: !!bool yes\n",
+        ] {
+            let e = parse("t.yaml", bad).unwrap_err();
+            assert!(e.to_string().contains("!!"), "{e}");
+        }
+    }
+
+    #[test]
+    fn numbers_octal_and_non_finite() {
+        let n = parse(
+            "n.yaml",
+            "a: 0440\nb: 0o17\nc: 1_000\nd: 08\ne: .inf\nf: -.Inf\ng: 1e400\nh: 0b11\ni: -0x10\n",
+        )
+        .unwrap();
+        let v = |k: &str| n.get(k).unwrap().value.clone();
+        assert_eq!(v("a"), Value::Int(288));
+        assert_eq!(v("b"), Value::Int(15));
+        assert_eq!(v("c"), Value::Int(1000));
+        assert_eq!(v("d"), Value::Float(8.0));
+        assert_eq!(v("e"), Value::Float(f64::INFINITY));
+        assert_eq!(v("f"), Value::Float(f64::NEG_INFINITY));
+        assert_eq!(v("g"), Value::String("1e400".into()));
+        assert_eq!(v("h"), Value::Int(3));
+        assert_eq!(v("i"), Value::Int(-16));
+    }
+
+    #[test]
+    fn duplicate_keys_name_both_lines() {
+        let e = parse("d.yaml", "a:\n  b: 1\n  c: 2\n  b: 3\n").unwrap_err();
+        assert_eq!((e.loc().line, e.loc().col), (4, 3));
+        assert!(
+            e.to_string().contains("\"b\" already defined at line 2"),
+            "{e}"
+        );
+        // `1` and `"1"` are the same key for compose (its keys are strings).
+        assert!(parse("d.yaml", "1: a\n\"1\": b\n").is_err());
+        // A merged key that is also written is not a duplicate.
+        assert!(parse("d.yaml", "a: &a {x: 1}\nb:\n  <<: *a\n  x: 2\n").is_ok());
+    }
+
+    #[test]
+    fn self_referencing_alias_is_a_cycle() {
+        let e = parse("c.yaml", "x: &h\n  svc:\n    <<: *h\n").unwrap_err();
+        assert_eq!(e.loc().line, 3);
+        assert!(e.to_string().contains("cycle detected: alias *h"), "{e}");
+        let e = parse("c.yaml", "a: *nope\n").unwrap_err();
+        assert!(e.to_string().contains("unknown anchor"), "{e}");
+    }
+
+    #[test]
+    fn nesting_depth_is_bounded() {
+        let ok = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert!(parse("d.yaml", &ok).is_ok());
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let e = parse("d.yaml", &deep).unwrap_err();
+        assert!(e.to_string().contains("nested deeper than"), "{e}");
+        // An alias cannot be used to nest deeper than the text does.
+        let anchored = format!("a: &a {}{}\n", "[".repeat(100), "]".repeat(100));
+        let e = parse(
+            "d.yaml",
+            &format!(
+                "{anchored}b: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[*a]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n"
+            ),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("once alias *a is expanded"), "{e}");
+    }
+
+    #[test]
+    fn alias_replay_counts_nodes() {
+        // 3 nodes (mapping, key, value) replayed per alias: 33,333 aliases fit, one more does not.
+        let mut doc = String::from("a: &a {x: 1}\nb:\n");
+        for _ in 0..33_333 {
+            doc.push_str("- *a\n");
+        }
+        assert!(parse("r.yaml", &doc).is_ok());
+        doc.push_str("- *a\n");
+        let e = parse("r.yaml", &doc).unwrap_err();
+        assert!(e.to_string().contains("alias replay limit exceeded"), "{e}");
+        assert_eq!(e.loc().line, 33_336);
+    }
+
+    #[test]
+    fn nested_anchors_are_bounded() {
+        // Each anchor keeps a copy of its node: 100 nested anchors around 10,000 scalars copy
+        // them 100 times, more than the limit; 50 do not.
+        let nested = |levels: usize| {
+            let mut doc = String::from("a: ");
+            for i in 0..levels {
+                doc.push_str(&format!("&a{i} ["));
+            }
+            doc.push_str(&vec!["x"; 10_000].join(","));
+            doc.push_str(&"]".repeat(levels));
+            doc.push('\n');
+            doc
+        };
+        assert!(parse("n.yaml", &nested(50)).is_ok());
+        let e = parse("n.yaml", &nested(100)).unwrap_err();
+        assert!(e.to_string().contains("anchors hold more than"), "{e}");
+    }
+
+    #[test]
+    fn documents_one_or_many() {
+        let e = parse("m.yaml", "a: 1\n---\nb: 2\n").unwrap_err();
+        assert_eq!(e.loc().line, 3);
+        assert!(e.to_string().contains("multiple YAML documents"), "{e}");
+        assert!(parse("m.yaml", "--- ~\n").unwrap().is_null());
+        assert_eq!(
+            parse_all("m.yaml", "---\n---\na: 1\n---\n--- ~\n")
+                .unwrap()
+                .len(),
+            1
+        );
+        let many = "---\na: 1\n".repeat(1100);
+        let e = parse_all("m.yaml", &many).unwrap_err();
+        assert!(
+            e.to_string().contains("more than 1024 YAML documents"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_located_once() {
+        let e = parse("s.yaml", "a: b\n  c: d\n").unwrap_err();
+        let ParseError::Syntax { loc, message } = &e else {
+            panic!("{e}")
+        };
+        assert_eq!((loc.line, loc.col), (2, 4));
+        assert_eq!(message, "mapping values are not allowed in this context");
+        let e = parse("s.yaml", "a: [1, 2\n").unwrap_err();
+        assert_eq!(e.loc().line, 1);
+        assert!(!e.to_string().contains(" at "), "{e}");
     }
 
     #[test]
