@@ -13,6 +13,7 @@ pub mod images;
 pub mod install;
 pub mod layers;
 pub mod layout;
+pub mod prune;
 pub mod pull;
 pub mod reference;
 pub mod registry;
