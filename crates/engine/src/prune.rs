@@ -351,7 +351,11 @@ mod tests {
         let stores = Stores::open(dir.path()).unwrap();
         let none = HashSet::new();
         let digest_name = format!("r.io/a@{}", Digest::of_bytes(b"m"));
-        let id = put(&stores, "a", &["r.io/a:1", "r.io/a:2", &digest_name, "r.io/b:1"]);
+        let id = put(
+            &stores,
+            "a",
+            &["r.io/a:1", "r.io/a:2", &digest_name, "r.io/b:1"],
+        );
         let in_use: HashSet<Digest> = [id.clone()].into();
 
         // Another tag of r.io/a remains: only this name goes (in use or not).
@@ -366,7 +370,10 @@ mod tests {
 
         // The last name of an image in use: refused, nothing changes.
         let err = remove_image(&stores, "r.io/b:1", false, &in_use).unwrap_err();
-        assert!(matches!(&err, PruneError::InUse { id: i, .. } if *i == id), "{err}");
+        assert!(
+            matches!(&err, PruneError::InUse { id: i, .. } if *i == id),
+            "{err}"
+        );
         assert!(err.to_string().contains(id.short()), "{err}");
         assert_eq!(names_of(&stores, &id).unwrap(), ["r.io/b:1"]);
         // Forced, or not in use: the image goes.
@@ -415,7 +422,13 @@ mod tests {
         // An unnamed image by id.
         let id = put(&stores, "c", &[]);
         let r = remove_image(&stores, id.hex(), false, &none).unwrap();
-        assert_eq!(r, RemoveReport { untagged: vec![], deleted: Some(id) });
+        assert_eq!(
+            r,
+            RemoveReport {
+                untagged: vec![],
+                deleted: Some(id)
+            }
+        );
     }
 
     #[test]
@@ -434,7 +447,13 @@ mod tests {
         let r = prune_images(&stores, true, &in_use).unwrap();
         assert_eq!(r.images_removed, [by_digest]);
         assert_eq!(r.untagged, ["r.io/d@sha256:0000"]);
-        let left: Vec<Digest> = stores.images.list().unwrap().into_iter().map(|r| r.id).collect();
+        let left: Vec<Digest> = stores
+            .images
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
         let mut want = vec![named, used_dangling];
         want.sort();
         assert_eq!(left, want);

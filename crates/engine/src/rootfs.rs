@@ -195,8 +195,11 @@ impl Rootfs {
             return Ok(());
         };
         let meta = fs::metadata(top).map_err(|e| FsError::io("stat", top, e))?;
-        fs::set_permissions(&self.upper, fs::Permissions::from_mode(meta.mode() & 0o7777))
-            .map_err(|e| FsError::io("chmod", &self.upper, e))?;
+        fs::set_permissions(
+            &self.upper,
+            fs::Permissions::from_mode(meta.mode() & 0o7777),
+        )
+        .map_err(|e| FsError::io("chmod", &self.upper, e))?;
         std::os::unix::fs::chown(&self.upper, Some(meta.uid()), Some(meta.gid()))
             .map_err(|e| FsError::io("chown", &self.upper, e))?;
         Ok(())
@@ -298,7 +301,8 @@ pub fn ensure_layer_link(root: &Root, chain_id: &Digest) -> Result<String, FsErr
     }
     // Something else sits there: replace it atomically.
     let tmp = dir.join(fsutil::unique_name(".tmp-"));
-    std::os::unix::fs::symlink(&target, &tmp).map_err(|e| FsError::io("create symlink", &tmp, e))?;
+    std::os::unix::fs::symlink(&target, &tmp)
+        .map_err(|e| FsError::io("create symlink", &tmp, e))?;
     if let Err(e) = fs::rename(&tmp, &link) {
         let _ = fs::remove_file(&tmp);
         return Err(FsError::io("rename", &link, e));
@@ -458,14 +462,12 @@ fn unescape_octal(field: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(field.len());
     let mut i = 0;
     while i < field.len() {
-        let octal = field.get(i + 1..i + 4).filter(|d| {
-            field[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b))
-        });
+        let octal = field
+            .get(i + 1..i + 4)
+            .filter(|d| field[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
         match octal {
             Some(d) => {
-                let v = d
-                    .iter()
-                    .fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
+                let v = d.iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
                 out.push(u8::try_from(v).unwrap_or(b'?'));
                 i += 4;
             }
@@ -495,9 +497,13 @@ mod tests {
         assert_eq!(link_id(&ones), format!("{}4", "7".repeat(25)));
         let a = link_id(&digest(1));
         assert_eq!(a.len(), LINK_ID_LEN);
-        assert!(a.bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)));
+        assert!(
+            a.bytes()
+                .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
+        );
         assert_eq!(a, link_id(&digest(1)));
-        let all: std::collections::HashSet<String> = (0..1000).map(|n| link_id(&digest(n))).collect();
+        let all: std::collections::HashSet<String> =
+            (0..1000).map(|n| link_id(&digest(n))).collect();
         assert_eq!(all.len(), 1000);
     }
 
@@ -532,7 +538,11 @@ mod tests {
         let few = plan_mount(&image, layers, &ids(3), upper, work).unwrap();
         assert_eq!(few.relative_to, None);
         let first = format!("{}/l/{}", layers.display(), ids(1)[0]);
-        assert!(few.data.contains(&format!("lowerdir={first}:")), "{}", few.data);
+        assert!(
+            few.data.contains(&format!("lowerdir={first}:")),
+            "{}",
+            few.data
+        );
         assert!(few.data.ends_with(&format!(
             ",upperdir={},workdir={}",
             upper.display(),
@@ -554,7 +564,10 @@ mod tests {
 
         let bad = Path::new("/tmp/a,b/upper");
         let err = plan_mount(&image, layers, &ids(1), bad, work).unwrap_err();
-        assert!(matches!(err, RootfsError::UnusablePath { found: ',', .. }), "{err}");
+        assert!(
+            matches!(err, RootfsError::UnusablePath { found: ',', .. }),
+            "{err}"
+        );
     }
 
     #[test]

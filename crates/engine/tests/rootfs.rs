@@ -167,10 +167,7 @@ fn busybox_rootfs_merges_layers_takes_writes_in_upper_and_unmounts() {
 
     // A remount (a restarted container) keeps the writes of the upper dir.
     let rootfs = Rootfs::mount(&stores, &image, &container).unwrap();
-    assert_eq!(
-        fs::read(merged.join("app/new.txt")).unwrap(),
-        b"written"
-    );
+    assert_eq!(fs::read(merged.join("app/new.txt")).unwrap(), b"written");
     assert!(!merged.join("etc/group").exists());
     // A handle made later (another process) unmounts it too.
     Rootfs::at(&container).unmount().unwrap();
@@ -216,7 +213,11 @@ fn an_image_of_120_layers_mounts_through_short_relative_links() {
     let cwd = std::env::current_dir().unwrap();
     let rootfs = Rootfs::mount(&stores, &image, &tmp.path().join("deep")).unwrap();
     let _guard = Guard(rootfs.merged().to_path_buf());
-    assert_eq!(std::env::current_dir().unwrap(), cwd, "the process cwd is unchanged");
+    assert_eq!(
+        std::env::current_dir().unwrap(),
+        cwd,
+        "the process cwd is unchanged"
+    );
     let merged = rootfs.merged();
     let names = listing(merged);
     assert_eq!(names.len(), LAYERS + 1);
