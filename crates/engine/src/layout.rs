@@ -36,6 +36,9 @@ pub const LAYER_TMP_PREFIX: &str = ".tmp-";
 pub const LAYER_DIFF_DIR: &str = "diff";
 /// The layer metadata file inside a layer directory.
 pub const LAYER_META_FILE: &str = "meta.json";
+/// Short symlinks to layer diff dirs, under [`LAYERS_DIR`]: `l/<26 chars>` →
+/// `../<chainID hex>/diff`, so that deep images fit overlay's one-page mount data.
+pub const LAYER_LINKS_DIR: &str = "l";
 /// Image record directory.
 pub const IMAGES_DIR: &str = "images";
 /// Suffix of an image record file in [`IMAGES_DIR`].
@@ -146,6 +149,11 @@ impl Root {
     /// `layers/<chainID hex>`.
     pub fn layer_dir(&self, chain_id: &Digest) -> PathBuf {
         self.layers_dir().join(chain_id.hex())
+    }
+
+    /// `layers/l`: the short links to layer diff dirs.
+    pub fn layer_links_dir(&self) -> PathBuf {
+        self.layers_dir().join(LAYER_LINKS_DIR)
     }
 
     /// `images`.
