@@ -129,6 +129,34 @@ fn image_pull_ls_inspect_tag_rm() {
     let gone = ok(&berth(&root, tmp.path(), &["image", "rm", &name]));
     assert!(gone.contains("Deleted: sha256:"), "{gone}");
     assert_eq!(ok(&berth(&root, tmp.path(), &["image", "ls", "-q"])), "");
+    // Removing the last image collected its blobs and layers.
+    assert_eq!(
+        std::fs::read_dir(root.join("content/blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+
+    // prune -a: refuses without --force when not on a terminal, then removes everything.
+    ok(&berth(&root, tmp.path(), &["image", "pull", "-q", &name]));
+    let refused = berth(&root, tmp.path(), &["image", "prune", "-a"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let pruned = ok(&berth(
+        &root,
+        tmp.path(),
+        &["image", "prune", "-a", "--force"],
+    ));
+    assert!(
+        pruned.contains("deleted: sha256:") && pruned.contains("Total reclaimed space:"),
+        "{pruned}"
+    );
+    assert_eq!(ok(&berth(&root, tmp.path(), &["image", "ls", "-q"])), "");
+    assert_eq!(
+        std::fs::read_dir(root.join("content/blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
 
     // A failed pull (no such tag) exits 1 and leaves no image.
     let missing = berth(

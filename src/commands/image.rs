@@ -32,6 +32,18 @@ pub enum ImageCommand {
     Rm(RmArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag(TagArgs),
+    /// Remove unused images, then the blobs and layers nothing references
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Remove all images not used by a container, not just dangling ones
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt for confirmation (no `-f`: it is the global --file)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +97,7 @@ pub fn run(settings: &Settings, args: &ImageArgs) -> anyhow::Result<()> {
         ImageCommand::Inspect(a) => inspect(&engine, a),
         ImageCommand::Rm(a) => rm(&engine, a),
         ImageCommand::Tag(a) => tag(&engine, a),
+        ImageCommand::Prune(a) => prune(&engine, a),
     }
 }
 
@@ -230,51 +243,94 @@ fn inspect(engine: &Engine, a: &InspectArgs) -> anyhow::Result<()> {
 }
 
 /// `docker rmi`: a name is untagged (the image goes with its last name); an id removes the
-/// image, refused when it has several names unless `-f`.
+/// image, refused when it has several names unless `--force`. Blobs and layers nothing
+/// references any more are collected afterwards.
 fn rm(engine: &Engine, a: &RmArgs) -> anyhow::Result<()> {
-    let images = &engine.stores.images;
+    // No containers yet: nothing is in use.
+    let in_use = std::collections::HashSet::new();
     let mut failed = false;
+    let mut removed_any = false;
     for name in &a.images {
-        let result = (|| -> anyhow::Result<()> {
-            let full = Reference::parse(name).map(|r| r.to_string()).ok();
-            if let Some(full) =
-                full.filter(|f| images.refs().map(|r| r.contains_key(f)).unwrap_or(false))
-            {
-                let id = images
-                    .untag(&full)?
-                    .context("name vanished while removing it")?;
-                println!("Untagged: {name}");
-                if let Some(img) = images.get(&id)?
-                    && img.repo_tags.is_empty()
-                {
-                    images.remove(&id)?;
-                    println!("Deleted: {id}");
+        // Names are stored normalised (`docker.io/library/busybox:latest`); ids as given.
+        let key = match Reference::parse(name) {
+            Ok(r) if engine.stores.images.refs()?.contains_key(&r.to_string()) => r.to_string(),
+            _ => resolve(engine, name)
+                .map(|img| img.id.to_string())
+                .unwrap_or_else(|_| name.clone()),
+        };
+        match berth_engine::prune::remove_image(&engine.stores, &key, a.force, &in_use) {
+            Ok(report) => {
+                for t in &report.untagged {
+                    println!("Untagged: {}", familiar(t));
                 }
-                return Ok(());
+                if let Some(id) = &report.deleted {
+                    println!("Deleted: {id}");
+                    removed_any = true;
+                }
             }
-            let img = resolve(engine, name)?;
-            if img.repo_tags.len() > 1 && !a.force {
-                bail!(
-                    "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
-                    img.id.short()
-                );
+            Err(e) => {
+                eprintln!("Error response from daemon: {e}");
+                failed = true;
             }
-            for t in &img.repo_tags {
-                println!("Untagged: {t}");
-            }
-            images.remove(&img.id)?;
-            println!("Deleted: {}", img.id);
-            Ok(())
-        })();
-        if let Err(e) = result {
-            eprintln!("Error response from daemon: {e:#}");
-            failed = true;
         }
+    }
+    if removed_any {
+        berth_engine::prune::collect_garbage(&engine.stores)?;
     }
     if failed {
         bail!("some images could not be removed");
     }
     Ok(())
+}
+
+/// `docker image prune`: dangling images (or with `-a` every unused one), then what nothing
+/// references; prints what went and the space reclaimed.
+fn prune(engine: &Engine, a: &PruneArgs) -> anyhow::Result<()> {
+    if !a.force {
+        use std::io::{BufRead, IsTerminal, Write};
+        let what = if a.all {
+            "all images without at least one container associated to them"
+        } else {
+            "all dangling images"
+        };
+        if !std::io::stdin().is_terminal() {
+            bail!("this would remove {what}\nhint: pass --force to confirm");
+        }
+        eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+        std::io::stderr().flush().ok();
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        if !matches!(line.trim(), "y" | "Y" | "yes") {
+            return Ok(());
+        }
+    }
+    let report = berth_engine::prune::prune_images(
+        &engine.stores,
+        a.all,
+        &std::collections::HashSet::new(),
+    )?;
+    if !report.images_removed.is_empty() {
+        println!("Deleted Images:");
+        for t in &report.untagged {
+            println!("untagged: {}", familiar(t));
+        }
+        for id in &report.images_removed {
+            println!("deleted: {id}");
+        }
+        println!();
+    }
+    println!(
+        "Total reclaimed space: {}",
+        human_size(report.bytes_reclaimed)
+    );
+    Ok(())
+}
+
+/// A stored full name as docker prints it (`busybox:latest`).
+fn familiar(name: &str) -> String {
+    Reference::parse(name)
+        .map(|r| r.familiar_string())
+        .unwrap_or_else(|_| name.to_string())
 }
 
 fn tag(engine: &Engine, a: &TagArgs) -> anyhow::Result<()> {

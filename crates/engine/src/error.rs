@@ -8,8 +8,10 @@ use crate::fsutil::FsError;
 use crate::images::ImageError;
 use crate::layers::LayerError;
 use crate::layout::LayoutError;
+use crate::prune::PruneError;
 use crate::reference::ReferenceError;
 use crate::registry::RegistryError;
+use crate::rootfs::RootfsError;
 use crate::unpack::UnpackError;
 
 /// Any engine error.
@@ -45,6 +47,12 @@ pub enum Error {
     /// Credentials could not be read.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// A container rootfs could not be mounted or unmounted.
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    /// Removing images or collecting garbage failed.
+    #[error(transparent)]
+    Prune(#[from] PruneError),
     /// Data that contradicts itself (an image whose manifest and config disagree, …).
     #[error("{0}")]
     Invalid(String),

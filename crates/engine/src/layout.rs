@@ -47,6 +47,10 @@ pub const IMAGE_FILE_SUFFIX: &str = ".json";
 pub const REFS_FILE: &str = "refs.json";
 /// Lock serialising read-modify-write of [`REFS_FILE`].
 pub const REFS_LOCK_FILE: &str = "refs.lock";
+/// Held shared by everything that adds content before the image record that protects it (pull,
+/// load, import), and exclusively by garbage collection, so collection never deletes content
+/// that is about to be referenced.
+pub const GC_LOCK_FILE: &str = "gc.lock";
 
 /// Mode of berth's own state directories.
 pub const STATE_DIR_MODE: u32 = 0o700;
@@ -173,6 +177,10 @@ impl Root {
     }
 
     /// `refs.lock`.
+    pub fn gc_lock_file(&self) -> PathBuf {
+        self.path.join(GC_LOCK_FILE)
+    }
+
     pub fn refs_lock_file(&self) -> PathBuf {
         self.path.join(REFS_LOCK_FILE)
     }
@@ -214,6 +222,17 @@ pub struct Stores {
 }
 
 impl Stores {
+    /// The guard writers of new content hold (see [`GC_LOCK_FILE`]); blocks while a garbage
+    /// collection runs.
+    pub fn content_guard(&self) -> Result<crate::fsutil::Lock, crate::fsutil::FsError> {
+        crate::fsutil::Lock::shared(&self.root.gc_lock_file())
+    }
+
+    /// The guard garbage collection holds (see [`GC_LOCK_FILE`]); waits for writers to finish.
+    pub fn collection_guard(&self) -> Result<crate::fsutil::Lock, crate::fsutil::FsError> {
+        crate::fsutil::Lock::exclusive(&self.root.gc_lock_file())
+    }
+
     /// Opens (creating if needed) the root at `path` and the stores over it.
     pub fn open(path: impl AsRef<Path>) -> Result<Stores, LayoutError> {
         let root = Root::open(path)?;

@@ -211,6 +211,8 @@ pub fn prune_images(
 /// removed layers (and any link left dangling), ingest files older than
 /// [`STALE_INGEST_AGE`] and leftover `layers/.tmp-*` directories.
 pub fn collect_garbage(stores: &Stores) -> Result<PruneReport, PruneError> {
+    // No pull, load or import may be between storing content and recording its image.
+    let _guard = stores.collection_guard()?;
     let roots = stores.images.gc_roots()?;
     let mut report = PruneReport::default();
 

@@ -62,6 +62,8 @@ pub async fn pull(
     opts: &PullOptions<'_>,
 ) -> Result<Pulled> {
     let oci_ref: oci_client::Reference = reference.into();
+    // Held until the image record protects what this pull stores (see layout::GC_LOCK_FILE).
+    let _guard = tokio::task::block_in_place(|| stores.content_guard())?;
     let resolved = registry
         .resolve(&oci_ref, &opts.platform, &opts.auth)
         .await?;
