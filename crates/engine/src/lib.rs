@@ -16,4 +16,5 @@ pub mod layout;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod transfer;
 pub mod unpack;
