@@ -29,6 +29,8 @@ use crate::registry::Platform;
 
 /// Files up to this size are kept in memory while the archive is read.
 const IN_MEMORY_MAX: u64 = 1 << 20;
+/// Most bytes kept in memory in all; files after that go to the content store.
+const IN_MEMORY_TOTAL: u64 = 64 << 20;
 /// Largest metadata file (manifest, index, config) that is parsed.
 const METADATA_MAX: u64 = 16 << 20;
 /// Most symlinks followed to resolve one archive path.
@@ -101,6 +103,13 @@ struct Planned {
 /// Config parses, layer count matches, and uncompressed layers hash to their diff_id already
 /// (compressed ones are checked when unpacked).
 fn check_image(stores: &Stores, image: &Planned) -> Result<Vec<Digest>> {
+    let size = stores.content.size(&image.blobs.config_digest)?;
+    if size > METADATA_MAX {
+        return Err(TransferError::Invalid {
+            what: format!("image config {}", image.blobs.config_digest),
+            reason: format!("{size} bytes is too large for an image config"),
+        });
+    }
     let config = stores.content.read(&image.blobs.config_digest)?;
     let parsed = ImageConfig::parse(&config)?;
     if parsed.diff_ids.len() != image.blobs.layers.len() {
@@ -168,6 +177,7 @@ impl Files {
         let stream = decompress(reader).map_err(read_err(None))?;
         let mut archive = tar::Archive::new(stream);
         let mut out = Files::default();
+        let mut in_memory = 0u64;
         for entry in archive.entries().map_err(read_err(None))? {
             let mut entry = entry.map_err(read_err(None))?;
             let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -187,7 +197,8 @@ impl Files {
             match kind {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let size = entry.header().size().map_err(read_err(Some(raw.clone())))?;
-                    let stored = if size <= IN_MEMORY_MAX {
+                    let stored = if size <= IN_MEMORY_MAX && in_memory + size <= IN_MEMORY_TOTAL {
+                        in_memory += size;
                         let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
                         entry
                             .read_to_end(&mut buf)
@@ -716,14 +727,13 @@ fn image_of(
             reason: format!("described as a manifest but is {t}"),
         });
     }
-    let (config_path, config_digest) = described(stores, files, &manifest.config, &what, added)?
-        .ok_or_else(|| {
+    let (_, config_digest) =
+        described(stores, files, &manifest.config, &what, added)?.ok_or_else(|| {
             missing(
                 &format!("{BLOBS_PREFIX}{}", hex_of(&manifest.config.digest)),
                 &what,
             )
         })?;
-    let _ = config_path;
     let mut layers = Vec::with_capacity(manifest.layers.len());
     let mut layer_paths = Vec::with_capacity(manifest.layers.len());
     for l in &manifest.layers {

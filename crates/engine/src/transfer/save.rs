@@ -225,13 +225,11 @@ fn matching_manifest_type(bytes: &[u8], record: &ImageRecord) -> Option<String> 
         .map(|l| l.get("digest").and_then(|d| d.as_str()))
         .collect::<Option<_>>()?;
     let same = config == record.id.to_string()
-        && layers.iter().copied().eq(record
-            .layers
+        && layers.len() == record.layers.len()
+        && layers
             .iter()
-            .map(|l| l.blob.to_string())
-            .collect::<Vec<_>>()
-            .iter()
-            .map(String::as_str));
+            .zip(&record.layers)
+            .all(|(d, l)| *d == l.blob.to_string());
     if !same {
         return None;
     }
