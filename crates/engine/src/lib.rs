@@ -18,4 +18,5 @@ pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod rootfs;
+pub mod transfer;
 pub mod unpack;
