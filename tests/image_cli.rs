@@ -261,3 +261,64 @@ fn login_and_logout_write_dockers_config_file() {
             .unwrap();
     assert!(config["auths"].get("127.0.0.1:5999").is_none(), "{config}");
 }
+
+#[test]
+fn import_save_rm_load_round_trip() {
+    if !require_registry() || !require_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::write(
+        tmp.path().join("rootfs.tar"),
+        berth_testkit::image::busybox_base_tar(),
+    )
+    .unwrap();
+    let id = ok(&berth(
+        &root,
+        tmp.path(),
+        &[
+            "image",
+            "import",
+            "-c",
+            "CMD [\"sh\"]",
+            "-c",
+            "ENV A=1",
+            "rootfs.tar",
+            "example/bb:1",
+        ],
+    ));
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    let inspect: serde_json::Value = serde_json::from_str(&ok(&berth(
+        &root,
+        tmp.path(),
+        &["image", "inspect", "example/bb:1"],
+    )))
+    .unwrap();
+    assert_eq!(inspect[0]["Config"]["Cmd"], serde_json::json!(["sh"]));
+    assert_eq!(inspect[0]["Config"]["Env"], serde_json::json!(["A=1"]));
+
+    ok(&berth(
+        &root,
+        tmp.path(),
+        &["image", "save", "-o", "bb.tar", "example/bb:1"],
+    ));
+    ok(&berth(&root, tmp.path(), &["image", "rm", "example/bb:1"]));
+    assert_eq!(ok(&berth(&root, tmp.path(), &["image", "ls", "-q"])), "");
+    let loaded = ok(&berth(
+        &root,
+        tmp.path(),
+        &["image", "load", "-i", "bb.tar"],
+    ));
+    assert_eq!(loaded.trim(), "Loaded image: example/bb:1");
+    let again: serde_json::Value = serde_json::from_str(&ok(&berth(
+        &root,
+        tmp.path(),
+        &["image", "inspect", "example/bb:1"],
+    )))
+    .unwrap();
+    assert_eq!(
+        again[0]["Id"], inspect[0]["Id"],
+        "save then load keeps the image id"
+    );
+}

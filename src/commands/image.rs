@@ -34,6 +34,46 @@ pub enum ImageCommand {
     Tag(TagArgs),
     /// Remove unused images, then the blobs and layers nothing references
     Prune(PruneArgs),
+    /// Load images from a tar archive (docker save or OCI format)
+    Load(LoadArgs),
+    /// Save images to a tar archive (docker save format, with an OCI layout)
+    Save(SaveArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Read from tar archive file, instead of STDIN (plain, gzip or zstd)
+    #[arg(short, long)]
+    pub input: Option<std::path::PathBuf>,
+    /// Suppress the load output
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Write to a file, instead of STDOUT
+    #[arg(short, long)]
+    pub output: Option<std::path::PathBuf>,
+    /// Archive format: docker (docker save, with an OCI layout) or oci
+    #[arg(long, default_value = "docker")]
+    pub format: String,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Apply Dockerfile instruction to the created image (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL,
+    /// STOPSIGNAL, USER, VOLUME, WORKDIR)
+    #[arg(short, long = "change")]
+    pub changes: Vec<String>,
+    /// A rootfs tarball (plain, gzip or zstd), or - for STDIN
+    pub file: String,
+    /// REPOSITORY[:TAG]
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +138,9 @@ pub fn run(settings: &Settings, args: &ImageArgs) -> anyhow::Result<()> {
         ImageCommand::Rm(a) => rm(&engine, a),
         ImageCommand::Tag(a) => tag(&engine, a),
         ImageCommand::Prune(a) => prune(&engine, a),
+        ImageCommand::Load(a) => load(&engine, a),
+        ImageCommand::Save(a) => save(&engine, a),
+        ImageCommand::Import(a) => import(&engine, a),
     }
 }
 
@@ -323,6 +366,126 @@ fn prune(engine: &Engine, a: &PruneArgs) -> anyhow::Result<()> {
         "Total reclaimed space: {}",
         human_size(report.bytes_reclaimed)
     );
+    Ok(())
+}
+
+/// `docker load`: prints `Loaded image: NAME` per name (or `Loaded image ID:` for an image
+/// without names).
+fn load(engine: &Engine, a: &LoadArgs) -> anyhow::Result<()> {
+    use berth_engine::transfer;
+    let images = match &a.input {
+        Some(path) => {
+            let f = std::fs::File::open(path)
+                .with_context(|| format!("failed to open {}", path.display()))?;
+            transfer::load(
+                &engine.stores,
+                std::io::BufReader::with_capacity(1 << 20, f),
+            )
+        }
+        None => {
+            use std::io::IsTerminal;
+            if std::io::stdin().is_terminal() {
+                bail!(
+                    "requested load from stdin, but stdin is empty\nhint: berth image load -i archive.tar"
+                );
+            }
+            transfer::load(
+                &engine.stores,
+                std::io::BufReader::with_capacity(1 << 20, std::io::stdin().lock()),
+            )
+        }
+    }?;
+    if !a.quiet {
+        for img in &images {
+            if img.repo_tags.is_empty() {
+                println!("Loaded image ID: {}", img.id);
+            }
+            for t in &img.repo_tags {
+                println!("Loaded image: {}", familiar(t));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `docker save`: to `-o FILE`, or to stdout when it is not a terminal.
+fn save(engine: &Engine, a: &SaveArgs) -> anyhow::Result<()> {
+    use berth_engine::transfer::{self, SaveFormat};
+    let format = match a.format.as_str() {
+        "docker" => SaveFormat::Docker,
+        "oci" => SaveFormat::Oci,
+        other => bail!("unknown archive format {other:?}\nhint: use docker or oci"),
+    };
+    // Names are stored normalised; ids and id prefixes as given.
+    let names: Vec<String> = a
+        .images
+        .iter()
+        .map(|n| match Reference::parse(n) {
+            Ok(r) if engine.stores.images.resolve(&r.to_string()).is_ok() => r.to_string(),
+            _ => n.clone(),
+        })
+        .collect();
+    match &a.output {
+        Some(path) => {
+            // Written beside the target and renamed: a failed save leaves no partial archive.
+            let tmp = path.with_extension("berth-partial");
+            let f = std::fs::File::create(&tmp)
+                .with_context(|| format!("failed to create {}", tmp.display()))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+            let r = transfer::save(&engine.stores, &names, &mut w, format)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| {
+                    use std::io::Write;
+                    w.flush()?;
+                    Ok(())
+                });
+            if let Err(e) = r {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("failed to write {}", path.display()))?;
+        }
+        None => {
+            use std::io::IsTerminal;
+            if std::io::stdout().is_terminal() {
+                bail!(
+                    "cowardly refusing to save to a terminal\nhint: use -o FILE or redirect stdout"
+                );
+            }
+            let out = std::io::stdout().lock();
+            transfer::save(
+                &engine.stores,
+                &names,
+                std::io::BufWriter::with_capacity(1 << 20, out),
+                format,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `docker import`: prints the new image's id.
+fn import(engine: &Engine, a: &ImportArgs) -> anyhow::Result<()> {
+    let name = a.reference.as_deref().map(Reference::parse).transpose()?;
+    let record = if a.file == "-" {
+        berth_engine::transfer::import(
+            &engine.stores,
+            std::io::BufReader::new(std::io::stdin().lock()),
+            &a.changes,
+            name.as_ref(),
+        )?
+    } else {
+        let f =
+            std::fs::File::open(&a.file).with_context(|| format!("failed to open {}", a.file))?;
+        berth_engine::transfer::import(
+            &engine.stores,
+            std::io::BufReader::with_capacity(1 << 20, f),
+            &a.changes,
+            name.as_ref(),
+        )?
+    };
+    println!("{}", record.id);
     Ok(())
 }
 

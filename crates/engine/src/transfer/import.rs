@@ -24,6 +24,8 @@ pub fn import<R: Read>(
     changes: &[String],
     name: Option<&Reference>,
 ) -> Result<ImageRecord> {
+    // Held until the image record protects what this import stores (see layout::GC_LOCK_FILE).
+    let _guard = stores.content_guard()?;
     if let Some(n) = name
         && n.digest().is_some()
     {

@@ -56,6 +56,8 @@ const BLOBS_PREFIX: &str = "blobs/sha256/";
 /// before the failing one stay (as with `docker load`); blobs and layers this call added and
 /// nothing references are removed.
 pub fn load<R: Read>(stores: &Stores, reader: R) -> Result<Vec<ImageRecord>> {
+    // Held until the image records protect what this load stores (see layout::GC_LOCK_FILE).
+    let _guard = stores.content_guard()?;
     let mut added = Added::default();
     let result = load_inner(stores, reader, &mut added);
     added.remove_unreferenced(stores);

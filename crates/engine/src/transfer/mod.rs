@@ -148,6 +148,12 @@ impl From<ImageError> for TransferError {
     }
 }
 
+impl From<crate::fsutil::FsError> for TransferError {
+    fn from(e: crate::fsutil::FsError) -> Self {
+        TransferError::Engine(e.into())
+    }
+}
+
 impl From<ReferenceError> for TransferError {
     fn from(e: ReferenceError) -> Self {
         TransferError::Engine(e.into())
