@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
-# The main job on an example: build berth and show the project it reads from examples/web.
+# The main job on an example: build berth, make the example's image offline (busybox-static
+# imported), and show how berth reads the project and what it stores. Running the containers
+# (`berth up`) comes with the runtime and orchestrator issues.
+# State goes to a throw-away --root, so the demo leaves nothing behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --release --locked -q
-./target/release/berth --project-directory examples/web config
-./target/release/berth --project-directory examples/web config --services
+berth=$PWD/target/release/berth
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+export BERTH_ROOT=$root
+examples/web/make-image.sh "$berth"
+"$berth" image ls
+"$berth" --project-directory examples/web config
+"$berth" --project-directory examples/web config --services

@@ -517,23 +517,19 @@ pub fn resolve(engine: &Engine, name: &str) -> anyhow::Result<ImageRecord> {
 }
 
 fn human_size(bytes: u64) -> String {
-    // docker uses decimal units (go-units HumanSize).
-    let units = ["B", "kB", "MB", "GB", "TB"];
+    // docker's SIZE column: go-units HumanSizeWithPrecision(size, 3), decimal units, `%.3g`.
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
     let mut v = bytes as f64;
     let mut i = 0;
     while v >= 1000.0 && i < units.len() - 1 {
         v /= 1000.0;
         i += 1;
     }
-    if i == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{:.3}", v)
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-            + units[i]
-    }
+    let int_digits = if v < 1.0 { 1 } else { (v.log10().floor() as usize) + 1 };
+    let decimals = 3usize.saturating_sub(int_digits);
+    let text = format!("{v:.decimals$}");
+    let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_string() } else { text };
+    format!("{text}{}", units[i])
 }
 
 fn human_created(created: Option<&str>) -> String {
@@ -624,8 +620,10 @@ mod tests {
     #[test]
     fn sizes_are_decimal_like_docker() {
         assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(4_261_000), "4.261MB");
+        assert_eq!(human_size(4_261_000), "4.26MB");
         assert_eq!(human_size(1_500_000_000), "1.5GB");
+        assert_eq!(human_size(426_100_000), "426MB");
+        assert_eq!(human_size(42_610), "42.6kB");
     }
 
     #[test]
