@@ -10,7 +10,7 @@ cargo build --release --locked -q
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 python3 bench/gen_config.py "$n" "$dir" >/dev/null
-files=(-f "$dir/compose.yaml" -f "$dir/override0.yaml" -f "$dir/override1.yaml" -f "$dir/override2.yaml")
+files=(-p bench -f "$dir/compose.yaml" -f "$dir/override0.yaml" -f "$dir/override1.yaml" -f "$dir/override2.yaml")
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 time_runs() { # prints the median wall time in ms of "$@" over $runs runs

@@ -8,7 +8,8 @@ n = int(sys.argv[1]) if len(sys.argv) > 1 else 500
 out = sys.argv[2] if len(sys.argv) > 2 else "bench-config"
 os.makedirs(out, exist_ok=True)
 
-base = ["name: bench", "", "x-common: &common",
+# `version` instead of `name`: docker-compose 1.29 (Debian) reads only versioned files.
+base = ['version: "3.8"', "", "x-common: &common",
         "  image: ${IMAGE:-busybox:latest}",
         "  restart: unless-stopped",
         "  environment: &env",

@@ -525,10 +525,18 @@ fn human_size(bytes: u64) -> String {
         v /= 1000.0;
         i += 1;
     }
-    let int_digits = if v < 1.0 { 1 } else { (v.log10().floor() as usize) + 1 };
+    let int_digits = if v < 1.0 {
+        1
+    } else {
+        (v.log10().floor() as usize) + 1
+    };
     let decimals = 3usize.saturating_sub(int_digits);
     let text = format!("{v:.decimals$}");
-    let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_string() } else { text };
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    };
     format!("{text}{}", units[i])
 }
 

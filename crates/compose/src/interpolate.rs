@@ -50,18 +50,20 @@ pub fn interpolate(
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<Warning>, Error> {
     let mut warnings = Vec::new();
-    walk(doc, &YamlPath::root(), lookup, &mut warnings)?;
+    walk(doc, &mut YamlPath::root(), lookup, &mut warnings)?;
     Ok(warnings)
 }
 
 fn walk(
     node: &mut Node,
-    path: &YamlPath,
+    path: &mut YamlPath,
     lookup: &dyn Fn(&str) -> Option<String>,
     warnings: &mut Vec<Warning>,
 ) -> Result<(), Error> {
     let loc = node.loc;
     match &mut node.value {
+        // Most strings hold no `$`: nothing to substitute, nothing to allocate.
+        Value::String(s) if !s.contains('$') => {}
         Value::String(s) => {
             let done = template::substitute(s, lookup).map_err(|e| path_error(&e, path, loc))?;
             warnings.extend(done.unset.into_iter().map(|variable| Warning {
@@ -73,12 +75,18 @@ fn walk(
         }
         Value::Map(m) => {
             for (k, v) in m.iter_mut() {
-                walk(v, &path.key(k.as_str()), lookup, warnings)?;
+                path.push_key(k.as_str());
+                let r = walk(v, path, lookup, warnings);
+                path.pop();
+                r?;
             }
         }
         Value::Seq(items) => {
             for (i, v) in items.iter_mut().enumerate() {
-                walk(v, &path.index(i), lookup, warnings)?;
+                path.push_index(i);
+                let r = walk(v, path, lookup, warnings);
+                path.pop();
+                r?;
             }
         }
         Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) => {}

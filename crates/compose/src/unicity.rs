@@ -68,21 +68,35 @@ const UNIQUE: &[(&str, Indexer)] = &[
     ("services.*.volumes", Indexer::Volume),
 ];
 
-fn matches(keys: &[String], pattern: &str) -> bool {
-    let mut segs = pattern.split('.');
-    keys.iter()
-        .all(|k| segs.next().is_some_and(|p| p == "*" || p == k))
-        && segs.next().is_none()
+/// [`UNIQUE`]'s patterns split into segments once.
+fn patterns() -> &'static [(Vec<&'static str>, Indexer)] {
+    static PATTERNS: std::sync::OnceLock<Vec<(Vec<&'static str>, Indexer)>> =
+        std::sync::OnceLock::new();
+    PATTERNS.get_or_init(|| {
+        UNIQUE
+            .iter()
+            .map(|(p, i)| (p.split('.').collect(), *i))
+            .collect()
+    })
+}
+
+fn prefix_matches(keys: &[String], segs: &[&str]) -> bool {
+    keys.len() <= segs.len() && keys.iter().zip(segs).all(|(k, p)| *p == "*" || p == k)
+}
+
+/// The indexer of the pattern that matches the path `keys` exactly, if any.
+fn indexer_for(keys: &[String]) -> Option<Indexer> {
+    patterns()
+        .iter()
+        .find(|(segs, _)| segs.len() == keys.len() && prefix_matches(keys, segs))
+        .map(|(_, i)| *i)
 }
 
 /// Whether some pattern could still match below the path `keys` (so the walk goes deeper).
 fn could_match_below(keys: &[String]) -> bool {
-    UNIQUE.iter().any(|(pattern, _)| {
-        let mut segs = pattern.split('.');
-        keys.iter()
-            .all(|k| segs.next().is_some_and(|p| p == "*" || p == k))
-            && segs.next().is_some()
-    })
+    patterns()
+        .iter()
+        .any(|(segs, _)| segs.len() > keys.len() && prefix_matches(keys, segs))
 }
 
 fn path_of(keys: &[String]) -> YamlPath {
@@ -105,9 +119,9 @@ fn walk(node: &mut Node, keys: &mut Vec<String>) -> Result<(), Error> {
             }
         }
         Value::Seq(items) => {
-            if let Some((_, indexer)) = UNIQUE.iter().find(|(p, _)| matches(keys, p)) {
+            if let Some(indexer) = indexer_for(keys) {
                 let taken = std::mem::take(items);
-                *items = dedup(taken, *indexer, keys)?;
+                *items = dedup(taken, indexer, keys)?;
             }
         }
         _ => {}

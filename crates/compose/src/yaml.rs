@@ -353,6 +353,16 @@ impl YamlPath {
         p.0.push(PathSeg::Index(i));
         p
     }
+    /// Descends in place (for walks that clone the path only when they report something).
+    pub fn push_key(&mut self, k: &str) {
+        self.0.push(PathSeg::Key(k.to_string()));
+    }
+    pub fn push_index(&mut self, i: usize) {
+        self.0.push(PathSeg::Index(i));
+    }
+    pub fn pop(&mut self) {
+        self.0.pop();
+    }
     pub fn segments(&self) -> &[PathSeg] {
         &self.0
     }
