@@ -3,7 +3,7 @@
 //!
 //! The flag handling and output selection ([`render`]) work on a [`ConfigView`], the narrow
 //! boundary to the compose loader: the project as a JSON tree plus the lists the listing flags
-//! print. [`load_project`] builds that view from the loader.
+//! print. `view_of` builds that view from the loaded project.
 
 use std::path::PathBuf;
 
