@@ -1,5 +1,6 @@
 //! The whole compose loader on arbitrary input: it must return Ok or an error, never panic,
-//! never hang. Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run loader fuzz/seeds -- -max_total_time=600`.
+//! never hang. Run: `mkdir -p fuzz/corpus && RUSTC_BOOTSTRAP=1 cargo fuzz run loader fuzz/corpus fuzz/seeds -- -max_total_time=600`
+//! (new inputs go to the first directory, fuzz/corpus, which git ignores).
 #![no_main]
 
 use berth_compose::loader::{self, ConfigFile, LoadOptions};
