@@ -53,9 +53,17 @@ if command -v skopeo >/dev/null; then
 else
   echo "skopeo not installed: no skopeo+tar comparison (apt-get install skopeo)"
 fi
+if command -v podman >/dev/null; then
+  p_t=$(for i in $(seq "$runs"); do podman rmi -af >/dev/null 2>&1 || true; cold; secs podman pull -q --tls-verify=false "$image"; done | median)
+  podman rmi -af >/dev/null 2>&1 || true
+  echo "podman pull:                   ${p_t} s (ratio berth/podman $(echo "scale=2; $berth_t / $p_t" | bc))"
+else
+  echo "podman pull: not measured (apt-get install podman)"
+fi
 if docker info >/dev/null 2>&1; then
-  d_t=$(for i in $(seq "$runs"); do docker rmi -f "$image" >/dev/null 2>&1 || true; cold; secs docker pull -q "$image"; done | median)
+  d_t=$(for i in $(seq "$runs"); do docker rmi -f "$image" >/dev/null 2>&1 || true; docker image prune -af >/dev/null 2>&1 || true; cold; secs docker pull -q "$image"; done | median)
+  docker rmi -f "$image" >/dev/null 2>&1 || true
   echo "docker pull:                   ${d_t} s (ratio berth/docker $(echo "scale=2; $berth_t / $d_t" | bc))"
 else
-  echo "docker pull: not measured (no running dockerd; see ../shared/DESIGN-NOTES.md)"
+  echo "docker pull: not measured (no running dockerd: start one with \`dockerd &\`; it sets the iptables FORWARD policy to DROP, so stop it afterwards)"
 fi
