@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod engine;
+mod progress;
 mod project;
 
 use std::process::ExitCode;

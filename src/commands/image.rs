@@ -1,5 +1,6 @@
 //! `berth image …`: the docker CLI for images (pull, ls, inspect, rm, tag).
 
+use std::io::IsTerminal;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
@@ -11,6 +12,7 @@ use serde_json::json;
 
 use crate::cli::Settings;
 use crate::engine::{self, Engine};
+use crate::progress::{Mode, PullProgress};
 
 #[derive(Debug, Args)]
 pub struct ImageArgs {
@@ -132,7 +134,7 @@ pub struct TagArgs {
 pub fn run(settings: &Settings, args: &ImageArgs) -> anyhow::Result<()> {
     let engine = Engine::open(settings)?;
     match &args.command {
-        ImageCommand::Pull(a) => pull(&engine, a),
+        ImageCommand::Pull(a) => pull(settings, &engine, a),
         ImageCommand::Ls(a) => ls(&engine, a),
         ImageCommand::Inspect(a) => inspect(&engine, a),
         ImageCommand::Rm(a) => rm(&engine, a),
@@ -145,7 +147,7 @@ pub fn run(settings: &Settings, args: &ImageArgs) -> anyhow::Result<()> {
 }
 
 /// `docker pull`'s output: what is pulled, one line per layer, the digest and the status.
-fn pull(engine: &Engine, a: &PullArgs) -> anyhow::Result<()> {
+fn pull(settings: &Settings, engine: &Engine, a: &PullArgs) -> anyhow::Result<()> {
     let reference = Reference::parse(&a.name)?;
     let quiet = a.quiet;
     let last = a.name.rsplit('/').next().unwrap_or_default();
@@ -165,13 +167,28 @@ fn pull(engine: &Engine, a: &PullArgs) -> anyhow::Result<()> {
         .resolve(&reference.to_string())
         .ok()
         .map(|r| r.id);
-    let pulled = engine::runtime()?.block_on(engine.pull(&reference, None))?;
+    // Layer progress goes to stderr; stdout keeps docker's lines for scripts.
+    let progress = PullProgress::image(Mode::new(settings, quiet));
+    let report = |i: usize, d: &Digest, n: u64, t: u64| progress.report(i, d, n, t);
+    let pulled = engine::runtime()?.block_on(engine.pull(&reference, Some(&report)));
+    let pulled = match pulled {
+        Ok(p) => p,
+        Err(e) => {
+            progress.abandon();
+            return Err(e);
+        }
+    };
+    let blobs: Vec<Digest> = pulled.image.layers.iter().map(|l| l.blob.clone()).collect();
+    progress.finish(&blobs);
     if quiet {
         println!("{reference}");
         return Ok(());
     }
-    for layer in &pulled.image.layers {
-        println!("{}: Pull complete", &layer.blob.hex()[..12]);
+    // On one terminal the bars already say `Pull complete`.
+    if !(progress.draws_layers() && std::io::stdout().is_terminal()) {
+        for layer in &pulled.image.layers {
+            println!("{}: Pull complete", &layer.blob.hex()[..12]);
+        }
     }
     println!("Digest: {}", pulled.repo_digest);
     let status = if had.as_ref() == Some(&pulled.image.id) {

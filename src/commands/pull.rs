@@ -2,11 +2,13 @@
 //! `pull_policy` as docker compose does.
 
 use anyhow::bail;
+use berth_engine::digest::Digest;
 use berth_engine::reference::Reference;
 use clap::Args;
 
 use crate::cli::Settings;
 use crate::engine::{self, Engine};
+use crate::progress::{ComposeProgress, Mode};
 use crate::project::{self, LoadFlags};
 
 #[derive(Debug, Args)]
@@ -75,19 +77,21 @@ pub fn run(settings: &Settings, args: &PullArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let quiet = args.quiet;
+    let progress = ComposeProgress::new(Mode::new(settings, args.quiet), jobs.len());
     let results = engine::runtime()?.block_on(async {
         let engine = &engine;
+        let progress = &progress;
         let pulls = jobs.iter().map(|(name, reference)| async move {
-            if !quiet {
-                eprintln!(" {name} Pulling");
-            }
-            let r = engine.pull(reference, None).await;
-            if !quiet {
-                match &r {
-                    Ok(_) => eprintln!(" {name} Pulled"),
-                    Err(e) => eprintln!(" {name} Error {e:#}"),
+            let service = progress.service(name);
+            let report = |i: usize, d: &Digest, n: u64, t: u64| service.report(i, d, n, t);
+            let r = engine.pull(reference, Some(&report)).await;
+            match &r {
+                Ok(p) => {
+                    let blobs: Vec<Digest> =
+                        p.image.layers.iter().map(|l| l.blob.clone()).collect();
+                    service.done(Ok(&blobs));
                 }
+                Err(e) => service.done(Err(e)),
             }
             r
         });
