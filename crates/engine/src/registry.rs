@@ -1494,7 +1494,11 @@ mod tests {
         );
         let short: Reference = "busybox".parse().unwrap();
         assert_eq!(r.sources(&short).len(), 3);
-        for other in ["ghcr.io/a/b:1", "127.0.0.1:5000/library/busybox", "quay.io/x"] {
+        for other in [
+            "ghcr.io/a/b:1",
+            "127.0.0.1:5000/library/busybox",
+            "quay.io/x",
+        ] {
             let image: Reference = other.parse().unwrap();
             assert_eq!(r.sources(&image), vec![None], "{other}");
         }

@@ -79,7 +79,12 @@ async fn docker_hub_references_come_from_the_first_mirror_that_answers() {
 
     // A mirror that is down (nobody listens on the port) is passed over.
     let down = format!("127.0.0.1:{}", free_port());
-    resolve_and_fetch(&with_mirrors(&[down, mirror.host()]), &image, &mirror.host()).await;
+    resolve_and_fetch(
+        &with_mirrors(&[down, mirror.host()]),
+        &image,
+        &mirror.host(),
+    )
+    .await;
 
     // So is one without the image (404) and one that refuses anonymous pulls (401).
     let empty = berth_testkit::Registry::start();
