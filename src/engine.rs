@@ -1,13 +1,15 @@
 //! The binary's handle on the engine: the state root from `--root`/`BERTH_ROOT`, a registry
-//! client that allows plain HTTP for loopback registries and `BERTH_INSECURE_REGISTRIES`, and
-//! credentials from Docker's `config.json` (`DOCKER_CONFIG` or `~/.docker`).
+//! client that allows plain HTTP for loopback registries and `BERTH_INSECURE_REGISTRIES` and
+//! pulls Docker Hub images through `BERTH_REGISTRY_MIRRORS` (comma separated, like Docker's
+//! `registry-mirrors`), and credentials from Docker's `config.json` (`DOCKER_CONFIG` or
+//! `~/.docker`).
 
 use anyhow::Context;
 use berth_engine::auth::{self, DockerConfig};
 use berth_engine::layout::Stores;
 use berth_engine::pull::{PullOptions, Pulled, pull};
 use berth_engine::reference::Reference;
-use berth_engine::registry::{Registry, RegistryOptions};
+use berth_engine::registry::{Registry, RegistryOptions, parse_mirror};
 
 use crate::cli::Settings;
 
@@ -27,16 +29,22 @@ impl Engine {
             )
         })?;
         let env = &settings.project.environment;
-        let insecure = env
-            .get("BERTH_INSECURE_REGISTRIES")
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let list = |name: &str| -> Vec<String> {
+            env.get(name)
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let insecure = list("BERTH_INSECURE_REGISTRIES");
+        let mirrors = list("BERTH_REGISTRY_MIRRORS");
+        for mirror in &mirrors {
+            parse_mirror(mirror).context("BERTH_REGISTRY_MIRRORS")?;
+        }
         // No DOCKER_CONFIG and no HOME: no credentials file (a missing file means anonymous).
         let docker_config_dir = auth::default_config_dir(
             env.get("DOCKER_CONFIG").map(std::ffi::OsStr::new),
@@ -45,7 +53,7 @@ impl Engine {
         .unwrap_or_else(|| "/nonexistent/.docker".into());
         Ok(Engine {
             stores,
-            registry: Registry::new(RegistryOptions { insecure }),
+            registry: Registry::new(RegistryOptions { insecure, mirrors }),
             docker_config_dir,
         })
     }

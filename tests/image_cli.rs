@@ -226,12 +226,18 @@ fn compose_pull_honours_pull_policy_and_failures() {
 #[test]
 fn login_and_logout_write_dockers_config_file() {
     use std::io::Write;
+    // Logins are verified: the registry must exist (it needs no credentials).
+    if !require_registry() {
+        return;
+    }
+    let reg = berth_testkit::Registry::start();
+    let host = reg.host();
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
         .args(["--root"])
         .arg(&root)
-        .args(["login", "-u", "alice", "--password-stdin", "127.0.0.1:5999"])
+        .args(["login", "-u", "alice", "--password-stdin", &host])
         .env("HOME", tmp.path())
         .env_remove("DOCKER_CONFIG")
         .stdin(std::process::Stdio::piped())
@@ -250,16 +256,13 @@ fn login_and_logout_write_dockers_config_file() {
         serde_json::from_slice(&std::fs::read(tmp.path().join(".docker/config.json")).unwrap())
             .unwrap();
     // base64("alice:s3cret"), the format docker writes.
-    assert_eq!(
-        config["auths"]["127.0.0.1:5999"]["auth"],
-        "YWxpY2U6czNjcmV0"
-    );
-    let out = berth(&root, tmp.path(), &["logout", "127.0.0.1:5999"]);
+    assert_eq!(config["auths"][host.as_str()]["auth"], "YWxpY2U6czNjcmV0");
+    let out = berth(&root, tmp.path(), &["logout", &host]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Removing login credentials"));
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tmp.path().join(".docker/config.json")).unwrap())
             .unwrap();
-    assert!(config["auths"].get("127.0.0.1:5999").is_none(), "{config}");
+    assert!(config["auths"].get(&host).is_none(), "{config}");
 }
 
 #[test]
@@ -321,4 +324,79 @@ fn import_save_rm_load_round_trip() {
         again[0]["Id"], inspect[0]["Id"],
         "save then load keeps the image id"
     );
+}
+
+/// Runs `berth login -u USER --password-stdin SERVER` with `password` on stdin.
+fn login_with_stdin(root: &Path, home: &Path, user: &str, password: &str, server: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("--root")
+        .arg(root)
+        .args(["login", "-u", user, "--password-stdin", server])
+        .env("HOME", home)
+        .env_remove("DOCKER_CONFIG")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run berth login");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write the password");
+    child.wait_with_output().expect("berth login")
+}
+
+#[test]
+fn login_is_verified_against_a_token_auth_registry() {
+    // Needs no root: login touches only $HOME/.docker.
+    if !require_registry() {
+        return;
+    }
+    let reg = berth_testkit::Registry::start();
+    let front = berth_testkit::TokenAuthFront::start(&reg, "alice", "s3cret");
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let config_file = tmp.path().join(".docker/config.json");
+
+    // A wrong password: exit 1, docker's wording, nothing written.
+    let refused = login_with_stdin(&root, tmp.path(), "alice", "wrong", &front.host());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("unauthorized: incorrect username or password"),
+        "{err}"
+    );
+    assert!(!String::from_utf8_lossy(&refused.stdout).contains("Login Succeeded"));
+    assert!(
+        !config_file.exists(),
+        "a refused login wrote {config_file:?}"
+    );
+
+    // The right one: verified, then stored.
+    let out = login_with_stdin(&root, tmp.path(), "alice", "s3cret", &front.host());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Login Succeeded"
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_file).unwrap()).unwrap();
+    assert_eq!(
+        config["auths"][front.host().as_str()]["auth"],
+        "YWxpY2U6czNjcmV0"
+    );
+
+    // A later wrong password leaves the stored credentials as they were.
+    let before = std::fs::read(&config_file).unwrap();
+    let refused = login_with_stdin(&root, tmp.path(), "alice", "nope", &front.host());
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(std::fs::read(&config_file).unwrap(), before);
 }

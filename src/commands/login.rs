@@ -1,10 +1,12 @@
 //! `berth login` / `berth logout`: credentials in Docker's `config.json` (or its credential
-//! helper), so docker, podman and berth share them.
+//! helper), so docker, podman and berth share them. As with docker, a login is verified with
+//! the registry before anything is stored.
 
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Context, bail};
-use berth_engine::auth::Credentials;
+use berth_engine::auth::{self, Credentials};
+use berth_engine::registry::RegistryError;
 use clap::Args;
 
 use crate::cli::Settings;
@@ -61,6 +63,16 @@ pub fn login(settings: &Settings, a: &LoginArgs) -> anyhow::Result<()> {
             "username and password are required\nhint: berth login -u USER --password-stdin {server}"
         );
     }
+    let credentials = Credentials::Basic { username, password };
+    let check = auth::to_registry_auth(&Some(credentials.clone()));
+    let verified = crate::engine::runtime()?.block_on(engine.registry.check_login(&server, &check));
+    match verified {
+        Ok(()) => {}
+        Err(RegistryError::Unauthorized { reason, .. }) => {
+            bail!("login to {server} failed: unauthorized: {reason}")
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("login to {server} failed"))),
+    }
     let mut config = engine.docker_config()?;
     if config.helper_for(&server).is_none() {
         eprintln!(
@@ -68,12 +80,8 @@ pub fn login(settings: &Settings, a: &LoginArgs) -> anyhow::Result<()> {
             config.path().display()
         );
     }
-    config.store(&server, &Credentials::Basic { username, password })?;
-    // Not checked against the registry yet: the next pull from it uses them and says so if
-    // they are refused.
-    println!(
-        "Credentials stored for {server} (not verified with the registry; the next pull uses them)"
-    );
+    config.store(&server, &credentials)?;
+    println!("Login Succeeded");
     Ok(())
 }
 

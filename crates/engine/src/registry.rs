@@ -1,6 +1,10 @@
 //! Pulling from OCI / Docker registries: resolve a reference to one platform's image manifest
 //! and config (both verified), and stream blobs to files while hashing them.
 //!
+//! References on Docker Hub may be pulled through registry mirrors (Docker's
+//! `registry-mirrors`): see [`RegistryOptions::mirrors`]. [`Registry::check_login`] verifies
+//! credentials as `docker login` does.
+//!
 //! Transport is oci-client (auth handshake, token cache, blob streams). The manifest GET alone
 //! goes through reqwest directly, so that a hostile registry cannot make berth read more than
 //! [`MAX_MANIFEST_SIZE`] bytes: oci-client reads manifest bodies whole.
@@ -123,6 +127,16 @@ pub enum RegistryError {
         platform: String,
         available: String,
     },
+    /// A configured registry mirror is not `host[:port]` or `http(s)://host[:port]`.
+    #[error("invalid registry mirror {mirror:?}: {reason}")]
+    InvalidMirror { mirror: String, reason: String },
+    /// The registry's `WWW-Authenticate` challenge is one berth cannot answer.
+    #[error("{reference}: {url} answered 401 with an unsupported challenge {challenge:?}")]
+    BadChallenge {
+        reference: String,
+        url: String,
+        challenge: String,
+    },
     /// Writing the downloaded blob failed.
     #[error("{reference}: writing blob {digest} to {path}: {source}", path = path.display())]
     Write {
@@ -141,6 +155,94 @@ pub struct RegistryOptions {
     /// `insecure-registries`. Loopback registries always are. The caller merges
     /// `BERTH_INSECURE_REGISTRIES` in.
     pub insecure: Vec<String>,
+    /// Mirrors for Docker Hub (`host[:port]` or `http(s)://host[:port]`), tried in order before
+    /// Docker Hub itself, like Docker's `registry-mirrors`. Only `docker.io` references use
+    /// them. `http://` mirrors and loopback mirrors are reached over plain HTTP. Entries
+    /// [`parse_mirror`] refuses are skipped with a warning: validate them first.
+    pub mirrors: Vec<String>,
+}
+
+/// One registry mirror, as [`parse_mirror`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirror {
+    /// `host[:port]`.
+    pub host: String,
+    /// Given as `http://…`: reached over plain HTTP.
+    pub plain_http: bool,
+}
+
+/// Reads a mirror given as `host[:port]` or `http(s)://host[:port]` (a trailing `/` is
+/// allowed; paths, queries and credentials are not).
+pub fn parse_mirror(mirror: &str) -> Result<Mirror, RegistryError> {
+    let invalid = |reason: &str| RegistryError::InvalidMirror {
+        mirror: mirror.to_string(),
+        reason: reason.to_string(),
+    };
+    let trimmed = mirror.trim();
+    let (rest, plain_http) = if let Some(r) = trimmed.strip_prefix("http://") {
+        (r, true)
+    } else if let Some(r) = trimmed.strip_prefix("https://") {
+        (r, false)
+    } else if trimmed.contains("://") {
+        return Err(invalid("only http:// and https:// mirrors are supported"));
+    } else {
+        (trimmed, false)
+    };
+    let host = rest.strip_suffix('/').unwrap_or(rest);
+    if host.is_empty() {
+        return Err(invalid("no host"));
+    }
+    if host.contains(['/', '?', '#']) {
+        return Err(invalid("a mirror is a host, without a path or query"));
+    }
+    if host.contains('@') {
+        return Err(invalid("credentials in the address are not supported"));
+    }
+    if host.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("white space in the host"));
+    }
+    let (name, port) = match host.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((addr, "")) => (addr, None),
+            Some((addr, rest)) => (addr, Some(rest.strip_prefix(':').unwrap_or(rest))),
+            None => ("", None),
+        },
+        None => match host.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host, None),
+        },
+    };
+    let bad_name = name.is_empty() || (!host.starts_with('[') && name.contains(':'));
+    if bad_name || port.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return Err(invalid("expected host[:port]"));
+    }
+    Ok(Mirror {
+        host: host.to_string(),
+        plain_http,
+    })
+}
+
+/// Whether a registry name is Docker Hub's.
+fn is_docker_hub(registry: &str) -> bool {
+    matches!(
+        registry,
+        "docker.io" | "index.docker.io" | "registry-1.docker.io"
+    )
+}
+
+/// Whether a failure at a mirror sends the pull on to the next mirror (or Docker Hub):
+/// connection failures, 404, 5xx and refused authentication. Anything else (a digest
+/// mismatch, a manifest berth does not support, no matching platform) is the image's problem,
+/// not the mirror's, and is reported.
+pub fn falls_through(error: &RegistryError) -> bool {
+    match error {
+        RegistryError::Transport { .. }
+        | RegistryError::NotFound { .. }
+        | RegistryError::Unauthorized { .. }
+        | RegistryError::BadChallenge { .. } => true,
+        RegistryError::Status { status, .. } => *status >= 500,
+        _ => false,
+    }
 }
 
 /// The platform an image is pulled for, in Go's GOOS/GOARCH terms.
@@ -202,11 +304,17 @@ pub struct Resolved {
     pub config_bytes: Vec<u8>,
     /// The layers, lowest first.
     pub layers: Vec<OciDescriptor>,
+    /// The registry (`host[:port]`) that served it: a mirror's, or the reference's own.
+    pub source: String,
 }
 
 /// A registry client: one oci-client per registry host, so HTTP/HTTPS is chosen per host.
 pub struct Registry {
     insecure: Vec<String>,
+    mirrors: Vec<Mirror>,
+    /// Which mirror answered the last resolve of a reference (keyed by `whole()`): its blobs
+    /// are fetched from there too.
+    routes: Mutex<HashMap<String, String>>,
     clients: Mutex<HashMap<String, Client>>,
     http: reqwest::Client,
 }
@@ -215,6 +323,7 @@ impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
             .field("insecure", &self.insecure)
+            .field("mirrors", &self.mirrors)
             .finish_non_exhaustive()
     }
 }
@@ -252,8 +361,21 @@ struct Versioned {
 impl Registry {
     /// A client; nothing is contacted yet.
     pub fn new(options: RegistryOptions) -> Registry {
+        let mirrors = options
+            .mirrors
+            .iter()
+            .filter_map(|m| match parse_mirror(m) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::warn!(error = %e, "registry mirror ignored");
+                    None
+                }
+            })
+            .collect();
         Registry {
             insecure: options.insecure,
+            mirrors,
+            routes: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
             http: reqwest::Client::new(),
         }
@@ -272,6 +394,47 @@ impl Registry {
             return true;
         }
         self.insecure.iter().any(|i| i == registry || i == host)
+            || self
+                .mirrors
+                .iter()
+                .any(|m| m.plain_http && m.host == registry)
+    }
+
+    /// Where a pull of `image` is tried, in order: each mirror's host for a Docker Hub
+    /// reference, then (`None`) the reference's own registry.
+    pub fn sources(&self, image: &Reference) -> Vec<Option<String>> {
+        let mut sources: Vec<Option<String>> = Vec::new();
+        if is_docker_hub(image.registry()) && image.namespace().is_none() {
+            sources.extend(self.mirrors.iter().map(|m| Some(m.host.clone())));
+        }
+        sources.push(None);
+        sources
+    }
+
+    /// `image` as fetched from the mirror the last [`Registry::resolve`] of it used, or as is.
+    fn route(&self, image: &Reference) -> Reference {
+        let routes = match self.routes.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut routed = image.clone();
+        if image.namespace().is_none()
+            && let Some(mirror) = routes.get(&image.whole())
+        {
+            routed.set_mirror_registry(mirror.clone());
+        }
+        routed
+    }
+
+    fn set_route(&self, image: &Reference, mirror: Option<&str>) {
+        let mut routes = match self.routes.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match mirror {
+            Some(m) => routes.insert(image.whole(), m.to_string()),
+            None => routes.remove(&image.whole()),
+        };
     }
 
     fn scheme(&self, registry: &str) -> &'static str {
@@ -306,7 +469,40 @@ impl Registry {
     }
 
     /// Resolves `image` to the manifest and config for `platform`, verifying every digest.
+    ///
+    /// A Docker Hub reference is tried at each mirror in turn (anonymously: Docker Hub
+    /// credentials are never sent to a mirror), moving on when [`falls_through`] says so, and
+    /// finally at Docker Hub with `auth`. Later [`Registry::fetch_blob`]s of the same reference
+    /// go to the registry that answered ([`Resolved::source`]).
     pub async fn resolve(
+        &self,
+        image: &Reference,
+        platform: &Platform,
+        auth: &RegistryAuth,
+    ) -> Result<Resolved, RegistryError> {
+        for mirror in self.sources(image).into_iter().flatten() {
+            let mut target = image.clone();
+            target.set_mirror_registry(mirror.clone());
+            match self
+                .resolve_at(&target, platform, &RegistryAuth::Anonymous)
+                .await
+            {
+                Ok(resolved) => {
+                    self.set_route(image, Some(&mirror));
+                    return Ok(resolved);
+                }
+                Err(e) if falls_through(&e) => {
+                    tracing::warn!(%mirror, error = %e, "registry mirror failed, trying the next source");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let resolved = self.resolve_at(image, platform, auth).await?;
+        self.set_route(image, None);
+        Ok(resolved)
+    }
+
+    async fn resolve_at(
         &self,
         image: &Reference,
         platform: &Platform,
@@ -443,6 +639,7 @@ impl Registry {
             config_digest,
             config_bytes,
             layers,
+            source: image.resolve_registry().to_string(),
         })
     }
 
@@ -736,6 +933,7 @@ impl Registry {
         dest: &Path,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<(Digest, u64), RegistryError> {
+        let image = &self.route(image);
         let write_err = |source| RegistryError::Write {
             reference: image.whole(),
             digest: desc.digest.clone(),
@@ -792,6 +990,7 @@ impl Registry {
         limit: usize,
         progress: &(dyn Fn(usize, u64) + Sync),
     ) -> Result<Vec<(Digest, u64)>, RegistryError> {
+        let image = &self.route(image);
         let progress = Arc::new(progress);
         let mut results: Vec<(usize, (Digest, u64))> = stream::iter(blobs.iter().enumerate())
             .map(|(i, (desc, dest))| {
@@ -809,6 +1008,255 @@ impl Registry {
         results.sort_by_key(|(i, _)| *i);
         Ok(results.into_iter().map(|(_, r)| r).collect())
     }
+}
+
+/// How long one request of [`Registry::check_login`] may take.
+const LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Registry {
+    /// Verifies credentials as `docker login` does: `GET /v2/` (plain HTTP for loopback and
+    /// insecure registries); a 2xx means the registry needs no login. A 401 with a `Basic`
+    /// challenge is retried with the credentials; a `Bearer realm=…,service=…` challenge sends
+    /// them to the realm (with `service` and `account`), which must answer 2xx with a token.
+    /// Refused credentials give [`RegistryError::Unauthorized`]. `registry` is `host[:port]`,
+    /// optionally with a scheme and path (`https://index.docker.io/v1/`).
+    pub async fn check_login(
+        &self,
+        registry: &str,
+        auth: &RegistryAuth,
+    ) -> Result<(), RegistryError> {
+        let host = login_host(registry);
+        let url = format!("{}://{host}/v2/", self.scheme(&host));
+        let transport = |url: &str, e: reqwest::Error| RegistryError::Transport {
+            reference: registry.to_string(),
+            url: url.to_string(),
+            message: error_chain(&e),
+        };
+        let unauthorized = |reason: String| RegistryError::Unauthorized {
+            reference: registry.to_string(),
+            registry: registry.to_string(),
+            reason,
+        };
+        let status_error = |url: &str, status: u16, body: &[u8]| RegistryError::Status {
+            reference: registry.to_string(),
+            url: url.to_string(),
+            status,
+            body: String::from_utf8_lossy(body).trim().to_string(),
+        };
+        let mut resp = self
+            .http
+            .get(&url)
+            .timeout(LOGIN_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| transport(&url, e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        if status.as_u16() != 401 {
+            let body = read_capped(&mut resp, 1024).await.unwrap_or_default();
+            return Err(status_error(&url, status.as_u16(), &body));
+        }
+        let header = resp
+            .headers()
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect::<Vec<_>>();
+        let challenges: Vec<Challenge> = header.iter().filter_map(|h| parse_challenge(h)).collect();
+        let bad_challenge = || RegistryError::BadChallenge {
+            reference: registry.to_string(),
+            url: url.clone(),
+            challenge: header.join(", "),
+        };
+        let bearer = challenges.iter().find(|c| c.scheme == "bearer");
+        let basic = challenges.iter().any(|c| c.scheme == "basic");
+
+        // The answer of a credentialed request: 2xx passes, 401/403 is a refusal.
+        let judge = |url: &str, status: u16, body: &[u8]| match status {
+            200..=299 => Ok(()),
+            401 | 403 => Err(unauthorized(refusal_reason(body))),
+            other => Err(status_error(url, other, body)),
+        };
+        match (auth, bearer) {
+            (RegistryAuth::Anonymous, _) => Err(unauthorized(format!(
+                "{url} requires credentials and none were given"
+            ))),
+            (RegistryAuth::Bearer(token), _) => {
+                let mut resp = self
+                    .http
+                    .get(&url)
+                    .timeout(LOGIN_TIMEOUT)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .map_err(|e| transport(&url, e))?;
+                let status = resp.status().as_u16();
+                let body = read_capped(&mut resp, 64 << 10).await.unwrap_or_default();
+                judge(&url, status, &body)
+            }
+            (RegistryAuth::Basic(user, password), Some(bearer)) => {
+                let realm = bearer.param("realm").ok_or_else(bad_challenge)?;
+                let mut realm_url = reqwest::Url::parse(realm).map_err(|_| bad_challenge())?;
+                if !matches!(realm_url.scheme(), "http" | "https") {
+                    return Err(bad_challenge());
+                }
+                {
+                    let mut query = realm_url.query_pairs_mut();
+                    if let Some(service) = bearer.param("service") {
+                        query.append_pair("service", service);
+                    }
+                    query.append_pair("account", user);
+                }
+                let realm_str = realm_url.to_string();
+                let mut resp = self
+                    .http
+                    .get(realm_url)
+                    .timeout(LOGIN_TIMEOUT)
+                    .basic_auth(user, Some(password))
+                    .send()
+                    .await
+                    .map_err(|e| transport(&realm_str, e))?;
+                let status = resp.status().as_u16();
+                let body = read_capped(&mut resp, 64 << 10).await.unwrap_or_default();
+                judge(&realm_str, status, &body)?;
+                let token: TokenJson = serde_json::from_slice(&body).map_err(|e| {
+                    status_error(&realm_str, status, format!("not a token: {e}").as_bytes())
+                })?;
+                match token.token.or(token.access_token) {
+                    Some(t) if !t.is_empty() => Ok(()),
+                    _ => Err(status_error(&realm_str, status, b"no token in the answer")),
+                }
+            }
+            (RegistryAuth::Basic(user, password), None) if basic => {
+                let mut resp = self
+                    .http
+                    .get(&url)
+                    .timeout(LOGIN_TIMEOUT)
+                    .basic_auth(user, Some(password))
+                    .send()
+                    .await
+                    .map_err(|e| transport(&url, e))?;
+                let status = resp.status().as_u16();
+                let body = read_capped(&mut resp, 64 << 10).await.unwrap_or_default();
+                judge(&url, status, &body)
+            }
+            (RegistryAuth::Basic(..), None) => Err(bad_challenge()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenJson {
+    token: Option<String>,
+    access_token: Option<String>,
+}
+
+/// The registry part of what `berth login` was given: no scheme, no path.
+fn login_host(registry: &str) -> String {
+    let rest = registry
+        .strip_prefix("https://")
+        .or_else(|| registry.strip_prefix("http://"))
+        .unwrap_or(registry);
+    let host = rest.split('/').next().unwrap_or(rest);
+    if is_docker_hub(host) {
+        "index.docker.io".to_string()
+    } else {
+        host.to_string()
+    }
+}
+
+/// Why a registry or token service refused: its `details`, or its first error's message.
+fn refusal_reason(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Refusal {
+        details: Option<String>,
+        #[serde(default)]
+        errors: Vec<RefusalError>,
+    }
+    #[derive(Deserialize)]
+    struct RefusalError {
+        message: Option<String>,
+    }
+    let parsed: Option<Refusal> = serde_json::from_slice(body).ok();
+    parsed
+        .and_then(|r| {
+            r.details
+                .or_else(|| r.errors.into_iter().find_map(|e| e.message))
+        })
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "incorrect username or password".to_string())
+}
+
+/// One `WWW-Authenticate` challenge: its scheme (lower case) and parameters.
+#[derive(Debug, PartialEq, Eq)]
+struct Challenge {
+    scheme: String,
+    params: Vec<(String, String)>,
+}
+
+impl Challenge {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads `Scheme key="value",key=value` (quoted values may hold commas and `\"`).
+fn parse_challenge(header: &str) -> Option<Challenge> {
+    let header = header.trim();
+    let (scheme, mut rest) = match header.split_once(char::is_whitespace) {
+        Some((s, r)) => (s, r),
+        None => (header, ""),
+    };
+    if scheme.is_empty() {
+        return None;
+    }
+    let mut params = Vec::new();
+    loop {
+        rest = rest.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
+        if rest.is_empty() {
+            break;
+        }
+        let (key, after) = rest.split_once('=')?;
+        let key = key.trim().to_string();
+        let after = after.trim_start();
+        let value;
+        if let Some(quoted) = after.strip_prefix('"') {
+            let mut v = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, escaped)) = chars.next() {
+                            v.push(escaped);
+                        }
+                    }
+                    '"' => {
+                        end = Some(i + 1);
+                        break;
+                    }
+                    other => v.push(other),
+                }
+            }
+            rest = &quoted[end?..];
+            value = v;
+        } else {
+            let stop = after.find(',').unwrap_or(after.len());
+            value = after[..stop].trim().to_string();
+            rest = &after[stop..];
+        }
+        params.push((key, value));
+    }
+    Some(Challenge {
+        scheme: scheme.to_ascii_lowercase(),
+        params,
+    })
 }
 
 fn descriptor_size(image: &Reference, desc: &OciDescriptor) -> Result<u64, RegistryError> {
@@ -918,6 +1366,7 @@ mod tests {
     fn loopback_and_insecure_registries_use_plain_http() {
         let r = Registry::new(RegistryOptions {
             insecure: vec!["myreg.lan:5000".into(), "other.lan".into()],
+            mirrors: vec!["http://mirror.lan:5000".into(), "https://tls.lan".into()],
         });
         for plain in [
             "localhost",
@@ -927,6 +1376,7 @@ mod tests {
             "[::1]:5000",
             "myreg.lan:5000",
             "other.lan:443",
+            "mirror.lan:5000",
         ] {
             assert!(r.is_plain_http(plain), "{plain}");
         }
@@ -935,6 +1385,8 @@ mod tests {
             "ghcr.io",
             "myreg.lan:5001",
             "10.0.0.1:5000",
+            "tls.lan",
+            "mirror.lan:5001",
         ] {
             assert!(!r.is_plain_http(tls), "{tls}");
         }
@@ -985,6 +1437,189 @@ mod tests {
             msg.contains("linux/s390x") && msg.contains("linux/arm/v7"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn mirrors_parse_as_docker_reads_them() {
+        let m = |host: &str, plain_http: bool| Mirror {
+            host: host.into(),
+            plain_http,
+        };
+        for (given, want) in [
+            ("mirror.lan", m("mirror.lan", false)),
+            ("mirror.lan:5000", m("mirror.lan:5000", false)),
+            ("https://mirror.lan/", m("mirror.lan", false)),
+            ("http://mirror.lan:5000", m("mirror.lan:5000", true)),
+            (" 127.0.0.1:5000 ", m("127.0.0.1:5000", false)),
+            ("[::1]:5000", m("[::1]:5000", false)),
+        ] {
+            assert_eq!(parse_mirror(given).unwrap(), want, "{given}");
+        }
+        for bad in [
+            "",
+            "https://",
+            "ftp://mirror.lan",
+            "mirror.lan/v2/",
+            "https://mirror.lan/path",
+            "mirror.lan?x=1",
+            "user:pw@mirror.lan",
+            "mirror.lan:",
+            "mirror.lan:http",
+            "mirror.lan:99999",
+            "mirror lan",
+            "[::1]x",
+        ] {
+            let err = parse_mirror(bad).unwrap_err();
+            assert!(
+                matches!(&err, RegistryError::InvalidMirror { mirror, .. } if mirror == bad),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_docker_hub_references_go_through_mirrors_then_docker_hub() {
+        let r = Registry::new(RegistryOptions {
+            mirrors: vec![
+                "one.lan".into(),
+                "not a mirror".into(),
+                "http://127.0.0.1:5000".into(),
+            ],
+            ..RegistryOptions::default()
+        });
+        let hub: Reference = "docker.io/library/busybox:latest".parse().unwrap();
+        assert_eq!(
+            r.sources(&hub),
+            vec![Some("one.lan".into()), Some("127.0.0.1:5000".into()), None]
+        );
+        let short: Reference = "busybox".parse().unwrap();
+        assert_eq!(r.sources(&short).len(), 3);
+        for other in [
+            "ghcr.io/a/b:1",
+            "127.0.0.1:5000/library/busybox",
+            "quay.io/x",
+        ] {
+            let image: Reference = other.parse().unwrap();
+            assert_eq!(r.sources(&image), vec![None], "{other}");
+        }
+        let plain = Registry::new(RegistryOptions::default());
+        assert_eq!(plain.sources(&hub), vec![None]);
+    }
+
+    #[test]
+    fn fetches_follow_the_mirror_that_resolved() {
+        let r = Registry::new(RegistryOptions {
+            mirrors: vec!["one.lan".into()],
+            ..RegistryOptions::default()
+        });
+        let hub: Reference = "docker.io/library/busybox:latest".parse().unwrap();
+        assert_eq!(r.route(&hub).resolve_registry(), "index.docker.io");
+        r.set_route(&hub, Some("one.lan"));
+        let routed = r.route(&hub);
+        assert_eq!(routed.resolve_registry(), "one.lan");
+        // The image keeps its name (and errors name it), only the host differs.
+        assert_eq!(routed.whole(), hub.whole());
+        assert_eq!(r.route(&routed).resolve_registry(), "one.lan");
+        let other: Reference = "docker.io/library/alpine:latest".parse().unwrap();
+        assert_eq!(r.route(&other).resolve_registry(), "index.docker.io");
+        r.set_route(&hub, None);
+        assert_eq!(r.route(&hub).resolve_registry(), "index.docker.io");
+    }
+
+    #[test]
+    fn mirror_failures_that_fall_through_to_the_next_source() {
+        let reference = || "docker.io/library/busybox:latest".to_string();
+        let url = || "http://127.0.0.1:1/v2/".to_string();
+        let status = |status: u16| RegistryError::Status {
+            reference: reference(),
+            url: url(),
+            status,
+            body: String::new(),
+        };
+        let through = [
+            RegistryError::Transport {
+                reference: reference(),
+                url: url(),
+                message: "connection refused".into(),
+            },
+            RegistryError::NotFound {
+                reference: reference(),
+                url: url(),
+            },
+            RegistryError::Unauthorized {
+                reference: reference(),
+                registry: "mirror".into(),
+                reason: "401".into(),
+            },
+            status(500),
+            status(502),
+            status(503),
+        ];
+        for e in &through {
+            assert!(falls_through(e), "{e}");
+        }
+        let stop = [
+            status(400),
+            status(429),
+            RegistryError::DigestMismatch {
+                reference: reference(),
+                what: "manifest".into(),
+                expected: "a".into(),
+                actual: "b".into(),
+            },
+            RegistryError::NoMatchingPlatform {
+                reference: reference(),
+                platform: "linux/amd64".into(),
+                available: "none".into(),
+            },
+            RegistryError::UnsupportedManifest {
+                reference: reference(),
+                digest: "d".into(),
+                reason: "schema 1".into(),
+            },
+        ];
+        for e in &stop {
+            assert!(!falls_through(e), "{e}");
+        }
+    }
+
+    #[test]
+    fn challenges_parse_with_quoted_commas() {
+        let c = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:a/b:pull,push""#,
+        )
+        .unwrap();
+        assert_eq!(c.scheme, "bearer");
+        assert_eq!(c.param("realm"), Some("https://auth.docker.io/token"));
+        assert_eq!(c.param("Service"), Some("registry.docker.io"));
+        assert_eq!(c.param("scope"), Some("repository:a/b:pull,push"));
+        let c = parse_challenge(r#"Basic realm="a \"quoted\" realm""#).unwrap();
+        assert_eq!(c.scheme, "basic");
+        assert_eq!(c.param("realm"), Some(r#"a "quoted" realm"#));
+        let c = parse_challenge("Basic").unwrap();
+        assert_eq!((c.scheme.as_str(), c.params.len()), ("basic", 0));
+        let c = parse_challenge("Bearer realm=http://x/token, service=s").unwrap();
+        assert_eq!(c.param("realm"), Some("http://x/token"));
+        assert_eq!(c.param("service"), Some("s"));
+        assert_eq!(parse_challenge(r#"Bearer realm="unterminated"#), None);
+        assert_eq!(parse_challenge("Bearer novalue"), None);
+    }
+
+    #[test]
+    fn login_hosts_and_refusal_reasons() {
+        assert_eq!(login_host("docker.io"), "index.docker.io");
+        assert_eq!(login_host("https://index.docker.io/v1/"), "index.docker.io");
+        assert_eq!(login_host("http://127.0.0.1:5000"), "127.0.0.1:5000");
+        assert_eq!(login_host("ghcr.io"), "ghcr.io");
+        assert_eq!(
+            refusal_reason(br#"{"details":"incorrect username or password"}"#),
+            "incorrect username or password"
+        );
+        assert_eq!(
+            refusal_reason(br#"{"errors":[{"code":"UNAUTHORIZED","message":"bad token"}]}"#),
+            "bad token"
+        );
+        assert_eq!(refusal_reason(b"<html>"), "incorrect username or password");
     }
 
     #[test]
