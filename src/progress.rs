@@ -157,6 +157,12 @@ enum Look {
 
 /// docker's progress sizes: go-units `HumanSize` (decimal units, 4 significant digits).
 fn docker_size(bytes: u64) -> String {
+    human_size(bytes, 4)
+}
+
+/// go-units `HumanSizeWithPrecision`: decimal units, `precision` significant digits (`%.Ng`).
+/// docker prints progress with 4 and the image SIZE column with 3.
+pub fn human_size(bytes: u64, precision: usize) -> String {
     let units = ["B", "kB", "MB", "GB", "TB", "PB"];
     let mut v = bytes as f64;
     let mut i = 0;
@@ -169,7 +175,7 @@ fn docker_size(bytes: u64) -> String {
     } else {
         (v.log10().floor() as usize) + 1
     };
-    let decimals = 4usize.saturating_sub(int_digits);
+    let decimals = precision.saturating_sub(int_digits);
     let text = format!("{v:.decimals$}");
     let text = if text.contains('.') {
         text.trim_end_matches('0').trim_end_matches('.').to_string()

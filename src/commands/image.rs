@@ -533,28 +533,9 @@ pub fn resolve(engine: &Engine, name: &str) -> anyhow::Result<ImageRecord> {
         .with_context(|| format!("no such image: {name}"))
 }
 
+/// docker's SIZE column: go-units `HumanSizeWithPrecision(size, 3)`.
 fn human_size(bytes: u64) -> String {
-    // docker's SIZE column: go-units HumanSizeWithPrecision(size, 3), decimal units, `%.3g`.
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    let int_digits = if v < 1.0 {
-        1
-    } else {
-        (v.log10().floor() as usize) + 1
-    };
-    let decimals = 3usize.saturating_sub(int_digits);
-    let text = format!("{v:.decimals$}");
-    let text = if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        text
-    };
-    format!("{text}{}", units[i])
+    crate::progress::human_size(bytes, 3)
 }
 
 fn human_created(created: Option<&str>) -> String {
