@@ -330,8 +330,17 @@ pub fn format_float(f: f64) -> String {
 }
 
 /// A YAML path in a document, as compose-go prints it: `services.web.ports[0]`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct YamlPath(Vec<PathSeg>);
+///
+/// A persistent list (each step shares its parent): the phases and the typed deserialiser make
+/// one for every node they visit, so `key`/`index` cost one small allocation instead of a copy
+/// of the whole path.
+#[derive(Clone, Default)]
+pub struct YamlPath(Option<Arc<PathStep>>);
+
+struct PathStep {
+    parent: Option<Arc<PathStep>>,
+    seg: PathSeg,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PathSeg {
@@ -341,65 +350,90 @@ pub enum PathSeg {
 
 impl YamlPath {
     pub fn root() -> YamlPath {
-        YamlPath(Vec::new())
+        YamlPath(None)
+    }
+    fn child(&self, seg: PathSeg) -> YamlPath {
+        YamlPath(Some(Arc::new(PathStep {
+            parent: self.0.clone(),
+            seg,
+        })))
     }
     pub fn key(&self, k: &str) -> YamlPath {
-        let mut p = self.clone();
-        p.0.push(PathSeg::Key(k.to_string()));
-        p
+        self.child(PathSeg::Key(k.to_string()))
     }
     pub fn index(&self, i: usize) -> YamlPath {
-        let mut p = self.clone();
-        p.0.push(PathSeg::Index(i));
-        p
+        self.child(PathSeg::Index(i))
     }
     /// Descends in place (for walks that clone the path only when they report something).
     pub fn push_key(&mut self, k: &str) {
-        self.0.push(PathSeg::Key(k.to_string()));
+        *self = self.key(k);
     }
     pub fn push_index(&mut self, i: usize) {
-        self.0.push(PathSeg::Index(i));
+        *self = self.index(i);
     }
     pub fn pop(&mut self) {
-        self.0.pop();
+        if let Some(step) = self.0.take() {
+            self.0 = step.parent.clone();
+        }
     }
-    pub fn segments(&self) -> &[PathSeg] {
-        &self.0
+    /// The segments, root first.
+    pub fn segments(&self) -> Vec<PathSeg> {
+        let mut out = Vec::new();
+        let mut cur = self.0.as_deref();
+        while let Some(step) = cur {
+            out.push(step.seg.clone());
+            cur = step.parent.as_deref();
+        }
+        out.reverse();
+        out
     }
     pub fn is_root(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_none()
     }
     /// Parses `a.b[0].c` (for tests and for paths given on the command line).
     pub fn parse(s: &str) -> YamlPath {
-        let mut segs = Vec::new();
+        let mut path = YamlPath::root();
         for part in s.split('.').filter(|p| !p.is_empty()) {
             let (name, rest) = match part.find('[') {
                 Some(i) => (&part[..i], &part[i..]),
                 None => (part, ""),
             };
             if !name.is_empty() {
-                segs.push(PathSeg::Key(name.to_string()));
+                path.push_key(name);
             }
             for idx in rest.split('[').filter(|x| !x.is_empty()) {
                 if let Ok(i) = idx.trim_end_matches(']').parse() {
-                    segs.push(PathSeg::Index(i));
+                    path.push_index(i);
                 }
             }
         }
-        YamlPath(segs)
+        path
+    }
+}
+
+impl PartialEq for YamlPath {
+    fn eq(&self, other: &Self) -> bool {
+        self.segments() == other.segments()
+    }
+}
+impl Eq for YamlPath {}
+
+impl fmt::Debug for YamlPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "YamlPath({self})")
     }
 }
 
 impl fmt::Display for YamlPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut first = true;
-        for seg in &self.0 {
+        for seg in self.segments() {
             match seg {
                 PathSeg::Key(k) => {
                     if !first {
                         f.write_str(".")?;
                     }
-                    f.write_str(k)?;
+                    f.write_str(&k)?;
                 }
                 PathSeg::Index(i) => write!(f, "[{i}]")?,
             }
@@ -526,8 +560,8 @@ pub fn lookup<'a>(root: &'a Node, path: &YamlPath) -> Option<&'a Node> {
     let mut cur = root;
     for seg in path.segments() {
         cur = match seg {
-            PathSeg::Key(k) => cur.get(k)?,
-            PathSeg::Index(i) => cur.as_seq()?.get(*i)?,
+            PathSeg::Key(k) => cur.get(&k)?,
+            PathSeg::Index(i) => cur.as_seq()?.get(i)?,
         };
     }
     Some(cur)
