@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --release --locked -q
-berth=$PWD/target/release/berth
+berth=${CARGO_TARGET_DIR:-$PWD/target}/release/berth
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 export BERTH_ROOT=$root
