@@ -220,7 +220,7 @@ fn render_variables(vars: &[Variable], format: Option<&str>) -> anyhow::Result<S
                     v.alternate_value.clone(),
                 ]);
             }
-            Ok(tabwrite(&rows, 20, 3))
+            Ok(super::tabwrite(&rows, 20, 3))
         }
         Some(f @ ("yaml" | "json")) => {
             let map: serde_json::Map<String, Value> = sorted
@@ -243,29 +243,6 @@ fn render_variables(vars: &[Variable], format: Option<&str>) -> anyhow::Result<S
         }
         Some(other) => bail!("unsupported format {other:?}"),
     }
-}
-
-/// Go's `text/tabwriter` for tab-terminated cells: every column but the last is padded to
-/// `max(min_width, widest + padding)`.
-fn tabwrite(rows: &[[String; 4]], min_width: usize, padding: usize) -> String {
-    let mut widths = [0usize; 3];
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row.iter()) {
-            *w = (*w).max(cell.chars().count() + padding).max(min_width);
-        }
-    }
-    let mut out = String::new();
-    for row in rows {
-        for (w, cell) in widths.iter().zip(row.iter()) {
-            out.push_str(cell);
-            out.extend(std::iter::repeat_n(' ', w - cell.chars().count()));
-        }
-        if let Some(last) = row.last() {
-            out.push_str(last);
-        }
-        out.push('\n');
-    }
-    out
 }
 
 /// Runs `berth config`.

@@ -265,7 +265,7 @@ fn ls(engine: &Engine, a: &LsArgs) -> anyhow::Result<()> {
             v
         }))
         .collect();
-    print!("{}", tabwrite(&table));
+    print!("{}", super::tabwrite(&table, 0, 3));
     Ok(())
 }
 
@@ -591,32 +591,6 @@ fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     u64::try_from(secs)
         .ok()
         .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
-}
-
-/// docker's tabwriter layout: columns padded to the widest cell plus 3 spaces.
-pub fn tabwrite(rows: &[Vec<String>]) -> String {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        for (c, cell) in r.iter().enumerate() {
-            if c + 1 == r.len() {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{:<w$}", cell, w = widths[c] + 3));
-            }
-        }
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! and its resources added to the including file's model; one defined on both sides (and not
 //! identical) is a conflict, as in compose-go v2.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
@@ -640,25 +640,13 @@ fn select_services(tree: &mut Node, selected: &[String]) {
     services.retain(|k, _| keep.contains(&k.name));
 }
 
-/// `dir/p` cleaned, or `p` when absolute.
+/// `dir/p` cleaned, or `p` cleaned when absolute (Go's `filepath.Join` / `Clean`).
 fn absolutize(dir: &Path, p: &str) -> PathBuf {
-    let path = Path::new(p);
-    let joined = if path.is_absolute() {
-        path.to_path_buf()
+    if Path::new(p).is_absolute() {
+        PathBuf::from(paths::clean(p))
     } else {
-        dir.join(path)
-    };
-    let mut out = PathBuf::new();
-    for c in joined.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other.as_os_str()),
-        }
+        PathBuf::from(paths::join(&dir.to_string_lossy(), p))
     }
-    out
 }
 
 /// What `extends` needs from the loader: loading another file (parsed, interpolated and in
