@@ -5,6 +5,7 @@
 //! Architecture invariant: nothing here knows compose files, networks, clap or terminals.
 
 pub mod auth;
+pub mod container;
 pub mod content;
 pub mod digest;
 pub mod error;

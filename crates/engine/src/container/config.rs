@@ -1,0 +1,304 @@
+//! What a container is (its [`ContainerConfig`], fixed at create time) and what happened to it
+//! (its [`ContainerState`], rewritten atomically at each transition). Both are plain data: the
+//! compose layer (in the binary) and `berth container run` fill a config; the shim and the
+//! lifecycle code write the state.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+
+/// Everything needed to (re)create a container's process and OCI bundle. Written once at
+/// create time (`config.json` in the container directory); never changed afterwards except by
+/// `rename`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContainerConfig {
+    /// 64 lowercase hex characters.
+    pub id: String,
+    /// Unique name (`<project>-<service>-<n>` or the user's `--name`), without a leading `/`.
+    pub name: String,
+    /// RFC 3339 creation time (UTC, nanoseconds).
+    pub created: String,
+    /// The image as the user named it (`busybox`, `localhost:5000/app:1`).
+    pub image_name: String,
+    /// The image id (config digest) the container was created from.
+    pub image_id: Option<Digest>,
+    /// The process; already resolved from image config + overrides (see
+    /// [`crate::container::spec::resolve_command`]).
+    pub process: ProcessConfig,
+    pub hostname: String,
+    pub domainname: String,
+    /// Labels (image labels below the user's).
+    pub labels: BTreeMap<String, String>,
+    /// Volumes, binds and tmpfs mounts, in the order given.
+    pub mounts: Vec<MountConfig>,
+    /// `read_only: true`: the rootfs is mounted read-only.
+    pub read_only: bool,
+    pub security: SecurityConfig,
+    pub resources: ResourceConfig,
+    /// `ulimits`: name (`nofile`, `nproc`, … without `RLIMIT_`) → (soft, hard).
+    pub ulimits: BTreeMap<String, (u64, u64)>,
+    /// `sysctls`; only namespaced ones are accepted (checked when the spec is built).
+    pub sysctls: BTreeMap<String, String>,
+    /// `devices`: `host[:container[:perms]]`.
+    pub devices: Vec<DeviceConfig>,
+    /// `init: true`: berth's minimal init runs as pid 1 and execs the process as its child.
+    pub init: bool,
+    /// Signal name or number sent by `stop` (`SIGTERM` when empty).
+    pub stop_signal: String,
+    /// Seconds between the stop signal and SIGKILL (10 when `None`).
+    pub stop_timeout: Option<u64>,
+    pub log: LogConfig,
+    pub restart: RestartPolicy,
+    pub network: NetworkConfig,
+    /// Remove the container when it exits (`run --rm`).
+    pub auto_remove: bool,
+    /// Extra `/etc/hosts` lines: (hostname, address).
+    pub extra_hosts: Vec<(String, String)>,
+    /// `dns`, `dns_search`, `dns_opt` for the generated `/etc/resolv.conf`.
+    pub dns: DnsConfig,
+}
+
+/// The container's main process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProcessConfig {
+    /// argv; never empty for a startable container.
+    pub args: Vec<String>,
+    /// `NAME=value`, image env < env_file < environment, already merged.
+    pub env: Vec<String>,
+    /// Absolute working directory (`/` when unset).
+    pub cwd: String,
+    /// `user` as given: `name`, `uid`, `name:group`, `uid:gid`, or empty (root).
+    pub user: String,
+    /// `group_add`: names or gids.
+    pub group_add: Vec<String>,
+    /// Allocate a pty.
+    pub tty: bool,
+    /// Keep stdin open (`-i`, `stdin_open`).
+    pub stdin_open: bool,
+}
+
+/// One mount into the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountConfig {
+    /// Absolute path inside the container.
+    pub target: String,
+    pub read_only: bool,
+    pub kind: MountKind,
+}
+
+/// Where a mount comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MountKind {
+    /// A host path.
+    Bind {
+        source: PathBuf,
+        /// `rprivate` (default), `private`, `rshared`, `shared`, `rslave`, `slave`.
+        #[serde(default)]
+        propagation: Option<String>,
+        /// Create a missing source directory (short syntax, `create_host_path`).
+        #[serde(default)]
+        create_host_path: bool,
+    },
+    /// A named (or anonymous: a generated name) volume under the state root.
+    Volume {
+        name: String,
+        /// Do not copy the image's content at the mount point into a new volume.
+        #[serde(default)]
+        nocopy: bool,
+        /// Anonymous (`- /data`, image `VOLUME`): removed with the container by `rm -v`.
+        #[serde(default)]
+        anonymous: bool,
+        /// Mount only this sub-directory of the volume.
+        #[serde(default)]
+        subpath: Option<String>,
+    },
+    /// A tmpfs.
+    Tmpfs {
+        /// Bytes; unlimited (the kernel's default: half of RAM) when `None`.
+        #[serde(default)]
+        size: Option<u64>,
+        /// Octal mode of the tmpfs root (1777 when `None`).
+        #[serde(default)]
+        mode: Option<u32>,
+    },
+}
+
+/// Capabilities, privileges, seccomp.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecurityConfig {
+    pub privileged: bool,
+    /// `CAP_` prefix optional, case-insensitive; `ALL` allowed.
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// `security_opt: no-new-privileges[:true]`.
+    pub no_new_privileges: bool,
+    pub seccomp: SeccompConfig,
+}
+
+/// Which seccomp filter the container gets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeccompConfig {
+    /// berth's default profile, equivalent to Docker's.
+    #[default]
+    Default,
+    /// `seccomp=unconfined`.
+    Unconfined,
+    /// `seccomp=<file>`: a Docker-format profile (JSON), read at create time and kept here.
+    Profile(String),
+}
+
+/// Resource limits; `None` is "no limit".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ResourceConfig {
+    /// Bytes.
+    pub memory: Option<i64>,
+    /// Memory + swap in bytes; -1 unlimited swap.
+    pub memory_swap: Option<i64>,
+    /// Soft limit in bytes.
+    pub memory_reservation: Option<i64>,
+    /// CPUs × 1e9 (`cpus: 1.5` → 1_500_000_000).
+    pub nano_cpus: Option<i64>,
+    pub cpu_shares: Option<u64>,
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    pub pids_limit: Option<i64>,
+    pub oom_score_adj: Option<i32>,
+    /// `/dev/shm` size in bytes (64 MiB when `None`, as Docker).
+    pub shm_size: Option<u64>,
+}
+
+/// A host device made available in the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceConfig {
+    pub host_path: PathBuf,
+    pub container_path: String,
+    /// Cgroup permissions, a subset of `rwm`.
+    pub permissions: String,
+}
+
+/// Where and how the container's output is logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// `json-file` (berth's own format, the default), `local` (same) or `none`.
+    pub driver: String,
+    /// Rotate when the current file reaches this size in bytes (0: never).
+    pub max_size: u64,
+    /// Files kept, the current one included (≥ 1).
+    pub max_file: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            driver: "json-file".to_string(),
+            max_size: 10 * 1024 * 1024,
+            max_file: 3,
+        }
+    }
+}
+
+/// The restart policy (carried out by the supervisor).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RestartPolicy {
+    /// `no`, `always`, `on-failure`, `unless-stopped`.
+    pub name: String,
+    /// `on-failure:N`; 0 is unlimited.
+    pub max_retries: u32,
+    /// `deploy.restart_policy.delay` in milliseconds.
+    pub delay_ms: Option<u64>,
+    /// `deploy.restart_policy.window` in milliseconds.
+    pub window_ms: Option<u64>,
+}
+
+/// The container's network namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "mode", content = "path")]
+pub enum NetworkConfig {
+    /// A new network namespace with only `lo` (until the network issue attaches endpoints).
+    #[default]
+    Private,
+    /// No network namespace of its own (`network_mode: host`).
+    Host,
+    /// `network_mode: none`: a new namespace, `lo` only.
+    None,
+    /// Join an existing namespace (`service:x`, `container:x`): its bind-mounted path.
+    Join(PathBuf),
+}
+
+/// `/etc/resolv.conf` settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DnsConfig {
+    pub servers: Vec<String>,
+    pub search: Vec<String>,
+    pub options: Vec<String>,
+}
+
+/// Docker's container statuses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Created, never started (or start failed before the process ran).
+    #[default]
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    /// Being removed.
+    Removing,
+    Exited,
+    /// The shim vanished without recording an exit.
+    Dead,
+}
+
+impl Status {
+    /// Docker's lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Removing => "removing",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+}
+
+/// What happened to the container; `state.json` in its directory, written atomically.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContainerState {
+    pub status: Status,
+    /// Host pid of the container's init process while it runs.
+    pub pid: Option<i32>,
+    /// Host pid of the shim while it runs.
+    pub shim_pid: Option<i32>,
+    /// The shim's start time (clock ticks since boot, /proc/<pid>/stat field 22): tells a live
+    /// shim from a recycled pid.
+    pub shim_start_time: Option<u64>,
+    /// RFC 3339; empty when never started.
+    pub started_at: String,
+    pub finished_at: String,
+    pub exit_code: Option<i32>,
+    pub oom_killed: bool,
+    /// Why the last start failed, or the shim's last error.
+    pub error: String,
+    /// Restarts done by the restart policy since the last user start.
+    pub restart_count: u32,
+    /// Stopped or killed by the user: `unless-stopped` and `always` do not restart it (until
+    /// the next start by the user or the next `up`).
+    pub manually_stopped: bool,
+}
