@@ -95,6 +95,7 @@ impl Format {
 #[derive(Default)]
 pub struct TarBuilder {
     inner: Option<tar::Builder<Vec<u8>>>,
+    owner: (u64, u64),
 }
 
 impl std::fmt::Debug for TarBuilder {
@@ -108,15 +109,22 @@ impl TarBuilder {
     pub fn new() -> TarBuilder {
         TarBuilder {
             inner: Some(tar::Builder::new(Vec::new())),
+            owner: (0, 0),
         }
     }
 
-    fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    /// Entries added after this call belong to `uid:gid` (root by default).
+    pub fn owner(mut self, uid: u64, gid: u64) -> Self {
+        self.owner = (uid, gid);
+        self
+    }
+
+    fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
         let mut h = tar::Header::new_ustar();
         h.set_entry_type(kind);
         h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
+        h.set_uid(self.owner.0);
+        h.set_gid(self.owner.1);
         h.set_mtime(1_700_000_000);
         h.set_size(size);
         h
@@ -128,7 +136,7 @@ impl TarBuilder {
 
     /// A directory `path` (no trailing slash needed).
     pub fn dir(mut self, path: &str, mode: u32) -> Self {
-        let mut h = Self::header(tar::EntryType::Directory, mode, 0);
+        let mut h = self.header(tar::EntryType::Directory, mode, 0);
         self.b()
             .append_data(
                 &mut h,
@@ -141,7 +149,7 @@ impl TarBuilder {
 
     /// A regular file.
     pub fn file(mut self, path: &str, mode: u32, data: &[u8]) -> Self {
-        let mut h = Self::header(tar::EntryType::Regular, mode, data.len() as u64);
+        let mut h = self.header(tar::EntryType::Regular, mode, data.len() as u64);
         self.b()
             .append_data(&mut h, path, data)
             .expect("append file");
@@ -150,7 +158,7 @@ impl TarBuilder {
 
     /// A symlink `path -> target`.
     pub fn symlink(mut self, path: &str, target: &str) -> Self {
-        let mut h = Self::header(tar::EntryType::Symlink, 0o777, 0);
+        let mut h = self.header(tar::EntryType::Symlink, 0o777, 0);
         self.b()
             .append_link(&mut h, path, target)
             .expect("append symlink");
@@ -528,4 +536,46 @@ pub async fn push_index(registry: &Registry, name: &str, index: &Index) -> Strin
     }
     push_manifest(&client, &r, &index.bytes, &index.media_type).await;
     index.digest.clone()
+}
+
+/// A whole busybox root filesystem for running containers: every applet `busybox --list`
+/// names under `bin/`, users root, `app` (1000:1000, also in group `extra` 2000) and nobody,
+/// the usual empty mount points, and `data/seed.txt` owned by 1000 (for volume copy-up).
+pub fn busybox_rootfs_tar() -> Vec<u8> {
+    let busybox = std::fs::read(BUSYBOX)
+        .unwrap_or_else(|e| panic!("read {BUSYBOX} (apt-get install busybox-static): {e}"));
+    let list = std::process::Command::new(BUSYBOX)
+        .arg("--list")
+        .output()
+        .unwrap_or_else(|e| panic!("run {BUSYBOX} --list: {e}"));
+    let mut t = TarBuilder::new()
+        .dir("bin", 0o755)
+        .file("bin/busybox", 0o755, &busybox);
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        let applet = applet.trim();
+        if !applet.is_empty() && applet != "busybox" {
+            t = t.symlink(&format!("bin/{applet}"), "busybox");
+        }
+    }
+    for d in [
+        "dev", "proc", "sys", "root", "var", "run", "home", "home/app", "usr", "sbin",
+    ] {
+        t = t.dir(d, 0o755);
+    }
+    t.dir("etc", 0o755)
+        .file(
+            "etc/passwd",
+            0o644,
+            b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        )
+        .file(
+            "etc/group",
+            0o644,
+            b"root:x:0:\napp:x:1000:\nextra:x:2000:app\nnogroup:x:65534:\n",
+        )
+        .dir("tmp", 0o1777)
+        .owner(1000, 1000)
+        .dir("data", 0o750)
+        .file("data/seed.txt", 0o640, b"seeded by the image\n")
+        .finish()
 }

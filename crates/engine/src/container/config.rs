@@ -60,6 +60,9 @@ pub struct ContainerConfig {
     pub extra_hosts: Vec<(String, String)>,
     /// `dns`, `dns_search`, `dns_opt` for the generated `/etc/resolv.conf`.
     pub dns: DnsConfig,
+    /// The container's cgroup is `/<cgroup_parent>/<id>` in every hierarchy; the parent
+    /// (`berth/<project>` for compose services, `berth` otherwise) is removed when empty.
+    pub cgroup_parent: String,
 }
 
 /// The container's main process.

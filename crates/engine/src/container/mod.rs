@@ -4,3 +4,6 @@
 pub mod config;
 
 pub use config::*;
+pub mod lifecycle;
+pub mod shim;
+pub mod store;

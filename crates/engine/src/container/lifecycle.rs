@@ -1,0 +1,350 @@
+//! Container lifecycle on top of the store and the shim: start, kill, stop, wait, pause,
+//! resume, remove. Every operation is idempotent where Docker's is (stopping a stopped
+//! container succeeds) and tolerates partial state (a container whose shim died, whose rootfs
+//! is still mounted, or whose runtime state was left behind can always be removed).
+//!
+//! These calls block; async callers run them in `spawn_blocking`. None of them calls the
+//! runtime (libcontainer) itself: only the shim does, in its own single-threaded process.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::container::config::{ContainerState, Status};
+use crate::container::shim::{self, ShimError};
+use crate::container::store::{ContainerDir, ContainerStore, StoreError};
+use crate::fsutil::FsError;
+use crate::rootfs::Rootfs;
+
+/// Why a lifecycle operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("{0}")]
+    Shim(#[from] ShimError),
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    #[error("container {0} is paused, unpause the container before stopping or killing")]
+    Paused(String),
+    #[error(
+        "cannot remove container \"/{0}\": container is running: stop the container before \
+         removing or force remove"
+    )]
+    RemoveRunning(String),
+    #[error("invalid signal: {0}")]
+    InvalidSignal(String),
+    #[error("container {name}: {message}")]
+    Request { name: String, message: String },
+    #[error(transparent)]
+    Rootfs(#[from] crate::rootfs::RootfsError),
+}
+
+/// Parses `SIGTERM`, `TERM`, `term` or `15` into a signal number.
+pub fn parse_signal(s: &str) -> Result<i32, LifecycleError> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        return Err(LifecycleError::InvalidSignal(s.to_string()));
+    }
+    let upper = t.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| LifecycleError::InvalidSignal(s.to_string()))
+}
+
+/// The observed state: what `state.json` says, corrected when the shim is gone.
+pub fn state(dir: &ContainerDir) -> Result<ContainerState, LifecycleError> {
+    Ok(shim::observed_state(dir)?)
+}
+
+fn is_running(state: &ContainerState) -> bool {
+    matches!(state.status, Status::Running | Status::Paused)
+}
+
+/// Starts a created or exited container (a no-op for a running one); returns the init pid.
+/// `user` says whether the user asked (it clears the manual-stop flag and the restart count).
+pub fn start(
+    shim_exe: &Path,
+    root: &Path,
+    dir: &ContainerDir,
+    user: bool,
+) -> Result<i32, LifecycleError> {
+    let st = state(dir)?;
+    if is_running(&st) {
+        return Ok(st.pid.unwrap_or(0));
+    }
+    if user {
+        dir.update_state(|s| {
+            s.manually_stopped = false;
+            s.restart_count = 0;
+        })?;
+    }
+    let (child, pid) = shim::spawn(shim_exe, root, dir)?;
+    // The shim lives on; nothing waits for it here. The kernel re-parents it when this
+    // process exits; a long-lived caller reaps it through `reap_in_background`.
+    reap_in_background(child);
+    Ok(pid)
+}
+
+/// Waits for a spawned shim in a small thread so it never lingers as a zombie in a long-lived
+/// process. (A thread is fine here: this is the caller's process, never the shim.)
+fn reap_in_background(mut child: std::process::Child) {
+    let _ = std::thread::Builder::new()
+        .name("shim-reaper".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let _ = child.wait();
+        });
+}
+
+fn socket(store: &ContainerStore, dir: &ContainerDir) -> std::path::PathBuf {
+    shim::socket_path(store, &dir.id)
+}
+
+fn name_of(dir: &ContainerDir) -> String {
+    dir.config()
+        .map(|c| c.name)
+        .unwrap_or_else(|_| dir.id.clone())
+}
+
+fn ask(
+    store: &ContainerStore,
+    dir: &ContainerDir,
+    line: &str,
+    timeout: Option<Duration>,
+) -> Result<String, LifecycleError> {
+    let reply = shim::request(&socket(store, dir), line, timeout).map_err(|e| {
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+        ) {
+            LifecycleError::NotRunning(name_of(dir))
+        } else {
+            LifecycleError::Request {
+                name: name_of(dir),
+                message: e.to_string(),
+            }
+        }
+    })?;
+    match reply.strip_prefix("error ") {
+        Some(msg) if msg.contains("not running") => Err(LifecycleError::NotRunning(name_of(dir))),
+        Some(msg) => Err(LifecycleError::Request {
+            name: name_of(dir),
+            message: msg.to_string(),
+        }),
+        None => Ok(reply),
+    }
+}
+
+/// Sends a signal to the container's init process. `user`: marks it manually stopped, so
+/// restart policies leave it alone (Docker's semantics for `kill` and `stop`).
+pub fn kill(
+    store: &ContainerStore,
+    dir: &ContainerDir,
+    signal: i32,
+    user: bool,
+) -> Result<(), LifecycleError> {
+    let st = state(dir)?;
+    if !is_running(&st) {
+        return Err(LifecycleError::NotRunning(name_of(dir)));
+    }
+    if user {
+        dir.update_state(|s| s.manually_stopped = true)?;
+    }
+    ask(
+        store,
+        dir,
+        &format!("kill {signal}"),
+        Some(Duration::from_secs(10)),
+    )?;
+    Ok(())
+}
+
+/// Waits for the container to exit (at most `timeout`); returns its exit code, or `None` on
+/// timeout. A container that is not running returns its last exit code at once.
+pub fn wait(
+    store: &ContainerStore,
+    dir: &ContainerDir,
+    timeout: Option<Duration>,
+) -> Result<Option<i32>, LifecycleError> {
+    let st = state(dir)?;
+    if !is_running(&st) {
+        return Ok(Some(st.exit_code.unwrap_or(0)));
+    }
+    match ask(store, dir, "wait", timeout) {
+        Ok(reply) => Ok(reply
+            .strip_prefix("exit ")
+            .and_then(|c| c.parse().ok())
+            .or(Some(255))),
+        Err(LifecycleError::Request { message, .. })
+            if message.contains("timed out")
+                || message.contains("would block")
+                || message.contains("temporarily unavailable") =>
+        {
+            Ok(None)
+        }
+        Err(LifecycleError::Request { .. } | LifecycleError::NotRunning(_)) => {
+            // The shim went away between our look and the request: read what it recorded.
+            wait_for_shim_exit(dir, Duration::from_secs(5));
+            Ok(Some(state(dir)?.exit_code.unwrap_or(255)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn wait_for_shim_exit(dir: &ContainerDir, max: Duration) {
+    let deadline = Instant::now() + max;
+    while dir.shim_alive().unwrap_or(false) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Docker's stop: the stop signal, then SIGKILL after `timeout` (the container's
+/// `stop_grace_period`, 10 s by default); a stopped container is left as it is. Returns the
+/// exit code when the container was running.
+pub fn stop(
+    store: &ContainerStore,
+    dir: &ContainerDir,
+    timeout: Option<Duration>,
+) -> Result<Option<i32>, LifecycleError> {
+    let st = state(dir)?;
+    dir.update_state(|s| s.manually_stopped = true)?;
+    if !is_running(&st) {
+        return Ok(None);
+    }
+    let config = dir.config()?;
+    if st.status == Status::Paused {
+        // A frozen process cannot handle its signal: thaw it first, as Docker does on stop.
+        let _ = ask(store, dir, "resume", Some(Duration::from_secs(10)));
+    }
+    let timeout = timeout.unwrap_or(Duration::from_secs(config.stop_timeout.unwrap_or(10)));
+    let sig = if config.stop_signal.is_empty() {
+        15
+    } else {
+        parse_signal(&config.stop_signal)?
+    };
+    if !timeout.is_zero() {
+        match ask(
+            store,
+            dir,
+            &format!("kill {sig}"),
+            Some(Duration::from_secs(10)),
+        ) {
+            Ok(_) => {}
+            Err(LifecycleError::NotRunning(_)) => return Ok(Some(final_code(dir)?)),
+            Err(e) => return Err(e),
+        }
+        if let Some(code) = wait(store, dir, Some(timeout))? {
+            wait_for_shim_exit(dir, Duration::from_secs(5));
+            return Ok(Some(code));
+        }
+    }
+    match ask(store, dir, "kill 9", Some(Duration::from_secs(10))) {
+        Ok(_) | Err(LifecycleError::NotRunning(_)) => {}
+        Err(e) => return Err(e),
+    }
+    let code = wait(store, dir, Some(Duration::from_secs(30)))?;
+    wait_for_shim_exit(dir, Duration::from_secs(5));
+    Ok(code)
+}
+
+fn final_code(dir: &ContainerDir) -> Result<i32, LifecycleError> {
+    wait_for_shim_exit(dir, Duration::from_secs(5));
+    Ok(state(dir)?.exit_code.unwrap_or(255))
+}
+
+/// Freezes the container (cgroup freezer).
+pub fn pause(store: &ContainerStore, dir: &ContainerDir) -> Result<(), LifecycleError> {
+    let st = state(dir)?;
+    match st.status {
+        Status::Running => {
+            ask(store, dir, "pause", Some(Duration::from_secs(10)))?;
+            Ok(())
+        }
+        Status::Paused => Err(LifecycleError::Request {
+            name: name_of(dir),
+            message: "container is already paused".to_string(),
+        }),
+        _ => Err(LifecycleError::NotRunning(name_of(dir))),
+    }
+}
+
+/// Thaws a paused container.
+pub fn resume(store: &ContainerStore, dir: &ContainerDir) -> Result<(), LifecycleError> {
+    let st = state(dir)?;
+    if st.status != Status::Paused {
+        return Err(LifecycleError::Request {
+            name: name_of(dir),
+            message: "container is not paused".to_string(),
+        });
+    }
+    ask(store, dir, "resume", Some(Duration::from_secs(10)))?;
+    Ok(())
+}
+
+/// Removes a container: refuses a running one unless `force` (then SIGKILL and wait). Keeps
+/// cleaning after errors: the rootfs is unmounted, runtime leftovers and the cgroup removed,
+/// then the record.
+pub fn remove(
+    store: &ContainerStore,
+    dir: &ContainerDir,
+    force: bool,
+) -> Result<(), LifecycleError> {
+    let st = state(dir)?;
+    if is_running(&st) {
+        if !force {
+            return Err(LifecycleError::RemoveRunning(name_of(dir)));
+        }
+        if st.status == Status::Paused {
+            let _ = ask(store, dir, "resume", Some(Duration::from_secs(10)));
+        }
+        match ask(store, dir, "kill 9", Some(Duration::from_secs(10))) {
+            Ok(_) | Err(LifecycleError::NotRunning(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let _ = wait(store, dir, Some(Duration::from_secs(30)))?;
+        wait_for_shim_exit(dir, Duration::from_secs(10));
+    }
+    let mut first_error: Option<LifecycleError> = None;
+    if let Err(e) = Rootfs::at(&dir.path).unmount() {
+        first_error.get_or_insert(e.into());
+    }
+    if let Ok(config) = dir.config() {
+        shim::remove_cgroup_parents(&shim::cgroups_path(&config));
+    }
+    let _ = std::fs::remove_file(shim::socket_path(store, &dir.id));
+    let _ = std::fs::remove_dir_all(shim::runtime_root(store).join(shim::runtime_id(&dir.id)));
+    if let Err(e) = store.remove(dir) {
+        first_error.get_or_insert(e.into());
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_like_docker() {
+        assert_eq!(parse_signal("SIGTERM").unwrap(), 15);
+        assert_eq!(parse_signal("term").unwrap(), 15);
+        assert_eq!(parse_signal("KILL").unwrap(), 9);
+        assert_eq!(parse_signal("9").unwrap(), 9);
+        assert_eq!(parse_signal("SIGUSR1").unwrap(), 10);
+        assert!(parse_signal("SIGNOPE").is_err());
+        assert!(parse_signal("0").is_err());
+        assert!(parse_signal("65").is_err());
+    }
+}

@@ -1,0 +1,832 @@
+//! The per-container shim: the berth binary re-executed as `berth __shim --root R ID`, a small
+//! single-threaded process (no tokio, no threads: youki's libcontainer deadlocks in a
+//! multi-threaded process) that
+//!
+//! 1. takes the container's `shim.lock` for its whole life (so anyone can tell a live shim by
+//!    failing to take it, without trusting pids),
+//! 2. mounts the overlay rootfs, writes the OCI bundle, creates and starts the container with
+//!    libcontainer, its stdout/stderr on pipes the shim owns,
+//! 3. reports `ok <pid>` (or `error <message>`) on its stdout to whoever spawned it, then
+//!    detaches from that pipe,
+//! 4. runs a `poll` loop: container output → the log, control-socket requests (state, kill,
+//!    wait, pause, resume), the init process' pidfd,
+//! 5. when the init process exits: drains the output, records exit code, time and OOM kill in
+//!    `state.json` (atomically), deletes the runtime state and the cgroup, unmounts the rootfs,
+//!    answers every `wait`, and exits.
+//!
+//! The shim runs in its own process group, so a terminal's Ctrl-C or hang-up that kills the
+//! berth command which started it does not reach it; it survives any berth process dying.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use self::interim::{LogWriter, SpecContext, Stream, build_spec};
+use crate::container::config::{ContainerConfig, ContainerState, Status};
+use crate::container::store::{ContainerDir, ContainerStore};
+use crate::fsutil::{self, Lock};
+use crate::layout::Stores;
+use crate::rootfs::Rootfs;
+
+/// The hidden verb the binary dispatches to [`main`].
+pub const SHIM_VERB: &str = "__shim";
+
+/// Why the shim could not start the container (sent to the starter as `error …`).
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    #[error("{0}")]
+    Msg(String),
+    #[error(transparent)]
+    Fs(#[from] fsutil::FsError),
+    #[error(transparent)]
+    Store(#[from] crate::container::store::StoreError),
+    #[error(transparent)]
+    Rootfs(#[from] crate::rootfs::RootfsError),
+    #[error("runtime: {0}")]
+    Runtime(String),
+    #[error("{op}: {source}")]
+    Io {
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(op: &'static str) -> impl FnOnce(io::Error) -> ShimError {
+    move |source| ShimError::Io { op, source }
+}
+
+/// Paths of a container's runtime files.
+pub fn socket_path(store: &ContainerStore, id: &str) -> PathBuf {
+    store
+        .run_dir()
+        .join("s")
+        .join(format!("{}.sock", &id[..12.min(id.len())]))
+}
+
+/// libcontainer's state directory root (short: it puts a unix socket under it).
+pub fn runtime_root(store: &ContainerStore) -> PathBuf {
+    store.run_dir().join("rt")
+}
+
+/// libcontainer's id for a container: a prefix of ours, to keep socket paths short.
+pub fn runtime_id(id: &str) -> &str {
+    &id[..16.min(id.len())]
+}
+
+/// Spawns the shim for container `dir` and waits until it reports the container started (its
+/// init pid) or failed. The shim is left running, in its own process group; the caller must
+/// reap the returned child eventually (a short-lived CLI can simply exit).
+pub fn spawn(
+    shim_exe: &Path,
+    root: &Path,
+    dir: &ContainerDir,
+) -> Result<(std::process::Child, i32), ShimError> {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.shim_log())
+        .map_err(io_err("open shim log"))?;
+    let mut child = Command::new(shim_exe)
+        .arg(SHIM_VERB)
+        .arg("--root")
+        .arg(root)
+        .arg(&dir.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .process_group(0)
+        .env_remove("RUST_LOG")
+        .spawn()
+        .map_err(io_err("spawn the shim"))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(io_err("read the shim's report"))?;
+    let line = line.trim_end();
+    if let Some(pid) = line.strip_prefix("ok ") {
+        let pid = pid
+            .parse()
+            .map_err(|_| ShimError::Msg(format!("shim reported a bad pid: {line:?}")))?;
+        return Ok((child, pid));
+    }
+    let _ = child.wait();
+    let msg = match line.strip_prefix("error ") {
+        Some(m) => m.to_string(),
+        None => {
+            let tail = fs::read_to_string(dir.shim_log()).unwrap_or_default();
+            let last = tail.lines().last().unwrap_or("").to_string();
+            format!("the shim exited without reporting: {last}")
+        }
+    };
+    Err(ShimError::Msg(msg))
+}
+
+/// Entry point of `berth __shim --root ROOT ID`: returns the process exit code.
+pub fn main(args: &[String], shim_exe: &Path) -> i32 {
+    let (root, id) = match args {
+        [flag, root, id] if flag == "--root" => (PathBuf::from(root), id.clone()),
+        _ => {
+            eprintln!("usage: berth {SHIM_VERB} --root ROOT ID");
+            return 2;
+        }
+    };
+    let mut report = ReportPipe::stdout();
+    match Shim::start(&root, &id, shim_exe) {
+        Ok(mut shim) => {
+            report.send(&format!("ok {}", shim.pid));
+            shim.run();
+            0
+        }
+        Err(e) => {
+            let msg = e.to_string().replace('\n', " ");
+            eprintln!("shim {id}: {msg}");
+            report.send(&format!("error {msg}"));
+            1
+        }
+    }
+}
+
+/// The starter's pipe on fd 1: one line, then fd 1 points at /dev/null.
+struct ReportPipe {
+    sent: bool,
+}
+
+impl ReportPipe {
+    fn stdout() -> ReportPipe {
+        ReportPipe { sent: false }
+    }
+    fn send(&mut self, line: &str) {
+        if self.sent {
+            return;
+        }
+        self.sent = true;
+        let mut out = io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+        drop(out);
+        if let Ok(null) = File::options().write(true).open("/dev/null") {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
+        }
+    }
+}
+
+struct Client {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    waiting: bool,
+}
+
+struct Shim {
+    dir: ContainerDir,
+    config: ContainerConfig,
+    container: libcontainer::container::Container,
+    pid: i32,
+    pidfd: OwnedFd,
+    stdout: Option<File>,
+    stderr: Option<File>,
+    log: LogWriter,
+    listener: UnixListener,
+    socket: PathBuf,
+    clients: Vec<Client>,
+    rootfs: Rootfs,
+    _lock: Lock,
+}
+
+impl Shim {
+    fn start(root: &Path, id: &str, shim_exe: &Path) -> Result<Shim, ShimError> {
+        let stores =
+            Stores::open(root).map_err(|e| ShimError::Msg(format!("open state root: {e}")))?;
+        let store = ContainerStore::open(&stores.root)?;
+        let dir = store.dir_of(id);
+        let config = dir.config()?;
+        let lock = Lock::try_exclusive(&dir.shim_lock())?
+            .ok_or_else(|| ShimError::Msg(format!("container {id} is already running")))?;
+        // A user's later `kill`/`stop` must not be lost between the starter's request and the
+        // container being up: the starter waits for our report before it can ask.
+        let result = Self::launch(&stores, &store, &dir, &config, lock, shim_exe);
+        if let Err(e) = &result {
+            let msg = e.to_string();
+            let _ = dir.update_state(|s| {
+                s.status = if s.started_at.is_empty() {
+                    Status::Created
+                } else {
+                    Status::Exited
+                };
+                s.error = msg;
+                s.pid = None;
+                s.shim_pid = None;
+                if s.exit_code.is_none() {
+                    s.exit_code = Some(128);
+                }
+            });
+            cleanup_after_failure(&store, &dir, &config);
+        }
+        result
+    }
+
+    fn launch(
+        stores: &Stores,
+        store: &ContainerStore,
+        dir: &ContainerDir,
+        config: &ContainerConfig,
+        lock: Lock,
+        shim_exe: &Path,
+    ) -> Result<Shim, ShimError> {
+        let _ = shim_exe;
+        let image_id = config
+            .image_id
+            .as_ref()
+            .ok_or_else(|| ShimError::Msg("container has no image".to_string()))?;
+        let image = stores
+            .images
+            .get(image_id)
+            .map_err(|e| ShimError::Msg(e.to_string()))?
+            .ok_or_else(|| ShimError::Msg(format!("image {image_id} is gone")))?;
+        let rootfs = Rootfs::mount(stores, &image, &dir.path)?;
+
+        // The bundle.
+        let ctx = SpecContext {
+            rootfs: rootfs.merged().to_path_buf(),
+            container_dir: dir.path.clone(),
+            cgroups_path: cgroups_path(config),
+            volume_sources: BTreeMap::new(),
+            init_binary: init_binary(config),
+        };
+        let spec = build_spec(config, &ctx)?;
+        let bundle = dir.bundle_dir();
+        fs::create_dir_all(&bundle).map_err(io_err("create the bundle directory"))?;
+        let spec_json = serde_json::to_vec(&spec)
+            .map_err(|e| ShimError::Msg(format!("serialise the OCI spec: {e}")))?;
+        fsutil::write_atomic(&bundle.join("config.json"), &spec_json)?;
+
+        // stdio: pipes whose read ends we keep.
+        let (out_r, out_w) = nix::unistd::pipe().map_err(|e| io_err("pipe")(e.into()))?;
+        let (err_r, err_w) = nix::unistd::pipe().map_err(|e| io_err("pipe")(e.into()))?;
+        let null = File::open("/dev/null").map_err(io_err("open /dev/null"))?;
+
+        let rt_root = runtime_root(store);
+        fs::create_dir_all(&rt_root).map_err(io_err("create the runtime directory"))?;
+        let rt_id = runtime_id(&dir.id).to_string();
+        // A leftover runtime state of an earlier run of this container (its shim was killed)
+        // would make the create fail: remove it.
+        remove_runtime_state(&rt_root, &rt_id);
+        let mut container = libcontainer::container::builder::ContainerBuilder::new(
+            rt_id.clone(),
+            libcontainer::syscall::syscall::SyscallType::default(),
+        )
+        .with_root_path(&rt_root)
+        .map_err(|e| ShimError::Runtime(e.to_string()))?
+        .with_stdin(OwnedFd::from(null))
+        .with_stdout(out_w)
+        .with_stderr(err_w)
+        .as_init(&bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build()
+        .map_err(|e| ShimError::Runtime(e.to_string()))?;
+        let pid = container
+            .pid()
+            .ok_or_else(|| ShimError::Runtime("the runtime reported no pid".to_string()))?
+            .as_raw();
+        let pidfd = rustix::process::pidfd_open(
+            rustix::process::Pid::from_raw(pid)
+                .ok_or_else(|| ShimError::Runtime(format!("bad pid {pid}")))?,
+            rustix::process::PidfdFlags::empty(),
+        )
+        .map_err(|e| io_err("pidfd_open")(e.into()))?;
+        let log = LogWriter::open(&dir.log_dir(), &config.log)
+            .map_err(|e| ShimError::Msg(format!("open the log: {e}")))?;
+
+        let socket = socket_path(store, &dir.id);
+        if let Some(parent) = socket.parent() {
+            fs::create_dir_all(parent).map_err(io_err("create the socket directory"))?;
+        }
+        let _ = fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket).map_err(io_err("bind the control socket"))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(io_err("control socket"))?;
+
+        let now = now_rfc3339();
+        let shim_pid = std::process::id() as i32;
+        let shim_start_time = process_start_time(shim_pid);
+        container
+            .start()
+            .map_err(|e| ShimError::Runtime(e.to_string()))?;
+        dir.update_state(|s| {
+            s.status = Status::Running;
+            s.pid = Some(pid);
+            s.shim_pid = Some(shim_pid);
+            s.shim_start_time = shim_start_time;
+            s.started_at = now;
+            s.finished_at.clear();
+            s.exit_code = None;
+            s.oom_killed = false;
+            s.error.clear();
+        })?;
+        for f in [&out_r, &err_r] {
+            set_nonblocking(f)?;
+        }
+        Ok(Shim {
+            dir: dir.clone(),
+            config: config.clone(),
+            container,
+            pid,
+            pidfd,
+            stdout: Some(File::from(out_r)),
+            stderr: Some(File::from(err_r)),
+            log,
+            listener,
+            socket,
+            clients: Vec::new(),
+            rootfs,
+            _lock: lock,
+        })
+    }
+
+    /// The poll loop; returns when the container has exited and everything is recorded.
+    fn run(&mut self) {
+        let mut exit: Option<i32> = None;
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            if exit.is_none() {
+                exit = self.reap();
+            }
+            if exit.is_some() && self.stdout.is_none() && self.stderr.is_none() {
+                break;
+            }
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(4 + self.clients.len());
+            let mut kinds: Vec<u8> = Vec::with_capacity(4 + self.clients.len());
+            if exit.is_none() {
+                fds.push(PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN));
+                kinds.push(0);
+            }
+            if let Some(f) = &self.stdout {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+                kinds.push(1);
+            }
+            if let Some(f) = &self.stderr {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+                kinds.push(2);
+            }
+            fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
+            kinds.push(3);
+            for c in &self.clients {
+                fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
+                kinds.push(4);
+            }
+            // After the exit, the output pipes are drained without blocking on them forever:
+            // a process that escaped the pid namespace could hold them open.
+            let timeout = if exit.is_some() {
+                PollTimeout::from(200u16)
+            } else {
+                PollTimeout::NONE
+            };
+            match poll(&mut fds, timeout) {
+                Ok(0) if exit.is_some() => {
+                    self.stdout = None;
+                    self.stderr = None;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    eprintln!("shim: poll: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            }
+            let ready: Vec<(u8, usize)> = fds
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| f.revents().is_some_and(|r| !r.is_empty()))
+                .map(|(i, _)| (kinds[i], i))
+                .collect();
+            drop(fds);
+            let mut client_index = 0usize;
+            let first_client = kinds.iter().position(|k| *k == 4).unwrap_or(usize::MAX);
+            let mut readable_clients = Vec::new();
+            for (kind, i) in ready {
+                match kind {
+                    1 => self.pump(Stream::Stdout, &mut buf),
+                    2 => self.pump(Stream::Stderr, &mut buf),
+                    3 => self.accept(),
+                    4 => {
+                        client_index = i - first_client;
+                        readable_clients.push(client_index);
+                    }
+                    _ => {}
+                }
+            }
+            let _ = client_index;
+            for i in readable_clients.into_iter().rev() {
+                self.serve(i, exit);
+            }
+        }
+        let code = exit.unwrap_or(255);
+        self.finish(code);
+    }
+
+    /// Reaps children; returns the init process' exit code once it has exited.
+    fn reap(&mut self) -> Option<i32> {
+        let mut result = None;
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == self.pid => {
+                    result = Some(code)
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == self.pid => {
+                    result = Some(128 + sig as i32)
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        result
+    }
+
+    fn pump(&mut self, stream: Stream, buf: &mut [u8]) {
+        let slot = match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        };
+        let Some(file) = slot else { return };
+        loop {
+            match file.read(buf) {
+                Ok(0) => {
+                    *slot = None;
+                    return;
+                }
+                Ok(n) => self.log.write(stream, &buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    *slot = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        while let Ok((stream, _)) = self.listener.accept() {
+            if stream.set_nonblocking(true).is_ok() {
+                self.clients.push(Client {
+                    stream,
+                    buf: Vec::new(),
+                    waiting: false,
+                });
+            }
+        }
+    }
+
+    fn serve(&mut self, i: usize, exit: Option<i32>) {
+        let mut chunk = [0u8; 512];
+        let closed = loop {
+            match self.clients[i].stream.read(&mut chunk) {
+                Ok(0) => break true,
+                Ok(n) => {
+                    self.clients[i].buf.extend_from_slice(&chunk[..n]);
+                    if self.clients[i].buf.len() > 4096 {
+                        break true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break true,
+            }
+        };
+        while let Some(pos) = self.clients[i].buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.clients[i].buf.drain(..=pos).collect();
+            let line = String::from_utf8_lossy(&line).trim().to_string();
+            let reply = self.handle(&line, i, exit);
+            if let Some(reply) = reply {
+                let _ = self.clients[i].stream.set_nonblocking(false);
+                let _ = writeln!(self.clients[i].stream, "{reply}");
+                let _ = self.clients[i].stream.set_nonblocking(true);
+            }
+        }
+        if closed {
+            self.clients.swap_remove(i);
+        }
+    }
+
+    fn handle(&mut self, line: &str, client: usize, exit: Option<i32>) -> Option<String> {
+        let mut words = line.split_whitespace();
+        let verb = words.next().unwrap_or("");
+        Some(match verb {
+            "kill" => {
+                if exit.is_some() {
+                    return Some("error container is not running".to_string());
+                }
+                let sig = words
+                    .next()
+                    .and_then(|s| s.parse::<i32>().ok())
+                    .unwrap_or(15);
+                match Signal::try_from(sig) {
+                    Ok(sig) => match nix::sys::signal::kill(Pid::from_raw(self.pid), sig) {
+                        Ok(()) => "ok".to_string(),
+                        Err(e) => format!("error kill: {e}"),
+                    },
+                    Err(_) => format!("error invalid signal {sig}"),
+                }
+            }
+            "wait" => match exit {
+                Some(code) => format!("exit {code}"),
+                None => {
+                    self.clients[client].waiting = true;
+                    return None;
+                }
+            },
+            "pause" => match self.container.pause() {
+                Ok(()) => {
+                    let _ = self.dir.update_state(|s| s.status = Status::Paused);
+                    "ok".to_string()
+                }
+                Err(e) => format!("error pause: {e}"),
+            },
+            "resume" => match self.container.resume() {
+                Ok(()) => {
+                    let _ = self.dir.update_state(|s| s.status = Status::Running);
+                    "ok".to_string()
+                }
+                Err(e) => format!("error resume: {e}"),
+            },
+            "pid" => format!("ok {}", self.pid),
+            _ => format!("error unknown request {verb:?}"),
+        })
+    }
+
+    /// Records the exit, cleans up the runtime state, cgroup and rootfs, answers the waiters.
+    fn finish(&mut self, code: i32) {
+        self.log.flush_partial();
+        let cg = cgroups_path(&self.config);
+        let oom = oom_killed(&cg);
+        if let Err(e) = self.container.delete(true) {
+            eprintln!("shim: delete runtime state: {e}");
+        }
+        remove_cgroup_parents(&cg);
+        if let Err(e) = self.rootfs.unmount() {
+            eprintln!("shim: {e}");
+        }
+        let now = now_rfc3339();
+        let _ = self.dir.update_state(|s| {
+            s.status = Status::Exited;
+            s.pid = None;
+            s.shim_pid = None;
+            s.shim_start_time = None;
+            s.finished_at = now;
+            s.exit_code = Some(code);
+            s.oom_killed = oom;
+        });
+        let _ = fs::remove_file(&self.socket);
+        for c in &mut self.clients {
+            if c.waiting {
+                let _ = c.stream.set_nonblocking(false);
+                let _ = writeln!(c.stream, "exit {code}");
+            }
+        }
+        if self.config.auto_remove {
+            if let Ok(stores) = Stores::open(
+                self.dir
+                    .path
+                    .parent()
+                    .and_then(Path::parent)
+                    .unwrap_or(Path::new("/")),
+            ) {
+                if let Ok(store) = ContainerStore::open(&stores.root) {
+                    let _ = store.remove(&self.dir);
+                }
+            }
+        }
+    }
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> Result<(), ShimError> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL).map_err(|e| io_err("fcntl")(e.into()))?;
+    fcntl(
+        fd.as_raw_fd(),
+        FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
+    )
+    .map_err(|e| io_err("fcntl")(e.into()))?;
+    Ok(())
+}
+
+/// `/<cgroup_parent>/<id>`.
+pub fn cgroups_path(config: &ContainerConfig) -> String {
+    let parent = if config.cgroup_parent.is_empty() {
+        "berth"
+    } else {
+        config.cgroup_parent.trim_matches('/')
+    };
+    format!("/{parent}/{}", config.id)
+}
+
+/// The init binary bind-mounted for `init: true` (Docker's docker-init is tini, too).
+fn init_binary(config: &ContainerConfig) -> Option<PathBuf> {
+    if !config.init {
+        return None;
+    }
+    let from_env = std::env::var_os("BERTH_INIT_PATH").map(PathBuf::from);
+    from_env.or_else(|| Some(PathBuf::from("/usr/bin/tini-static")))
+}
+
+/// Whether the kernel OOM-killed a process of the cgroup (v2 `memory.events`, v1
+/// `memory.oom_control`).
+pub fn oom_killed(cgroups_path: &str) -> bool {
+    let rel = cgroups_path.trim_start_matches('/');
+    for (file, key) in [
+        (format!("/sys/fs/cgroup/{rel}/memory.events"), "oom_kill"),
+        (
+            format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"),
+            "oom_kill",
+        ),
+    ] {
+        if let Ok(text) = fs::read_to_string(&file) {
+            for line in text.lines() {
+                let mut parts = line.split_whitespace();
+                if parts.next() == Some(key) {
+                    if let Some(n) = parts.next().and_then(|n| n.parse::<u64>().ok()) {
+                        return n > 0;
+                    }
+                }
+            }
+        }
+    }
+    false
+}
+
+/// Removes the container's cgroup (if the runtime left it) and then its parents, in every
+/// hierarchy, as long as they are empty (rmdir fails on a non-empty cgroup). The top-level
+/// `berth` cgroup stays: removing it could race with a container being created beside.
+pub fn remove_cgroup_parents(cgroups_path: &str) {
+    let rel = cgroups_path.trim_matches('/');
+    let mut bases = vec![PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(entries) = fs::read_dir("/sys/fs/cgroup") {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                bases.push(e.path());
+            }
+        }
+    }
+    for base in bases {
+        let mut path = PathBuf::from(rel);
+        while path.components().count() > 1 {
+            let full = base.join(&path);
+            if full.is_dir() {
+                let _ = fs::remove_dir(&full);
+            }
+            path.pop();
+        }
+    }
+}
+
+fn remove_runtime_state(rt_root: &Path, rt_id: &str) {
+    let dir = rt_root.join(rt_id);
+    if dir.exists() {
+        if let Ok(mut c) = libcontainer::container::Container::load(dir.clone()) {
+            let _ = c.delete(true);
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+/// After a failed start: nothing of this attempt may stay behind.
+fn cleanup_after_failure(store: &ContainerStore, dir: &ContainerDir, config: &ContainerConfig) {
+    remove_runtime_state(&runtime_root(store), runtime_id(&dir.id));
+    remove_cgroup_parents(&cgroups_path(config));
+    let _ = Rootfs::at(&dir.path).unmount();
+    let _ = fs::remove_file(socket_path(store, &dir.id));
+}
+
+/// Field 22 of `/proc/<pid>/stat`: the start time in clock ticks since boot.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Now, RFC 3339 with nanoseconds, UTC.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Sends one request to a container's shim and returns the first reply line.
+pub fn request(socket: &Path, line: &str, timeout: Option<Duration>) -> io::Result<String> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(timeout)?;
+    writeln!(stream, "{line}")?;
+    let mut reply = String::new();
+    BufReader::new(&stream).read_line(&mut reply)?;
+    if reply.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the shim closed the connection",
+        ));
+    }
+    Ok(reply.trim_end().to_string())
+}
+
+/// The state as last written, corrected for a shim that died without recording the exit
+/// (status `dead`... docker shows such containers as exited: so do we, with code 255... unless
+/// the container's process still runs).
+pub fn observed_state(dir: &ContainerDir) -> Result<ContainerState, fsutil::FsError> {
+    let mut state = dir.state()?;
+    if matches!(state.status, Status::Running | Status::Paused) && !dir.shim_alive()? {
+        state.status = Status::Exited;
+        if state.exit_code.is_none() {
+            state.exit_code = Some(255);
+        }
+        if state.error.is_empty() {
+            state.error = "the container's shim is gone".to_string();
+        }
+    }
+    Ok(state)
+}
+
+/// Stand-ins until the spec builder and the log writer land.
+mod interim {
+    use super::*;
+    use oci_spec::runtime::{Mount, Spec};
+
+    pub struct SpecContext {
+        pub rootfs: PathBuf,
+        pub container_dir: PathBuf,
+        pub cgroups_path: String,
+        pub volume_sources: BTreeMap<String, PathBuf>,
+        pub init_binary: Option<PathBuf>,
+    }
+
+    pub fn build_spec(cfg: &ContainerConfig, ctx: &SpecContext) -> Result<Spec, ShimError> {
+        let mut spec = Spec::default();
+        let mut root = spec.root().clone().unwrap_or_default();
+        root.set_path(ctx.rootfs.clone())
+            .set_readonly(Some(cfg.read_only));
+        spec.set_root(Some(root));
+        let mut process = spec.process().clone().unwrap_or_default();
+        process
+            .set_args(Some(cfg.process.args.clone()))
+            .set_env(Some(cfg.process.env.clone()))
+            .set_cwd(PathBuf::from(if cfg.process.cwd.is_empty() {
+                "/"
+            } else {
+                &cfg.process.cwd
+            }))
+            .set_terminal(Some(false));
+        spec.set_process(Some(process));
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        linux.set_cgroups_path(Some(PathBuf::from(&ctx.cgroups_path)));
+        spec.set_linux(Some(linux));
+        let _ = (&ctx.container_dir, &ctx.volume_sources, &ctx.init_binary);
+        let mounts: Vec<Mount> = spec.mounts().clone().unwrap_or_default();
+        spec.set_mounts(Some(mounts));
+        spec.set_hostname(Some(cfg.hostname.clone()));
+        Ok(spec)
+    }
+
+    #[derive(Clone, Copy)]
+    pub enum Stream {
+        Stdout,
+        Stderr,
+    }
+
+    pub struct LogWriter(File);
+
+    impl LogWriter {
+        pub fn open(
+            dir: &Path,
+            _cfg: &crate::container::config::LogConfig,
+        ) -> io::Result<LogWriter> {
+            fs::create_dir_all(dir)?;
+            Ok(LogWriter(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("container.log"))?,
+            ))
+        }
+        pub fn write(&mut self, stream: Stream, bytes: &[u8]) {
+            let tag = match stream {
+                Stream::Stdout => b'o',
+                Stream::Stderr => b'e',
+            };
+            let _ = self.0.write_all(&[tag]);
+            let _ = self.0.write_all(bytes);
+        }
+        pub fn flush_partial(&mut self) {}
+    }
+}
