@@ -1,7 +1,12 @@
 //! Containers: their configuration and state on disk, the OCI spec berth gives the runtime,
 //! and the per-container shim that runs them.
 
+pub mod caps;
 pub mod config;
+pub mod etc;
+pub mod seccomp;
+pub mod spec;
+pub mod user;
 
 pub use config::*;
 pub mod lifecycle;
