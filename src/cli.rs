@@ -38,6 +38,8 @@ Run 'berth COMMAND --help' for more information on a command.
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
+    #[command(flatten)]
+    pub shorts: ShortGlobals,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -47,6 +49,8 @@ pub struct Cli {
 pub enum Command {
     /// Parse, resolve and render compose file in canonical format
     Config(ConfigArgs),
+    /// Manage containers (run, ls, stop, rm, logs, …)
+    Container(crate::commands::container::ContainerArgs),
     /// Manage images (pull, ls, inspect, rm, tag)
     Image(crate::commands::image::ImageArgs),
     /// Log in to a registry
@@ -77,14 +81,50 @@ pub enum Progress {
     Quiet,
 }
 
+/// `-f FILE` and `-p NAME`, the short forms of `--file` and `--project-name`: valid before the
+/// verb and after the verbs that have no `-f`/`-p` of their own. (In docker compose a verb's
+/// own flag shadows the persistent one — `logs -f` follows, `run -p` publishes; clap cannot
+/// shadow a global argument, so the short forms are added where they don't clash.)
+#[derive(Debug, Default, Args)]
+pub struct ShortGlobals {
+    #[arg(id = "short_files", short = 'f', value_name = "FILE", hide = true)]
+    pub files: Vec<String>,
+    #[arg(id = "short_project_name", short = 'p', value_name = "NAME", hide = true)]
+    pub project_name: Option<String>,
+}
+
+impl Cli {
+    /// Folds every `-f`/`-p` into [`GlobalArgs`]: the verb's first, so that the ones before
+    /// the verb end up first.
+    pub fn absorb_shorts(&mut self) {
+        match &self.command {
+            Some(Command::Config(a)) => self.global.absorb(&a.shorts),
+            Some(Command::Pull(a)) => self.global.absorb(&a.shorts),
+            _ => {}
+        }
+        let shorts = std::mem::take(&mut self.shorts);
+        self.global.absorb(&shorts);
+    }
+}
+
+impl GlobalArgs {
+    /// Folds the short forms in: those before the verb come first, then the verb's.
+    pub fn absorb(&mut self, shorts: &ShortGlobals) {
+        self.files.splice(0..0, shorts.files.iter().cloned());
+        if self.project_name.is_none() {
+            self.project_name.clone_from(&shorts.project_name);
+        }
+    }
+}
+
 /// Options valid before or after any verb (cobra's persistent flags in docker compose).
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Compose configuration files
-    #[arg(short = 'f', long = "file", value_name = "FILE", global = true)]
+    /// Compose configuration files (short: -f)
+    #[arg(long = "file", value_name = "FILE", global = true)]
     pub files: Vec<String>,
-    /// Project name
-    #[arg(short = 'p', long = "project-name", value_name = "NAME", global = true)]
+    /// Project name (short: -p)
+    #[arg(long = "project-name", value_name = "NAME", global = true)]
     pub project_name: Option<String>,
     /// Specify an alternate working directory (default: the path of the, first specified, Compose file)
     #[arg(long = "project-directory", value_name = "DIR", global = true)]
@@ -282,6 +322,8 @@ mod tests {
             "--services",
         ])
         .unwrap();
+        let mut cli = cli;
+        cli.absorb_shorts();
         assert_eq!(cli.global.files, vec!["a.yml", "b.yml"]);
         assert_eq!(cli.global.profiles, vec!["x"]);
         assert_eq!(cli.global.project_name.as_deref(), Some("demo"));

@@ -23,7 +23,18 @@ use commands::{config, version};
 const USAGE_EXIT: u8 = 16;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args: Vec<String> = std::env::args().collect();
+    // The shim: a single-threaded process from its first instruction (no runtime, no logging
+    // set-up, nothing that could start a thread before libcontainer forks).
+    if args.get(1).map(String::as_str) == Some(berth_engine::container::shim::SHIM_VERB) {
+        let exe = std::env::current_exe().unwrap_or_else(|_| args[0].clone().into());
+        return ExitCode::from(berth_engine::container::shim::main(&args[2..], &exe) as u8);
+    }
+    if args.get(1).map(String::as_str) == Some(berth_engine::container::exec::EXEC_VERB) {
+        let code = berth_engine::container::exec::main(&args[2..]);
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
+    let mut cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
             let code = match e.kind() {
@@ -37,8 +48,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    cli.absorb_shorts();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -46,35 +58,36 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<u8> {
     init_logging(&cli.global)?;
     if cli.global.version {
         print!("{}", version::pretty());
-        return Ok(());
+        return Ok(0);
     }
     let Some(command) = cli.command else {
         // As docker compose: no verb prints the help.
         Cli::command().print_help()?;
-        return Ok(());
+        return Ok(0);
     };
     match command {
         Command::Version(args) => {
             version::run(&args);
-            Ok(())
+            Ok(0)
         }
         Command::Config(args) => {
             let settings = Settings::resolve(&cli.global)?;
             settings.log();
-            config::run(&settings, &args)
+            config::run(&settings, &args).map(|()| 0)
         }
         other => {
             let settings = Settings::resolve(&cli.global)?;
             settings.log();
             match other {
-                Command::Image(args) => commands::image::run(&settings, &args),
-                Command::Login(args) => commands::login::login(&settings, &args),
-                Command::Logout(args) => commands::login::logout(&settings, &args),
-                Command::Pull(args) => commands::pull::run(&settings, &args),
+                Command::Container(args) => commands::container::run(&settings, &args),
+                Command::Image(args) => commands::image::run(&settings, &args).map(|()| 0),
+                Command::Login(args) => commands::login::login(&settings, &args).map(|()| 0),
+                Command::Logout(args) => commands::login::logout(&settings, &args).map(|()| 0),
+                Command::Pull(args) => commands::pull::run(&settings, &args).map(|()| 0),
                 Command::Config(_) | Command::Version(_) => unreachable!("handled above"),
             }
         }

@@ -19,6 +19,8 @@ use crate::project::{self, LoadFlags};
 /// `berth config` flags (those of `docker compose config`).
 #[derive(Debug, Default, Args)]
 pub struct ConfigArgs {
+    #[command(flatten)]
+    pub shorts: crate::cli::ShortGlobals,
     /// Format the output. Values: [yaml | json]
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,

@@ -2,8 +2,10 @@
 //! [`crate::cli::Settings`].
 
 pub mod config;
+pub mod container;
 pub mod image;
 pub mod login;
+pub mod logs;
 pub mod pull;
 pub mod version;
 

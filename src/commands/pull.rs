@@ -13,6 +13,8 @@ use crate::project::{self, LoadFlags};
 
 #[derive(Debug, Args)]
 pub struct PullArgs {
+    #[command(flatten)]
+    pub shorts: crate::cli::ShortGlobals,
     /// Pull what it can and ignore images that fail
     #[arg(long)]
     pub ignore_pull_failures: bool,

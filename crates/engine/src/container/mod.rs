@@ -4,11 +4,12 @@
 pub mod caps;
 pub mod config;
 pub mod etc;
+pub mod exec;
+pub mod lifecycle;
 pub mod seccomp;
+pub mod shim;
 pub mod spec;
+pub mod store;
 pub mod user;
 
 pub use config::*;
-pub mod lifecycle;
-pub mod shim;
-pub mod store;

@@ -32,7 +32,8 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use self::interim::{LogWriter, SpecContext, Stream, build_spec};
+use self::interim::{LogWriter, Stream};
+use crate::container::spec::{SpecContext, build_spec};
 use crate::container::config::{ContainerConfig, ContainerState, Status};
 use crate::container::store::{ContainerDir, ContainerStore};
 use crate::fsutil::{self, Lock};
@@ -53,6 +54,10 @@ pub enum ShimError {
     Store(#[from] crate::container::store::StoreError),
     #[error(transparent)]
     Rootfs(#[from] crate::rootfs::RootfsError),
+    #[error(transparent)]
+    Spec(#[from] crate::container::spec::SpecError),
+    #[error(transparent)]
+    Etc(#[from] crate::container::etc::EtcError),
     #[error("runtime: {0}")]
     Runtime(String),
     #[error("{op}: {source}")]
@@ -264,7 +269,14 @@ impl Shim {
             cgroups_path: cgroups_path(config),
             volume_sources: BTreeMap::new(),
             init_binary: init_binary(config),
+            cgroup_v2: crate::container::spec::host_cgroup_v2(),
         };
+        crate::container::etc::write_etc_files(
+            config,
+            &dir.path,
+            &crate::container::etc::HostFiles::default(),
+            &[],
+        )?;
         let spec = build_spec(config, &ctx)?;
         let bundle = dir.bundle_dir();
         fs::create_dir_all(&bundle).map_err(io_err("create the bundle directory"))?;
@@ -761,42 +773,6 @@ pub fn observed_state(dir: &ContainerDir) -> Result<ContainerState, fsutil::FsEr
 /// Stand-ins until the spec builder and the log writer land.
 mod interim {
     use super::*;
-    use oci_spec::runtime::{Mount, Spec};
-
-    pub struct SpecContext {
-        pub rootfs: PathBuf,
-        pub container_dir: PathBuf,
-        pub cgroups_path: String,
-        pub volume_sources: BTreeMap<String, PathBuf>,
-        pub init_binary: Option<PathBuf>,
-    }
-
-    pub fn build_spec(cfg: &ContainerConfig, ctx: &SpecContext) -> Result<Spec, ShimError> {
-        let mut spec = Spec::default();
-        let mut root = spec.root().clone().unwrap_or_default();
-        root.set_path(ctx.rootfs.clone())
-            .set_readonly(Some(cfg.read_only));
-        spec.set_root(Some(root));
-        let mut process = spec.process().clone().unwrap_or_default();
-        process
-            .set_args(Some(cfg.process.args.clone()))
-            .set_env(Some(cfg.process.env.clone()))
-            .set_cwd(PathBuf::from(if cfg.process.cwd.is_empty() {
-                "/"
-            } else {
-                &cfg.process.cwd
-            }))
-            .set_terminal(Some(false));
-        spec.set_process(Some(process));
-        let mut linux = spec.linux().clone().unwrap_or_default();
-        linux.set_cgroups_path(Some(PathBuf::from(&ctx.cgroups_path)));
-        spec.set_linux(Some(linux));
-        let _ = (&ctx.container_dir, &ctx.volume_sources, &ctx.init_binary);
-        let mounts: Vec<Mount> = spec.mounts().clone().unwrap_or_default();
-        spec.set_mounts(Some(mounts));
-        spec.set_hostname(Some(cfg.hostname.clone()));
-        Ok(spec)
-    }
 
     #[derive(Clone, Copy)]
     pub enum Stream {

@@ -1,0 +1,1045 @@
+//! `berth container …`: the docker CLI for single containers, so the engine is usable and
+//! testable without a compose file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use berth_engine::container::lifecycle::{self, LifecycleError};
+use berth_engine::container::store::{self as cstore, ContainerDir, ContainerStore};
+use berth_engine::container::{
+    ContainerConfig, ContainerState, DnsConfig, LogConfig, MountConfig, MountKind, NetworkConfig,
+    ProcessConfig, ResourceConfig, RestartPolicy, SeccompConfig, SecurityConfig, Status,
+};
+use berth_engine::images::ImageRecord;
+use berth_engine::reference::Reference;
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::cli::Settings;
+use crate::engine::{self, Engine};
+
+/// Exit status of `run` when the container could not be created or started (docker's 125).
+pub const RUN_FAILED: u8 = 125;
+
+#[derive(Debug, Args)]
+pub struct ContainerArgs {
+    #[command(subcommand)]
+    pub command: ContainerCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Create and run a new container from an image
+    Run(RunArgs),
+    /// Create a new container
+    Create(RunArgs),
+    /// Start one or more stopped containers
+    Start(StartArgs),
+    /// Stop one or more running containers
+    Stop(StopArgs),
+    /// Restart one or more containers
+    Restart(StopArgs),
+    /// Kill one or more running containers
+    Kill(KillArgs),
+    /// Remove one or more containers
+    #[command(alias = "remove")]
+    Rm(RmArgs),
+    /// List containers
+    #[command(alias = "list", alias = "ps")]
+    Ls(LsArgs),
+    /// Display detailed information on one or more containers
+    Inspect(NamesArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(NamesArgs),
+    /// Pause all processes within one or more containers
+    Pause(NamesArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(NamesArgs),
+    /// Rename a container
+    Rename(RenameArgs),
+    /// Fetch the logs of a container
+    Logs(crate::commands::logs::LogsArgs),
+    /// Execute a command in a running container
+    Exec(ExecArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Detached mode: run command in the background
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Set environment variables
+    #[arg(short, long = "env", value_name = "list")]
+    pub env: Vec<String>,
+    /// Keep STDIN open even if not attached
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Username or UID (format: "<name|uid>[:<group|gid>]")
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Give extended privileges to the command
+    #[arg(long)]
+    pub privileged: bool,
+    pub container: String,
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run container in background and print container ID
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Automatically remove the container and its associated anonymous volumes when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Keep STDIN open even if not attached
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Assign a name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set environment variables
+    #[arg(short, long = "env", value_name = "list")]
+    pub env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file", value_name = "list")]
+    pub env_file: Vec<PathBuf>,
+    /// Bind mount a volume (SRC:DST[:ro])
+    #[arg(short, long = "volume", value_name = "list")]
+    pub volume: Vec<String>,
+    /// Mount a tmpfs directory (PATH[:size=…,mode=…])
+    #[arg(long, value_name = "list")]
+    pub tmpfs: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Add additional groups to join
+    #[arg(long = "group-add", value_name = "list")]
+    pub group_add: Vec<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Mount the container's root filesystem as read only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Add Linux capabilities
+    #[arg(long = "cap-add", value_name = "list")]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long = "cap-drop", value_name = "list")]
+    pub cap_drop: Vec<String>,
+    /// Give extended privileges to this container
+    #[arg(long)]
+    pub privileged: bool,
+    /// Security Options
+    #[arg(long = "security-opt", value_name = "list")]
+    pub security_opt: Vec<String>,
+    /// Memory limit
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Swap limit equal to memory plus swap: '-1' to enable unlimited swap
+    #[arg(long = "memory-swap")]
+    pub memory_swap: Option<String>,
+    /// Memory soft limit
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<u64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    /// Tune host's OOM preferences (-1000 to 1000)
+    #[arg(long = "oom-score-adj", allow_hyphen_values = true)]
+    pub oom_score_adj: Option<i32>,
+    /// Size of /dev/shm
+    #[arg(long = "shm-size")]
+    pub shm_size: Option<String>,
+    /// Ulimit options (name=soft[:hard])
+    #[arg(long, value_name = "ulimit")]
+    pub ulimit: Vec<String>,
+    /// Sysctl options
+    #[arg(long, value_name = "map")]
+    pub sysctl: Vec<String>,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    pub init: bool,
+    /// Restart policy to apply when a container exits
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// Set meta data on a container
+    #[arg(short, long = "label", value_name = "list")]
+    pub label: Vec<String>,
+    /// Container host name
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Signal to stop the container
+    #[arg(long = "stop-signal")]
+    pub stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container
+    #[arg(long = "stop-timeout")]
+    pub stop_timeout: Option<u64>,
+    /// Connect a container to a network (none, host; bridge networks come with `berth network`)
+    #[arg(long, alias = "net", default_value = "default")]
+    pub network: String,
+    /// Logging driver for the container (json-file, local, none)
+    #[arg(long = "log-driver")]
+    pub log_driver: Option<String>,
+    /// Log driver options (max-size, max-file)
+    #[arg(long = "log-opt", value_name = "list")]
+    pub log_opt: Vec<String>,
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long = "add-host", value_name = "list")]
+    pub add_host: Vec<String>,
+    /// Set custom DNS servers
+    #[arg(long, value_name = "list")]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search", value_name = "list")]
+    pub dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long = "dns-option", value_name = "list")]
+    pub dns_option: Vec<String>,
+    /// The image
+    pub image: String,
+    /// The command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Attach STDOUT/STDERR and forward signals
+    #[arg(short, long)]
+    pub attach: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Signal to send to the container
+    #[arg(short, long)]
+    pub signal: Option<String>,
+    /// Seconds to wait before killing the container
+    #[arg(short, long)]
+    pub time: Option<u64>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Signal to send to the container
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Force the removal of a running container (uses SIGKILL)
+    #[arg(short, long)]
+    pub force: bool,
+    /// Remove anonymous volumes associated with the container
+    #[arg(short, long)]
+    pub volumes: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only display container IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Format output: table or json
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NamesArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    pub container: String,
+    pub new_name: String,
+}
+
+/// The store and paths a container command needs.
+pub struct Ctx {
+    pub engine: Engine,
+    pub store: ContainerStore,
+    pub shim_exe: PathBuf,
+}
+
+impl Ctx {
+    pub fn open(settings: &Settings) -> anyhow::Result<Ctx> {
+        let engine = Engine::open(settings)?;
+        let store = ContainerStore::open(&engine.stores.root)?;
+        let shim_exe = std::env::current_exe().context("cannot find the berth executable")?;
+        Ok(Ctx {
+            engine,
+            store,
+            shim_exe,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        self.engine.stores.root.path()
+    }
+
+    pub fn resolve(&self, key: &str) -> anyhow::Result<ContainerDir> {
+        Ok(self.store.resolve(key)?)
+    }
+}
+
+/// Runs a container verb; returns the process exit code.
+pub fn run(settings: &Settings, args: &ContainerArgs) -> anyhow::Result<u8> {
+    let ctx = Ctx::open(settings)?;
+    match &args.command {
+        ContainerCommand::Run(a) => run_container(settings, &ctx, a),
+        ContainerCommand::Create(a) => {
+            let dir = create(settings, &ctx, a)?;
+            println!("{}", dir.id);
+            Ok(0)
+        }
+        ContainerCommand::Start(a) => each(&a.containers, |key| {
+            let dir = ctx.resolve(key)?;
+            lifecycle::start(&ctx.shim_exe, ctx.root(), &dir, true)?;
+            Ok(())
+        }),
+        ContainerCommand::Stop(a) => each(&a.containers, |key| {
+            let dir = ctx.resolve(key)?;
+            stop_with(&ctx, &dir, a)?;
+            Ok(())
+        }),
+        ContainerCommand::Restart(a) => each(&a.containers, |key| {
+            let dir = ctx.resolve(key)?;
+            stop_with(&ctx, &dir, a)?;
+            lifecycle::start(&ctx.shim_exe, ctx.root(), &dir, true)?;
+            Ok(())
+        }),
+        ContainerCommand::Kill(a) => {
+            let sig = lifecycle::parse_signal(&a.signal)?;
+            each(&a.containers, |key| {
+                let dir = ctx.resolve(key)?;
+                lifecycle::kill(&ctx.store, &dir, sig, true)?;
+                Ok(())
+            })
+        }
+        ContainerCommand::Rm(a) => each(&a.containers, |key| {
+            let dir = ctx.resolve(key)?;
+            lifecycle::remove(&ctx.store, &dir, a.force)?;
+            Ok(())
+        }),
+        ContainerCommand::Ls(a) => ls(&ctx, a).map(|()| 0),
+        ContainerCommand::Inspect(a) => inspect(&ctx, a),
+        ContainerCommand::Wait(a) => {
+            let mut failed = false;
+            for key in &a.containers {
+                match ctx
+                    .resolve(key)
+                    .and_then(|dir| Ok(lifecycle::wait(&ctx.store, &dir, None)?))
+                {
+                    Ok(code) => println!("{}", code.unwrap_or(255)),
+                    Err(e) => {
+                        eprintln!("Error response from daemon: {e:#}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(u8::from(failed))
+        }
+        ContainerCommand::Pause(a) => each(&a.containers, |key| {
+            let dir = ctx.resolve(key)?;
+            lifecycle::pause(&ctx.store, &dir)?;
+            Ok(())
+        }),
+        ContainerCommand::Unpause(a) => each(&a.containers, |key| {
+            let dir = ctx.resolve(key)?;
+            lifecycle::resume(&ctx.store, &dir)?;
+            Ok(())
+        }),
+        ContainerCommand::Exec(a) => exec(&ctx, a),
+        ContainerCommand::Logs(a) => crate::commands::logs::run(&ctx, a),
+        ContainerCommand::Rename(a) => {
+            let dir = ctx.resolve(&a.container)?;
+            ctx.store.rename(&dir, &a.new_name)?;
+            Ok(0)
+        }
+    }
+}
+
+/// Docker's multi-container verbs: each name is echoed on success, errors are printed and the
+/// exit status is 1 if any failed, the others still done.
+fn each(keys: &[String], mut f: impl FnMut(&str) -> anyhow::Result<()>) -> anyhow::Result<u8> {
+    let mut failed = false;
+    for key in keys {
+        match f(key) {
+            Ok(()) => println!("{key}"),
+            Err(e) => {
+                eprintln!("Error response from daemon: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(u8::from(failed))
+}
+
+fn stop_with(ctx: &Ctx, dir: &ContainerDir, a: &StopArgs) -> Result<(), LifecycleError> {
+    if let Some(sig) = &a.signal {
+        // `stop -s`: that signal instead of the configured one, then SIGKILL after the timeout.
+        let sig = lifecycle::parse_signal(sig)?;
+        let st = lifecycle::state(dir)?;
+        if matches!(st.status, Status::Running | Status::Paused) {
+            lifecycle::kill(&ctx.store, dir, sig, true)?;
+            let t = Duration::from_secs(a.time.unwrap_or(10));
+            if lifecycle::wait(&ctx.store, dir, Some(t))?.is_some() {
+                return Ok(());
+            }
+        }
+    }
+    lifecycle::stop(&ctx.store, dir, a.time.map(Duration::from_secs))?;
+    Ok(())
+}
+
+fn run_container(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<u8> {
+    let dir = match create(settings, ctx, a) {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            return Ok(RUN_FAILED);
+        }
+    };
+    if let Err(e) = lifecycle::start(&ctx.shim_exe, ctx.root(), &dir, true) {
+        eprintln!("berth: {e:#}");
+        if a.rm {
+            let _ = lifecycle::remove(&ctx.store, &dir, true);
+        }
+        return Ok(RUN_FAILED);
+    }
+    if a.detach {
+        println!("{}", dir.id);
+        return Ok(0);
+    }
+    let code = crate::commands::logs::follow_until_exit(ctx, &dir)?;
+    if a.rm {
+        // The shim removes it itself (auto_remove); wait until it has, so `run --rm` leaves
+        // nothing behind when it returns.
+        for _ in 0..500 {
+            if !dir.path.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(255))
+}
+
+fn find_or_pull(settings: &Settings, ctx: &Ctx, image: &str) -> anyhow::Result<ImageRecord> {
+    if let Ok(record) = ctx.engine.stores.images.resolve(image) {
+        return Ok(record);
+    }
+    let reference = Reference::parse(image)?;
+    eprintln!(
+        "Unable to find image '{}' locally",
+        reference.familiar_string()
+    );
+    let rt = engine::runtime()?;
+    let pulled = rt.block_on(ctx.engine.pull(&reference, None))?;
+    let _ = settings;
+    ctx.engine
+        .stores
+        .images
+        .get(&pulled.image_id)?
+        .context("the pulled image is gone")
+}
+
+/// Builds the container's configuration from the flags and the image, and records it.
+pub fn create(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<ContainerDir> {
+    let image = find_or_pull(settings, ctx, &a.image)?;
+    let id = cstore::new_id();
+    let name = match &a.name {
+        Some(n) => n.clone(),
+        None => random_name(&id),
+    };
+    let mut env_layers: Vec<Vec<String>> = Vec::new();
+    for file in &a.env_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read env file {}", file.display()))?;
+        env_layers.push(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(|l| env_entry(l, settings))
+                .collect(),
+        );
+    }
+    env_layers.push(a.env.iter().map(|e| env_entry(e, settings)).collect());
+    let entrypoint = a.entrypoint.as_ref().map(|e| {
+        if e.is_empty() {
+            berth_engine::container::spec::CommandOverride::Exec(Vec::new())
+        } else {
+            berth_engine::container::spec::CommandOverride::Exec(vec![e.clone()])
+        }
+    });
+    let command = (!a.command.is_empty())
+        .then(|| berth_engine::container::spec::CommandOverride::Exec(a.command.clone()));
+    let args = berth_engine::container::spec::resolve_command(
+        &image.config,
+        entrypoint.as_ref(),
+        command.as_ref(),
+    )?;
+    let layer_refs: Vec<&[String]> = env_layers.iter().map(Vec::as_slice).collect();
+    let env = berth_engine::container::spec::merge_env(&image.config.env, &layer_refs);
+    let hostname = a.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+
+    let mut mounts = Vec::new();
+    for v in &a.volume {
+        mounts.push(parse_volume_flag(v)?);
+    }
+    for t in &a.tmpfs {
+        mounts.push(parse_tmpfs_flag(t)?);
+    }
+    let mut security = SecurityConfig {
+        privileged: a.privileged,
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        ..Default::default()
+    };
+    for opt in &a.security_opt {
+        let (k, v) = opt.split_once(['=', ':']).unwrap_or((opt.as_str(), "true"));
+        match k {
+            "no-new-privileges" => security.no_new_privileges = v != "false",
+            "seccomp" if v == "unconfined" => security.seccomp = SeccompConfig::Unconfined,
+            "seccomp" => {
+                let text = std::fs::read_to_string(v)
+                    .with_context(|| format!("opening seccomp profile ({v}) failed"))?;
+                security.seccomp = SeccompConfig::Profile(text);
+            }
+            "label" | "apparmor" => {}
+            _ => bail!("invalid --security-opt: {opt:?}"),
+        }
+    }
+    let bytes = |s: &Option<String>, what: &str| -> anyhow::Result<Option<i64>> {
+        s.as_deref()
+            .map(|v| {
+                if v == "-1" {
+                    return Ok(-1);
+                }
+                berth_compose::units::ByteSize::parse(v)
+                    .map(|b| b.bytes())
+                    .map_err(|e| anyhow::anyhow!("invalid {what} {v:?}: {e}"))
+            })
+            .transpose()
+    };
+    let resources = ResourceConfig {
+        memory: bytes(&a.memory, "--memory")?,
+        memory_swap: bytes(&a.memory_swap, "--memory-swap")?,
+        memory_reservation: bytes(&a.memory_reservation, "--memory-reservation")?,
+        nano_cpus: a.cpus.map(|c| (c * 1e9) as i64),
+        cpu_shares: a.cpu_shares,
+        cpuset_cpus: a.cpuset_cpus.clone(),
+        cpuset_mems: None,
+        pids_limit: a.pids_limit,
+        oom_score_adj: a.oom_score_adj,
+        shm_size: bytes(&a.shm_size, "--shm-size")?.map(|b| b as u64),
+    };
+    let mut ulimits = BTreeMap::new();
+    for u in &a.ulimit {
+        let (name, vals) = u
+            .split_once('=')
+            .with_context(|| format!("invalid ulimit argument: {u}"))?;
+        let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
+        let soft: u64 = soft.parse().with_context(|| format!("invalid ulimit {u}"))?;
+        let hard: u64 = hard.parse().with_context(|| format!("invalid ulimit {u}"))?;
+        ulimits.insert(name.to_string(), (soft, hard));
+    }
+    let sysctls = a
+        .sysctl
+        .iter()
+        .map(|s| {
+            s.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("invalid sysctl {s:?}: expected KEY=VALUE"))
+        })
+        .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
+    let mut log = LogConfig::default();
+    if let Some(d) = &a.log_driver {
+        match d.as_str() {
+            "json-file" | "local" | "none" => log.driver = d.clone(),
+            other => bail!("logging driver {other:?} is not supported (json-file, local, none)"),
+        }
+    }
+    for opt in &a.log_opt {
+        match opt.split_once('=') {
+            Some(("max-size", v)) => {
+                log.max_size = berth_compose::units::ByteSize::parse(v)
+                    .map_err(|e| anyhow::anyhow!("invalid max-size {v:?}: {e}"))?
+                    .bytes()
+                    .max(0) as u64;
+            }
+            Some(("max-file", v)) => {
+                log.max_file = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .with_context(|| format!("invalid max-file {v:?}"))?;
+            }
+            _ => bail!("unknown log opt {opt:?}"),
+        }
+    }
+    let network = match a.network.as_str() {
+        "default" | "bridge" | "private" => NetworkConfig::Private,
+        "none" => NetworkConfig::None,
+        "host" => NetworkConfig::Host,
+        other => bail!(
+            "network {other:?} not found (bridge networks come with `berth network`; use none or host)"
+        ),
+    };
+    let (policy, retries) = a.restart.split_once(':').unwrap_or((a.restart.as_str(), "0"));
+    if !matches!(policy, "no" | "always" | "on-failure" | "unless-stopped") {
+        bail!("invalid restart policy {:?}", a.restart);
+    }
+    let mut labels = image.config.labels.clone();
+    for l in &a.label {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let extra_hosts = a
+        .add_host
+        .iter()
+        .map(|h| {
+            h.split_once([':', '='])
+                .map(|(n, ip)| (n.to_string(), ip.to_string()))
+                .with_context(|| format!("invalid argument {h:?} for --add-host: expected HOST:IP"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let config = ContainerConfig {
+        id: id.clone(),
+        name,
+        created: berth_engine::container::shim::now_rfc3339(),
+        image_name: a.image.clone(),
+        image_id: Some(image.id.clone()),
+        process: ProcessConfig {
+            args,
+            env,
+            cwd: a
+                .workdir
+                .clone()
+                .or_else(|| image.config.working_dir.clone())
+                .filter(|w| !w.is_empty())
+                .unwrap_or_else(|| "/".to_string()),
+            user: a
+                .user
+                .clone()
+                .or_else(|| image.config.user.clone())
+                .unwrap_or_default(),
+            group_add: a.group_add.clone(),
+            tty: a.tty,
+            stdin_open: a.interactive,
+        },
+        hostname,
+        domainname: String::new(),
+        labels,
+        mounts,
+        read_only: a.read_only,
+        security,
+        resources,
+        ulimits,
+        sysctls,
+        devices: Vec::new(),
+        init: a.init,
+        stop_signal: a
+            .stop_signal
+            .clone()
+            .or_else(|| image.config.stop_signal.clone())
+            .unwrap_or_default(),
+        stop_timeout: a.stop_timeout,
+        log,
+        restart: RestartPolicy {
+            name: policy.to_string(),
+            max_retries: retries.parse().unwrap_or(0),
+            delay_ms: None,
+            window_ms: None,
+        },
+        network,
+        auto_remove: a.rm,
+        extra_hosts,
+        dns: DnsConfig {
+            servers: a.dns.clone(),
+            search: a.dns_search.clone(),
+            options: a.dns_option.clone(),
+        },
+        cgroup_parent: "berth".to_string(),
+    };
+    Ok(ctx.store.create(&config)?)
+}
+
+fn env_entry(e: &str, settings: &Settings) -> String {
+    if e.contains('=') {
+        e.to_string()
+    } else {
+        // `-e NAME`: the value from berth's environment, as docker does.
+        let v = settings
+            .project
+            .environment
+            .get(e)
+            .cloned()
+            .unwrap_or_default();
+        format!("{e}={v}")
+    }
+}
+
+/// `-v SRC:DST[:ro|rw]`: SRC absolute is a bind, otherwise a named volume; `-v /DST` alone is an
+/// anonymous volume.
+fn parse_volume_flag(v: &str) -> anyhow::Result<MountConfig> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (src, dst, opts) = match parts.as_slice() {
+        [dst] => (None, *dst, ""),
+        [src, dst] => (Some(*src), *dst, ""),
+        [src, dst, opts] => (Some(*src), *dst, *opts),
+        _ => bail!("invalid volume specification: {v:?}"),
+    };
+    if !dst.starts_with('/') {
+        bail!("invalid volume specification: {v:?}: the destination must be an absolute path");
+    }
+    let read_only = opts.split(',').any(|o| o == "ro");
+    let kind = match src {
+        None => MountKind::Volume {
+            name: cstore::new_id(),
+            nocopy: false,
+            anonymous: true,
+            subpath: None,
+        },
+        Some(s) if s.starts_with('/') || s.starts_with('.') => MountKind::Bind {
+            source: PathBuf::from(s),
+            propagation: None,
+            create_host_path: true,
+        },
+        Some(name) => MountKind::Volume {
+            name: name.to_string(),
+            nocopy: opts.split(',').any(|o| o == "nocopy"),
+            anonymous: false,
+            subpath: None,
+        },
+    };
+    Ok(MountConfig {
+        target: dst.to_string(),
+        read_only,
+        kind,
+    })
+}
+
+/// `--tmpfs PATH[:size=64m,mode=1777]`.
+fn parse_tmpfs_flag(t: &str) -> anyhow::Result<MountConfig> {
+    let (path, opts) = t.split_once(':').unwrap_or((t, ""));
+    let mut size = None;
+    let mut mode = None;
+    let mut read_only = false;
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o.split_once('=') {
+            Some(("size", v)) => {
+                size = Some(
+                    berth_compose::units::ByteSize::parse(v)
+                        .map_err(|e| anyhow::anyhow!("invalid tmpfs size {v:?}: {e}"))?
+                        .bytes() as u64,
+                )
+            }
+            Some(("mode", v)) => {
+                mode = Some(
+                    u32::from_str_radix(v, 8)
+                        .with_context(|| format!("invalid tmpfs mode {v:?}"))?,
+                )
+            }
+            None if o == "ro" => read_only = true,
+            _ => {}
+        }
+    }
+    Ok(MountConfig {
+        target: path.to_string(),
+        read_only,
+        kind: MountKind::Tmpfs { size, mode },
+    })
+}
+
+/// Docker-style `adjective_name` names, derived from the id so they are reproducible.
+fn random_name(id: &str) -> String {
+    const LEFT: &[&str] = &[
+        "brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+        "nifty", "proud", "quirky", "sharp", "tender", "vivid",
+    ];
+    const RIGHT: &[&str] = &[
+        "babbage", "curie", "darwin", "euler", "feynman", "gauss", "hopper", "kepler", "lovelace",
+        "meitner", "noether", "pascal", "ritchie", "shannon", "turing", "wozniak",
+    ];
+    let n = u64::from_str_radix(&id[..8], 16).unwrap_or(0);
+    format!(
+        "{}_{}_{}",
+        LEFT[(n % 16) as usize],
+        RIGHT[((n >> 4) % 16) as usize],
+        &id[8..12]
+    )
+}
+
+fn ls(ctx: &Ctx, a: &LsArgs) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for id in ctx.store.ids()? {
+        let dir = ctx.store.dir_of(&id);
+        let (Ok(config), Ok(state)) = (dir.config(), lifecycle::state(&dir)) else {
+            continue;
+        };
+        if !a.all && !matches!(state.status, Status::Running | Status::Paused) {
+            continue;
+        }
+        rows.push((config, state));
+    }
+    rows.sort_by(|a, b| b.0.created.cmp(&a.0.created));
+    if a.quiet {
+        for (c, _) in &rows {
+            println!("{}", if a.no_trunc { &c.id[..] } else { &c.id[..12] });
+        }
+        return Ok(());
+    }
+    if a.format.as_deref() == Some("json") {
+        for (c, s) in &rows {
+            println!(
+                "{}",
+                json!({
+                    "ID": &c.id[..12],
+                    "Image": c.image_name,
+                    "Command": format!("\"{}\"", c.process.args.join(" ")),
+                    "CreatedAt": c.created,
+                    "Names": c.name,
+                    "State": s.status.as_str(),
+                    "Status": status_text(s),
+                    "Labels": c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                })
+            );
+        }
+        return Ok(());
+    }
+    let mut table = vec![[
+        "CONTAINER ID".to_string(),
+        "IMAGE".to_string(),
+        "COMMAND".to_string(),
+        "CREATED".to_string(),
+        "STATUS".to_string(),
+        "PORTS".to_string(),
+        "NAMES".to_string(),
+    ]];
+    for (c, s) in &rows {
+        let mut cmd = c.process.args.join(" ");
+        if !a.no_trunc && cmd.chars().count() > 20 {
+            cmd = cmd.chars().take(19).collect::<String>() + "…";
+        }
+        table.push([
+            if a.no_trunc {
+                c.id.clone()
+            } else {
+                c.id[..12].to_string()
+            },
+            c.image_name.clone(),
+            format!("\"{cmd}\""),
+            ago(&c.created),
+            status_text(s),
+            String::new(),
+            c.name.clone(),
+        ]);
+    }
+    print!("{}", crate::commands::tabwrite(&table, 0, 3));
+    Ok(())
+}
+
+fn since(rfc: &str) -> Option<Duration> {
+    let t = chrono::DateTime::parse_from_rfc3339(rfc).ok()?;
+    (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+        .to_std()
+        .ok()
+}
+
+/// Docker's `units.HumanDuration`.
+fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "Less than a second".to_string(),
+        1 => "1 second".to_string(),
+        2..60 => format!("{s} seconds"),
+        60..120 => "About a minute".to_string(),
+        120..3600 => format!("{} minutes", s / 60),
+        3600..7200 => "About an hour".to_string(),
+        7200..172800 => format!("{} hours", s / 3600),
+        172800..1209600 => format!("{} days", s / 86400),
+        1209600..5184000 => format!("{} weeks", s / 604800),
+        5184000..63072000 => format!("{} months", s / 2592000),
+        _ => format!("{} years", s / 31536000),
+    }
+}
+
+fn ago(rfc: &str) -> String {
+    since(rfc)
+        .map(|d| format!("{} ago", human_duration(d)))
+        .unwrap_or_default()
+}
+
+/// Docker's STATUS column: `Up 3 minutes`, `Exited (0) 2 hours ago`, `Created`.
+pub fn status_text(s: &ContainerState) -> String {
+    match s.status {
+        Status::Running => format!(
+            "Up {}",
+            since(&s.started_at).map(human_duration).unwrap_or_default()
+        ),
+        Status::Paused => format!(
+            "Up {} (Paused)",
+            since(&s.started_at).map(human_duration).unwrap_or_default()
+        ),
+        Status::Exited => format!("Exited ({}) {}", s.exit_code.unwrap_or(0), ago(&s.finished_at)),
+        Status::Created => "Created".to_string(),
+        Status::Restarting => format!("Restarting ({})", s.exit_code.unwrap_or(0)),
+        Status::Removing => "Removal In Progress".to_string(),
+        Status::Dead => "Dead".to_string(),
+    }
+}
+
+fn inspect(ctx: &Ctx, a: &NamesArgs) -> anyhow::Result<u8> {
+    let mut out = Vec::new();
+    let mut failed = false;
+    for key in &a.containers {
+        match ctx.resolve(key) {
+            Ok(dir) => {
+                let config = dir.config()?;
+                let state = lifecycle::state(&dir)?;
+                out.push(inspect_json(&dir, &config, &state));
+            }
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(u8::from(failed))
+}
+
+/// docker inspect's shape for the fields berth has.
+pub fn inspect_json(dir: &ContainerDir, c: &ContainerConfig, s: &ContainerState) -> serde_json::Value {
+    let (cmd, entry): (Vec<String>, Vec<String>) = (c.process.args.clone(), Vec::new());
+    json!({
+        "Id": c.id,
+        "Created": c.created,
+        "Path": cmd.first().cloned().unwrap_or_default(),
+        "Args": cmd.iter().skip(1).collect::<Vec<_>>(),
+        "State": {
+            "Status": s.status.as_str(),
+            "Running": matches!(s.status, Status::Running | Status::Paused),
+            "Paused": s.status == Status::Paused,
+            "Restarting": s.status == Status::Restarting,
+            "OOMKilled": s.oom_killed,
+            "Dead": s.status == Status::Dead,
+            "Pid": s.pid.unwrap_or(0),
+            "ExitCode": s.exit_code.unwrap_or(0),
+            "Error": s.error,
+            "StartedAt": if s.started_at.is_empty() { "0001-01-01T00:00:00Z" } else { &s.started_at },
+            "FinishedAt": if s.finished_at.is_empty() { "0001-01-01T00:00:00Z" } else { &s.finished_at },
+        },
+        "Image": c.image_id.as_ref().map(ToString::to_string).unwrap_or_default(),
+        "Name": format!("/{}", c.name),
+        "RestartCount": s.restart_count,
+        "LogPath": dir.log_dir().join("container.log"),
+        "HostConfig": {
+            "AutoRemove": c.auto_remove,
+            "Privileged": c.security.privileged,
+            "ReadonlyRootfs": c.read_only,
+            "CapAdd": c.security.cap_add,
+            "CapDrop": c.security.cap_drop,
+            "Memory": c.resources.memory.unwrap_or(0),
+            "MemorySwap": c.resources.memory_swap.unwrap_or(0),
+            "MemoryReservation": c.resources.memory_reservation.unwrap_or(0),
+            "NanoCpus": c.resources.nano_cpus.unwrap_or(0),
+            "CpuShares": c.resources.cpu_shares.unwrap_or(0),
+            "PidsLimit": c.resources.pids_limit,
+            "Init": c.init,
+            "RestartPolicy": { "Name": c.restart.name, "MaximumRetryCount": c.restart.max_retries },
+            "LogConfig": { "Type": c.log.driver, "Config": { "max-size": c.log.max_size.to_string(), "max-file": c.log.max_file.to_string() } },
+        },
+        "Mounts": c.mounts,
+        "Config": {
+            "Hostname": c.hostname,
+            "Domainname": c.domainname,
+            "User": c.process.user,
+            "Tty": c.process.tty,
+            "OpenStdin": c.process.stdin_open,
+            "Env": c.process.env,
+            "Cmd": cmd,
+            "Entrypoint": entry,
+            "Image": c.image_name,
+            "WorkingDir": c.process.cwd,
+            "Labels": c.labels,
+            "StopSignal": if c.stop_signal.is_empty() { "SIGTERM" } else { &c.stop_signal },
+            "StopTimeout": c.stop_timeout,
+        },
+    })
+}
+
+/// `exec`: a `berth __exec` child (single-threaded, as libcontainer needs) with this process'
+/// stdio; its exit code is the command's.
+fn exec(ctx: &Ctx, a: &ExecArgs) -> anyhow::Result<u8> {
+    let dir = ctx.resolve(&a.container)?;
+    if a.tty {
+        bail!("exec -t (a pseudo-TTY) is not supported yet; run without -t");
+    }
+    let req = berth_engine::container::exec::ExecRequest {
+        id: dir.id.clone(),
+        args: a.command.clone(),
+        env: a.env.clone(),
+        user: a.user.clone().unwrap_or_default(),
+        workdir: a.workdir.clone(),
+        privileged: a.privileged,
+        detach: a.detach,
+    };
+    let mut cmd = std::process::Command::new(&ctx.shim_exe);
+    cmd.arg(berth_engine::container::exec::EXEC_VERB)
+        .args(req.to_args(ctx.root()));
+    if !a.interactive {
+        cmd.stdin(std::process::Stdio::null());
+    }
+    let status = cmd.status().context("cannot run the exec helper")?;
+    Ok(status
+        .code()
+        .map(|c| c.clamp(0, 255) as u8)
+        .unwrap_or(255))
+}

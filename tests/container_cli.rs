@@ -1,0 +1,416 @@
+//! End-to-end tests of `berth container …` as root: real containers from a busybox image the
+//! test imports. Each test has its own state root; each checks that nothing leaked (mounts,
+//! cgroups, shim processes, runtime state).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_testkit::in_ci;
+
+const IMAGE: &str = "test/bb:1";
+
+fn require_root() -> bool {
+    let root = rustix::process::geteuid().is_root();
+    if !root {
+        assert!(!in_ci(), "CI=true but not root: the container tests must run");
+        eprintln!("skipped: needs root");
+    }
+    root
+}
+
+/// A state root with the busybox image imported, removed (after a leak check) on drop.
+struct Env {
+    tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let tar = tmp.path().join("rootfs.tar");
+        std::fs::write(&tar, berth_testkit::image::busybox_rootfs_tar()).unwrap();
+        let env = Env { tmp, root };
+        env.ok(&[
+            "image",
+            "import",
+            "-c",
+            "CMD [\"sh\"]",
+            "-c",
+            "ENV FROM_IMAGE=1 SHARED=image",
+            tar.to_str().unwrap(),
+            IMAGE,
+        ]);
+        env
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+        c.arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .current_dir(self.tmp.path())
+            .env_remove("BERTH_ROOT")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `container run --rm IMAGE sh -c SCRIPT` with extra flags; returns (code, stdout, stderr).
+    fn sh(&self, flags: &[&str], script: &str) -> (i32, String, String) {
+        let mut args = vec!["container", "run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
+        let out = self.run(&args);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn inspect(&self, name: &str) -> serde_json::Value {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.ok(&["container", "inspect", name])).unwrap();
+        v[0].clone()
+    }
+
+    fn id_of(&self, name: &str) -> String {
+        self.inspect(name)["Id"].as_str().unwrap().to_string()
+    }
+
+    fn wait_status(&self, name: &str, status: &str, max: Duration) {
+        let deadline = Instant::now() + max;
+        loop {
+            let st = self.inspect(name)["State"]["Status"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            if st == status {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{name}: {st}, wanted {status}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let ids: Vec<String> = std::fs::read_dir(self.root.join("containers"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.len() == 64)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in &ids {
+            let _ = self.run(&["container", "rm", "-f", id]);
+        }
+        if !std::thread::panicking() {
+            assert_no_leaks(&self.root, &ids);
+        }
+    }
+}
+
+/// Nothing of the root is mounted, no shim of it runs, no cgroup of these containers exists.
+fn assert_no_leaks(root: &Path, ids: &[String]) {
+    let root_s = root.to_string_lossy().into_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let leaked_mounts: Vec<&str> = mounts.lines().filter(|l| l.contains(&root_s)).collect();
+        let shims = shim_pids(root);
+        if leaked_mounts.is_empty() && shims.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leaked mounts {leaked_mounts:?} or shims {shims:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for id in ids {
+        for cg in cgroup_dirs(id) {
+            assert!(!cg.exists(), "leaked cgroup {}", cg.display());
+        }
+    }
+}
+
+fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(d) = std::fs::read_dir("/sys/fs/cgroup") {
+        for e in d.flatten() {
+            v.push(e.path().join("berth").join(id));
+        }
+    }
+    v.push(PathBuf::from("/sys/fs/cgroup/berth").join(id));
+    v
+}
+
+fn shim_pids(root: &Path) -> Vec<i32> {
+    let needle = root.to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.iter().any(|a| a == "__shim") && args.iter().any(|a| a == &needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[test]
+fn exit_codes_and_output_streams() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new();
+    assert_eq!(env.sh(&[], "exit 0").0, 0);
+    assert_eq!(env.sh(&[], "exit 7").0, 7);
+    let (code, out, err) = env.sh(&[], "echo out; echo err >&2; echo out2");
+    assert_eq!(code, 0);
+    assert_eq!(out, "out\nout2\n");
+    assert_eq!(err, "err\n");
+    // A missing executable is docker's 127 from the runtime... berth reports the start failure.
+    let out = env.run(&["container", "run", "--rm", IMAGE, "/nonexistent"]);
+    assert_ne!(out.status.code(), Some(0));
+    // --rm removed every container.
+    assert_eq!(env.ok(&["container", "ls", "-a", "-q"]), "");
+}
+
+#[test]
+fn kill_stop_and_wait_report_docker_exit_codes() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new();
+    env.ok(&["container", "run", "-d", "--name", "k", IMAGE, "sleep", "100"]);
+    env.wait_status("k", "running", Duration::from_secs(5));
+    env.ok(&["container", "kill", "k"]);
+    assert_eq!(env.ok(&["container", "wait", "k"]).trim(), "137");
+    let st = env.inspect("k");
+    assert_eq!(st["State"]["Status"], "exited");
+    assert_eq!(st["State"]["ExitCode"], 137);
+
+    // SIGTERM through the init (busybox sleep as pid 1 would ignore it): 143.
+    env.ok(&["container", "run", "-d", "--init", "--name", "t", IMAGE, "sleep", "100"]);
+    env.wait_status("t", "running", Duration::from_secs(5));
+    env.ok(&["container", "kill", "-s", "TERM", "t"]);
+    assert_eq!(env.ok(&["container", "wait", "t"]).trim(), "143");
+
+    // A process that ignores TERM is killed after the grace period.
+    env.ok(&[
+        "container", "run", "-d", "--name", "g", IMAGE, "sh", "-c",
+        "trap '' TERM; while true; do sleep 1; done",
+    ]);
+    env.wait_status("g", "running", Duration::from_secs(5));
+    let t0 = Instant::now();
+    env.ok(&["container", "stop", "-t", "2", "g"]);
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_secs(2), "stop returned after {took:?}");
+    assert!(took < Duration::from_secs(8), "stop took {took:?}");
+    assert_eq!(env.inspect("g")["State"]["ExitCode"], 137);
+    // Stopping a stopped container is fine; start brings it back.
+    env.ok(&["container", "stop", "g"]);
+    env.ok(&["container", "start", "k"]);
+    env.wait_status("k", "running", Duration::from_secs(5));
+    let out = env.run(&["container", "rm", "k"]);
+    assert_eq!(out.status.code(), Some(1), "rm of a running container fails");
+    env.ok(&["container", "rm", "-f", "k", "t", "g"]);
+    assert_eq!(env.ok(&["container", "ls", "-a", "-q"]), "");
+}
+
+#[test]
+fn env_entrypoint_workdir_and_user() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new();
+    let (_, out, _) = env.sh(&["-e", "A=1", "-e", "SHARED=cli"], "echo $A $FROM_IMAGE $SHARED $HOME");
+    assert_eq!(out, "1 1 cli /root\n");
+    let (_, out, _) = env.sh(&["-w", "/tmp"], "pwd");
+    assert_eq!(out, "/tmp\n");
+    let (_, out, _) = env.sh(&["-u", "app"], "id -u; id -g; id -G; echo $HOME");
+    assert_eq!(out, "1000\n1000\n1000 2000\n/home/app\n");
+    let (_, out, _) = env.sh(&["-u", "1000:2000"], "id -u; id -g");
+    assert_eq!(out, "1000\n2000\n");
+    // --entrypoint replaces the image's and its CMD.
+    let out = env.ok(&[
+        "container", "run", "--rm", "--entrypoint", "echo", IMAGE, "hello", "there",
+    ]);
+    assert_eq!(out, "hello there\n");
+    let out = env.ok(&["container", "run", "--rm", "--hostname", "box", IMAGE, "hostname"]);
+    assert_eq!(out, "box\n");
+}
+
+#[test]
+fn read_only_rootfs_and_hardening_probes_fail() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new();
+    let (code, _, _) = env.sh(&["--read-only"], "touch /x");
+    assert_ne!(code, 0, "--read-only rootfs is writable");
+    assert_eq!(env.sh(&["--read-only"], "touch /tmp/x 2>/dev/null || true").0, 0);
+    assert_eq!(env.sh(&[], "touch /x").0, 0);
+
+    for probe in [
+        "mount -t tmpfs t /mnt",
+        "echo h > /proc/sysrq-trigger",
+        "head -c 1 /proc/kcore >/dev/null",
+        "hostname x",
+        "nice -n -5 true",
+        "insmod /bin/busybox",
+        "unshare -m true",
+    ] {
+        let (code, _, err) = env.sh(&[], probe);
+        assert_ne!(code, 0, "probe {probe:?} succeeded in a default container: {err}");
+    }
+    let (_, out, _) = env.sh(&[], "grep CapEff /proc/self/status");
+    assert_eq!(out.split_whitespace().nth(1), Some("00000000a80425fb"), "{out}");
+    let (_, out, _) = env.sh(&["--cap-drop", "ALL"], "grep CapEff /proc/self/status");
+    assert_eq!(out.split_whitespace().nth(1), Some("0000000000000000"), "{out}");
+    let (_, out, _) = env.sh(&["--privileged"], "grep CapEff /proc/self/status");
+    assert_ne!(out.split_whitespace().nth(1), Some("00000000a80425fb"), "{out}");
+}
+
+#[test]
+fn limits_are_set_and_effective() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new();
+    env.ok(&[
+        "container", "run", "-d", "--name", "lim", "--memory", "64m", "--pids-limit", "40",
+        "--cpus", "0.5", IMAGE, "sleep", "100",
+    ]);
+    env.wait_status("lim", "running", Duration::from_secs(5));
+    let id = env.id_of("lim");
+    let read = |rel: &[&str]| -> Option<String> {
+        rel.iter()
+            .find_map(|p| std::fs::read_to_string(format!("/sys/fs/cgroup/{p}")).ok())
+            .map(|s| s.trim().to_string())
+    };
+    let mem = read(&[
+        &format!("memory/berth/{id}/memory.limit_in_bytes"),
+        &format!("berth/{id}/memory.max"),
+    ]);
+    assert_eq!(mem.as_deref(), Some("67108864"));
+    let pids = read(&[&format!("pids/berth/{id}/pids.max"), &format!("berth/{id}/pids.max")]);
+    assert_eq!(pids.as_deref(), Some("40"));
+    let quota = read(&[
+        &format!("cpu,cpuacct/berth/{id}/cpu.cfs_quota_us"),
+        &format!("cpu/berth/{id}/cpu.cfs_quota_us"),
+        &format!("berth/{id}/cpu.max"),
+    ]);
+    assert!(
+        quota.as_deref() == Some("50000") || quota.as_deref() == Some("50000 100000"),
+        "{quota:?}"
+    );
+    env.ok(&["container", "rm", "-f", "lim"]);
+
+    // A memory hog is OOM-killed and inspect says so.
+    let out = env.run(&[
+        "container", "run", "--name", "hog", "--memory", "32m", "--memory-swap", "32m", IMAGE,
+        "sh", "-c", "tail /dev/zero",
+    ]);
+    assert_eq!(out.status.code(), Some(137));
+    assert_eq!(env.inspect("hog")["State"]["OOMKilled"], true);
+
+    // A fork bomb stops at the pids limit.
+    let (_, out, _) = env.sh(
+        &["--pids-limit", "10"],
+        "n=0; for i in $(seq 1 30); do sleep 5 & n=$((n+1)); done 2>/dev/null; \
+         echo $(ls /proc | grep -c '^[0-9]')",
+    );
+    let procs: usize = out.trim().parse().unwrap_or(999);
+    assert!(procs <= 10, "{procs} processes under pids-limit 10");
+}
+
+#[test]
+fn logs_and_survival_of_a_killed_parent() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new();
+    env.ok(&[
+        "container", "run", "-d", "--name", "logger", IMAGE, "sh", "-c",
+        "echo one; echo two >&2; echo three",
+    ]);
+    env.ok(&["container", "wait", "logger"]);
+    assert_eq!(env.ok(&["container", "logs", "logger"]), "one\nthree\n");
+    let out = env.run(&["container", "logs", "logger"]);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "two\n");
+    assert_eq!(env.ok(&["container", "logs", "--tail", "1", "logger"]), "three\n");
+    let ts = env.ok(&["container", "logs", "-t", "logger"]);
+    assert!(ts.starts_with("20") && ts.contains("Z one\n"), "{ts}");
+
+    // SIGKILL the berth process that runs a container in the foreground: the container keeps
+    // running and its log keeps growing; a new berth sees it running.
+    let mut fg = env
+        .cmd(&[
+            "container", "run", "--name", "ticker", IMAGE, "sh", "-c",
+            "while true; do echo tick; sleep 0.1; done",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    env.wait_status("ticker", "running", Duration::from_secs(5));
+    fg.kill().unwrap();
+    fg.wait().unwrap();
+    let count = || env.ok(&["container", "logs", "ticker"]).lines().count();
+    let before = count();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(count() > before, "the log stopped growing");
+    env.wait_status("ticker", "running", Duration::from_secs(1));
+    let ls = env.ok(&["container", "ls"]);
+    assert!(ls.contains("ticker") && ls.contains("Up "), "{ls}");
+    env.ok(&["container", "stop", "-t", "1", "ticker"]);
+}
+
+#[test]
+fn pause_unpause_rename_and_names() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new();
+    env.ok(&["container", "run", "-d", "--name", "p1", IMAGE, "sleep", "100"]);
+    env.wait_status("p1", "running", Duration::from_secs(5));
+    env.ok(&["container", "pause", "p1"]);
+    assert_eq!(env.inspect("p1")["State"]["Status"], "paused");
+    env.ok(&["container", "unpause", "p1"]);
+    assert_eq!(env.inspect("p1")["State"]["Status"], "running");
+    let out = env.run(&["container", "run", "-d", "--name", "p1", IMAGE, "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is already in use"));
+    env.ok(&["container", "rename", "p1", "p2"]);
+    env.ok(&["container", "rm", "-f", "p2"]);
+}
