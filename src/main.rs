@@ -75,6 +75,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Login(args) => commands::login::login(&settings, &args),
                 Command::Logout(args) => commands::login::logout(&settings, &args),
                 Command::Pull(args) => commands::pull::run(&settings, &args),
+                Command::Volume(args) => commands::volume::run(&settings, &args),
                 Command::Config(_) | Command::Version(_) => unreachable!("handled above"),
             }
         }

@@ -64,13 +64,8 @@ fn image(tmp: &Path) -> Image {
         .unwrap();
     f.set_modified(mtime).unwrap();
     drop(f);
-    let xattr = rustix::fs::setxattr(
-        app.join("conf"),
-        "user.berth",
-        b"kept",
-        XattrFlags::empty(),
-    )
-    .is_ok();
+    let xattr =
+        rustix::fs::setxattr(app.join("conf"), "user.berth", b"kept", XattrFlags::empty()).is_ok();
     fs::hard_link(app.join("conf"), app.join("conf.link")).unwrap();
 
     fs::write(app.join("sub/tool"), b"#!/bin/sh\n").unwrap();
@@ -154,10 +149,7 @@ fn copy_up_keeps_metadata_and_stays_inside_the_rootfs() {
     // Set-uid survives the chown.
     assert_eq!(mode(&vol.join("sub/tool")), 0o4755);
 
-    assert_eq!(
-        fs::read_link(vol.join("rel")).unwrap(),
-        Path::new("conf")
-    );
+    assert_eq!(fs::read_link(vol.join("rel")).unwrap(), Path::new("conf"));
     assert_eq!(owner(&vol.join("rel")), (7, 8));
     // Escaping symlinks are copied as symlinks, never as what they point to.
     assert_eq!(fs::read_link(vol.join("abs-escape")).unwrap(), img.secret);
@@ -219,7 +211,11 @@ fn populate_happens_once_per_volume() {
     assert!(!store.populate("appdata", &img.rootfs, "/srv").unwrap());
     assert!(!store.get("appdata").unwrap().populated);
 
-    assert!(store.populate("appdata", &img.rootfs, "/var/lib/app").unwrap());
+    assert!(
+        store
+            .populate("appdata", &img.rootfs, "/var/lib/app")
+            .unwrap()
+    );
     let data = store.data_dir("appdata");
     assert!(store.get("appdata").unwrap().populated);
     assert_eq!(owner(&data), (999, 999));
@@ -234,13 +230,23 @@ fn populate_happens_once_per_volume() {
             fs::remove_file(&p).unwrap();
         }
     }
-    assert!(!store.populate("appdata", &img.rootfs, "/var/lib/app").unwrap());
+    assert!(
+        !store
+            .populate("appdata", &img.rootfs, "/var/lib/app")
+            .unwrap()
+    );
     assert!(fs::read_dir(&data).unwrap().next().is_none());
 
     // A volume the user filled before its first mount keeps its content and counts as used.
-    store.create("prefilled", &VolumeOptions::default()).unwrap();
+    store
+        .create("prefilled", &VolumeOptions::default())
+        .unwrap();
     fs::write(store.data_dir("prefilled").join("mine"), b"x").unwrap();
-    assert!(!store.populate("prefilled", &img.rootfs, "/var/lib/app").unwrap());
+    assert!(
+        !store
+            .populate("prefilled", &img.rootfs, "/var/lib/app")
+            .unwrap()
+    );
     assert!(store.get("prefilled").unwrap().populated);
     assert!(!store.data_dir("prefilled").join("conf").exists());
 }
@@ -268,7 +274,11 @@ fn bind_volume_is_filled_in_its_device_and_survives_removal() {
     };
     store.create("bound", &opts).unwrap();
     assert_eq!(store.mountpoint("bound").unwrap(), device);
-    assert!(store.populate("bound", &img.rootfs, "/var/lib/app").unwrap());
+    assert!(
+        store
+            .populate("bound", &img.rootfs, "/var/lib/app")
+            .unwrap()
+    );
     assert_eq!(fs::read(device.join("conf")).unwrap(), b"setting=1\n");
     assert_eq!(owner(&device), (999, 999));
     // The store's own _data stays empty: nothing is ever mounted or copied there.
