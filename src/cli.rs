@@ -61,6 +61,8 @@ pub enum Command {
     Pull(crate::commands::pull::PullArgs),
     /// Show the berth version information
     Version(VersionArgs),
+    /// Manage volumes (create, ls, inspect, rm, prune)
+    Volume(crate::commands::volume::VolumeArgs),
 }
 
 /// When to print ANSI control characters.

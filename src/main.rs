@@ -88,6 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 Command::Login(args) => commands::login::login(&settings, &args).map(|()| 0),
                 Command::Logout(args) => commands::login::logout(&settings, &args).map(|()| 0),
                 Command::Pull(args) => commands::pull::run(&settings, &args).map(|()| 0),
+                Command::Volume(args) => commands::volume::run(&settings, &args).map(|()| 0),
                 Command::Config(_) | Command::Version(_) => unreachable!("handled above"),
             }
         }

@@ -8,6 +8,7 @@ pub mod login;
 pub mod logs;
 pub mod pull;
 pub mod version;
+pub mod volume;
 
 /// docker's tabwriter layout: every column but the last padded to its widest cell plus
 /// `padding`, and to at least `min_width`.

@@ -51,6 +51,8 @@ pub const REFS_LOCK_FILE: &str = "refs.lock";
 /// load, import), and exclusively by garbage collection, so collection never deletes content
 /// that is about to be referenced.
 pub const GC_LOCK_FILE: &str = "gc.lock";
+/// Volume store directory: `volumes/<name>/{_data/, meta.json}` (see [`crate::volumes`]).
+pub const VOLUMES_DIR: &str = "volumes";
 
 /// Mode of berth's own state directories.
 pub const STATE_DIR_MODE: u32 = 0o700;
@@ -108,6 +110,7 @@ impl Root {
             root.locks_dir(),
             root.layers_dir(),
             root.images_dir(),
+            root.volumes_dir(),
         ] {
             mkdir_all(&dir)?;
         }
@@ -169,6 +172,11 @@ impl Root {
     pub fn image_file(&self, id: &Digest) -> PathBuf {
         self.images_dir()
             .join(format!("{}{IMAGE_FILE_SUFFIX}", id.hex()))
+    }
+
+    /// `volumes`.
+    pub fn volumes_dir(&self) -> PathBuf {
+        self.path.join(VOLUMES_DIR)
     }
 
     /// `refs.json`.
@@ -262,6 +270,7 @@ mod tests {
             "content/locks",
             "layers",
             "images",
+            "volumes",
         ] {
             let m = fs::metadata(p.join(d)).unwrap();
             assert!(m.is_dir(), "{d}");

@@ -21,3 +21,4 @@ pub mod registry;
 pub mod rootfs;
 pub mod transfer;
 pub mod unpack;
+pub mod volumes;
