@@ -14,6 +14,7 @@ pub mod images;
 pub mod install;
 pub mod layers;
 pub mod layout;
+pub mod logs;
 pub mod prune;
 pub mod pull;
 pub mod reference;
