@@ -54,8 +54,9 @@ pub const MAX_ENTRY: usize = 16 * 1024;
 
 /// Encoded entries gathered before they are written out within one [`LogWriter::write`].
 const FLUSH_AT: usize = 32 * 1024;
-/// Capacity kept for the encode buffer between writes.
-const KEEP_OUT: usize = 64 * 1024;
+/// Buffer capacity kept between writes: an idle shim after a burst holds only this (plus
+/// text without newline).
+const KEEP_IDLE: usize = 4 * 1024;
 /// Bytes read at once by the reader (forwards and backwards).
 const READ_CHUNK: usize = 64 * 1024;
 /// A line longer than this cannot come from a writer (16 KiB of text escapes to < 100 KiB);
@@ -140,7 +141,8 @@ fn rotated_path(dir: &Path, n: u32) -> PathBuf {
 
 /// Appends a container's output to its log directory; synchronous, no threads, made for the
 /// shim's poll loop. Memory: at most 16 KiB held per stream for text without newline, plus an
-/// encode buffer (≤ 64 KiB kept) that is written out before [`LogWriter::write`] returns.
+/// encode buffer that is written out before [`LogWriter::write`] returns; after a burst the
+/// buffers shrink back to 4 KiB each.
 ///
 /// Dropping the writer flushes held text like [`LogWriter::close`] but only logs errors.
 pub struct LogWriter {
@@ -319,7 +321,9 @@ impl Active {
                 rest = &[];
             }
         }
-        self.flush_out()
+        let r = self.flush_out();
+        self.trim();
+        r
     }
 
     fn flush_partial_at(&mut self, now: DateTime<Utc>) -> Result<(), LogError> {
@@ -333,7 +337,9 @@ impl Active {
                 self.emit(stream, &stamp, &buf)?;
             }
         }
-        self.flush_out()
+        let r = self.flush_out();
+        self.trim();
+        r
     }
 
     /// Encodes one entry into `out`, rotating first if it would not fit the current file.
@@ -352,11 +358,16 @@ impl Active {
     }
 
     fn flush_out(&mut self) -> Result<(), LogError> {
-        let r = self.write_out(self.out.len());
-        if self.out.capacity() > KEEP_OUT {
-            self.out.shrink_to(KEEP_OUT);
+        self.write_out(self.out.len())
+    }
+
+    /// Gives back buffer memory grown by a burst (the shim may sit idle for days).
+    fn trim(&mut self) {
+        for buf in self.held.iter_mut().chain([&mut self.out]) {
+            if buf.capacity() > KEEP_IDLE && buf.len() <= KEEP_IDLE {
+                buf.shrink_to(KEEP_IDLE);
+            }
         }
-        r
     }
 
     /// Writes the first `n` bytes of `out` to the current file.
@@ -1295,6 +1306,23 @@ mod tests {
         let err: Vec<&LogEntry> = e.iter().filter(|e| e.stream == Stream::Stderr).collect();
         assert_eq!(err.len(), 1);
         assert_eq!(err[0].bytes, [b"e".repeat(6), b"\n".to_vec()].concat());
+    }
+
+    #[test]
+    fn buffers_shrink_back_after_a_burst() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = LogWriter::open(dir.path(), &cfg(0, 1)).unwrap();
+        let burst = [b"y".repeat(99), b"\n".to_vec()].concat().repeat(655);
+        w.write(Stream::Stdout, &burst).unwrap();
+        w.write(Stream::Stderr, &vec![b'z'; 20000]).unwrap();
+        let a = w.active.as_ref().unwrap();
+        assert!(a.out.capacity() <= KEEP_IDLE, "{}", a.out.capacity());
+        assert!(a.held[0].capacity() <= KEEP_IDLE);
+        // The unterminated stderr rest (20000 - 16384 bytes) is still held, nothing more.
+        assert_eq!(a.held[1].len(), 20000 - MAX_ENTRY);
+        assert!(a.held[1].capacity() <= MAX_ENTRY);
+        w.close().unwrap();
+        assert_eq!(read(dir.path(), &ReadOptions::default()).len(), 655 + 2);
     }
 
     #[test]
