@@ -49,8 +49,8 @@ pub struct Cli {
 pub enum Command {
     /// Parse, resolve and render compose file in canonical format
     Config(ConfigArgs),
-    /// Manage containers (run, ls, stop, rm, logs, …)
-    Container(crate::commands::container::ContainerArgs),
+    /// Manage containers (run, ls, stop, rm, logs, exec, …)
+    Container(ForwardArgs),
     /// Manage images (pull, ls, inspect, rm, tag)
     Image(crate::commands::image::ImageArgs),
     /// Log in to a registry
@@ -83,6 +83,17 @@ pub enum Progress {
     Quiet,
 }
 
+/// The arguments of a verb with its own command line (`container`): docker's CLI for single
+/// containers shares no option with compose (`run --env-file`, `-p`, `-f` mean other things
+/// there), so its arguments are taken raw here and parsed by the verb's own parser. Options
+/// before the verb (`--root`, `--log-level`, `--ansi`) still apply.
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+pub struct ForwardArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    pub args: Vec<String>,
+}
+
 /// `-f FILE` and `-p NAME`, the short forms of `--file` and `--project-name`: valid before the
 /// verb and after the verbs that have no `-f`/`-p` of their own. (In docker compose a verb's
 /// own flag shadows the persistent one — `logs -f` follows, `run -p` publishes; clap cannot
@@ -91,7 +102,12 @@ pub enum Progress {
 pub struct ShortGlobals {
     #[arg(id = "short_files", short = 'f', value_name = "FILE", hide = true)]
     pub files: Vec<String>,
-    #[arg(id = "short_project_name", short = 'p', value_name = "NAME", hide = true)]
+    #[arg(
+        id = "short_project_name",
+        short = 'p',
+        value_name = "NAME",
+        hide = true
+    )]
     pub project_name: Option<String>,
 }
 

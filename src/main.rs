@@ -27,6 +27,13 @@ fn main() -> ExitCode {
     // The shim: a single-threaded process from its first instruction (no runtime, no logging
     // set-up, nothing that could start a thread before libcontainer forks).
     if args.get(1).map(String::as_str) == Some(berth_engine::container::shim::SHIM_VERB) {
+        // The runtime's own diagnostics go to the shim's stderr (its shim.log); no thread is
+        // started by this.
+        tracing_subscriber::fmt()
+            .with_env_filter(EnvFilter::new("warn"))
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .init();
         let exe = std::env::current_exe().unwrap_or_else(|_| args[0].clone().into());
         return ExitCode::from(berth_engine::container::shim::main(&args[2..], &exe) as u8);
     }
@@ -83,7 +90,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let settings = Settings::resolve(&cli.global)?;
             settings.log();
             match other {
-                Command::Container(args) => commands::container::run(&settings, &args),
+                Command::Container(args) => {
+                    commands::container::run_forwarded(&settings, &args.args)
+                }
                 Command::Image(args) => commands::image::run(&settings, &args).map(|()| 0),
                 Command::Login(args) => commands::login::login(&settings, &args).map(|()| 0),
                 Command::Logout(args) => commands::login::logout(&settings, &args).map(|()| 0),

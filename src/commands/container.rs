@@ -23,10 +23,40 @@ use crate::engine::{self, Engine};
 /// Exit status of `run` when the container could not be created or started (docker's 125).
 pub const RUN_FAILED: u8 = 125;
 
-#[derive(Debug, Args)]
+/// `berth container …`, parsed on its own (see [`crate::cli::ForwardArgs`]).
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "container",
+    bin_name = "berth container",
+    about = "Manage containers",
+    disable_help_subcommand = true
+)]
 pub struct ContainerArgs {
     #[command(subcommand)]
     pub command: ContainerCommand,
+}
+
+/// docker's exit status for a command line it cannot parse.
+pub const USAGE_EXIT: u8 = 125;
+
+/// Parses the forwarded arguments and runs the verb.
+pub fn run_forwarded(settings: &Settings, raw: &[String]) -> anyhow::Result<u8> {
+    use clap::Parser;
+    let argv = std::iter::once("container".to_string()).chain(raw.iter().cloned());
+    let args = match ContainerArgs::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                _ => USAGE_EXIT,
+            };
+            let _ = e.print();
+            return Ok(code);
+        }
+    };
+    run(settings, &args)
 }
 
 #[derive(Debug, Subcommand)]
@@ -338,7 +368,7 @@ pub fn run(settings: &Settings, args: &ContainerArgs) -> anyhow::Result<u8> {
         }
         ContainerCommand::Start(a) => each(&a.containers, |key| {
             let dir = ctx.resolve(key)?;
-            lifecycle::start(&ctx.shim_exe, ctx.root(), &dir, true)?;
+            lifecycle::detach(lifecycle::start(&ctx.shim_exe, ctx.root(), &dir, true)?);
             Ok(())
         }),
         ContainerCommand::Stop(a) => each(&a.containers, |key| {
@@ -349,7 +379,7 @@ pub fn run(settings: &Settings, args: &ContainerArgs) -> anyhow::Result<u8> {
         ContainerCommand::Restart(a) => each(&a.containers, |key| {
             let dir = ctx.resolve(key)?;
             stop_with(&ctx, &dir, a)?;
-            lifecycle::start(&ctx.shim_exe, ctx.root(), &dir, true)?;
+            lifecycle::detach(lifecycle::start(&ctx.shim_exe, ctx.root(), &dir, true)?);
             Ok(())
         }),
         ContainerCommand::Kill(a) => {
@@ -444,33 +474,39 @@ fn run_container(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<
             return Ok(RUN_FAILED);
         }
     };
-    if let Err(e) = lifecycle::start(&ctx.shim_exe, ctx.root(), &dir, true) {
-        eprintln!("berth: {e:#}");
-        if a.rm {
-            let _ = lifecycle::remove(&ctx.store, &dir, true);
+    let spawned = match lifecycle::start(&ctx.shim_exe, ctx.root(), &dir, true) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            if a.rm {
+                let _ = lifecycle::remove(&ctx.store, &dir, true);
+            }
+            return Ok(RUN_FAILED);
         }
-        return Ok(RUN_FAILED);
-    }
+    };
     if a.detach {
+        lifecycle::detach(spawned);
         println!("{}", dir.id);
         return Ok(0);
     }
-    let code = crate::commands::logs::follow_until_exit(ctx, &dir)?;
-    if a.rm {
-        // The shim removes it itself (auto_remove); wait until it has, so `run --rm` leaves
-        // nothing behind when it returns.
-        for _ in 0..500 {
-            if !dir.path.exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+    crate::commands::logs::follow(&dir)?;
+    let code = match spawned {
+        Some(mut s) => {
+            let code = s.wait_exit();
+            let _ = s.child.wait();
+            code
         }
-    }
+        None => None,
+    };
+    let code = match code {
+        Some(c) => c,
+        None => lifecycle::wait(&ctx.store, &dir, None)?.unwrap_or(255),
+    };
     Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(255))
 }
 
 fn find_or_pull(settings: &Settings, ctx: &Ctx, image: &str) -> anyhow::Result<ImageRecord> {
-    if let Ok(record) = ctx.engine.stores.images.resolve(image) {
+    if let Ok(record) = crate::commands::image::resolve(&ctx.engine, image) {
         return Ok(record);
     }
     let reference = Reference::parse(image)?;
@@ -481,11 +517,7 @@ fn find_or_pull(settings: &Settings, ctx: &Ctx, image: &str) -> anyhow::Result<I
     let rt = engine::runtime()?;
     let pulled = rt.block_on(ctx.engine.pull(&reference, None))?;
     let _ = settings;
-    ctx.engine
-        .stores
-        .images
-        .get(&pulled.image_id)?
-        .context("the pulled image is gone")
+    Ok(pulled.image)
 }
 
 /// Builds the container's configuration from the flags and the image, and records it.
@@ -584,8 +616,12 @@ pub fn create(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Con
             .split_once('=')
             .with_context(|| format!("invalid ulimit argument: {u}"))?;
         let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
-        let soft: u64 = soft.parse().with_context(|| format!("invalid ulimit {u}"))?;
-        let hard: u64 = hard.parse().with_context(|| format!("invalid ulimit {u}"))?;
+        let soft: u64 = soft
+            .parse()
+            .with_context(|| format!("invalid ulimit {u}"))?;
+        let hard: u64 = hard
+            .parse()
+            .with_context(|| format!("invalid ulimit {u}"))?;
         ulimits.insert(name.to_string(), (soft, hard));
     }
     let sysctls = a
@@ -630,7 +666,10 @@ pub fn create(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Con
             "network {other:?} not found (bridge networks come with `berth network`; use none or host)"
         ),
     };
-    let (policy, retries) = a.restart.split_once(':').unwrap_or((a.restart.as_str(), "0"));
+    let (policy, retries) = a
+        .restart
+        .split_once(':')
+        .unwrap_or((a.restart.as_str(), "0"));
     if !matches!(policy, "no" | "always" | "on-failure" | "unless-stopped") {
         bail!("invalid restart policy {:?}", a.restart);
     }
@@ -927,7 +966,11 @@ pub fn status_text(s: &ContainerState) -> String {
             "Up {} (Paused)",
             since(&s.started_at).map(human_duration).unwrap_or_default()
         ),
-        Status::Exited => format!("Exited ({}) {}", s.exit_code.unwrap_or(0), ago(&s.finished_at)),
+        Status::Exited => format!(
+            "Exited ({}) {}",
+            s.exit_code.unwrap_or(0),
+            ago(&s.finished_at)
+        ),
         Status::Created => "Created".to_string(),
         Status::Restarting => format!("Restarting ({})", s.exit_code.unwrap_or(0)),
         Status::Removing => "Removal In Progress".to_string(),
@@ -956,7 +999,11 @@ fn inspect(ctx: &Ctx, a: &NamesArgs) -> anyhow::Result<u8> {
 }
 
 /// docker inspect's shape for the fields berth has.
-pub fn inspect_json(dir: &ContainerDir, c: &ContainerConfig, s: &ContainerState) -> serde_json::Value {
+pub fn inspect_json(
+    dir: &ContainerDir,
+    c: &ContainerConfig,
+    s: &ContainerState,
+) -> serde_json::Value {
     let (cmd, entry): (Vec<String>, Vec<String>) = (c.process.args.clone(), Vec::new());
     json!({
         "Id": c.id,
@@ -1038,8 +1085,5 @@ fn exec(ctx: &Ctx, a: &ExecArgs) -> anyhow::Result<u8> {
         cmd.stdin(std::process::Stdio::null());
     }
     let status = cmd.status().context("cannot run the exec helper")?;
-    Ok(status
-        .code()
-        .map(|c| c.clamp(0, 255) as u8)
-        .unwrap_or(255))
+    Ok(status.code().map(|c| c.clamp(0, 255) as u8).unwrap_or(255))
 }

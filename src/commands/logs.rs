@@ -2,10 +2,8 @@
 //! (Compose's `berth logs`, which interleaves services, builds on the same reader.)
 
 use std::io::Write;
-use std::time::Duration;
 
 use anyhow::Context;
-use berth_engine::container::lifecycle;
 use berth_engine::container::store::ContainerDir;
 use berth_engine::logs::{LogEntry, LogReader, ReadOptions, Stream};
 use chrono::{DateTime, Utc};
@@ -39,7 +37,11 @@ pub fn parse_time(s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> 
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
             return Ok(t.and_utc());
         }
@@ -116,8 +118,8 @@ fn print_entries(dir: &ContainerDir, opts: &ReadOptions, timestamps: bool) -> an
 }
 
 /// The foreground of `container run`: prints the container's output as it comes (stdout to
-/// stdout, stderr to stderr) until it exits; returns its exit code.
-pub fn follow_until_exit(ctx: &Ctx, dir: &ContainerDir) -> anyhow::Result<i32> {
+/// stdout, stderr to stderr) until it exits.
+pub fn follow(dir: &ContainerDir) -> anyhow::Result<()> {
     let config = dir.config()?;
     if config.log.driver != "none" {
         let opts = ReadOptions {
@@ -126,11 +128,7 @@ pub fn follow_until_exit(ctx: &Ctx, dir: &ContainerDir) -> anyhow::Result<i32> {
         };
         print_entries(dir, &opts, false)?;
     }
-    let code = lifecycle::wait(&ctx.store, dir, None)?;
-    // The shim records the exit before it lets go of its lock; give a removal by
-    // `--rm` (done by the shim) a moment.
-    let _ = Duration::ZERO;
-    Ok(code.unwrap_or(255))
+    Ok(())
 }
 
 #[cfg(test)]

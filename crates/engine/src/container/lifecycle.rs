@@ -70,17 +70,18 @@ fn is_running(state: &ContainerState) -> bool {
     matches!(state.status, Status::Running | Status::Paused)
 }
 
-/// Starts a created or exited container (a no-op for a running one); returns the init pid.
-/// `user` says whether the user asked (it clears the manual-stop flag and the restart count).
+/// Starts a created or exited container (a no-op for a running one: `None`). `user` says
+/// whether the user asked (it clears the manual-stop flag and the restart count). The caller
+/// keeps the [`shim::Spawned`] to learn the exit code, or hands it to [`detach`].
 pub fn start(
     shim_exe: &Path,
     root: &Path,
     dir: &ContainerDir,
     user: bool,
-) -> Result<i32, LifecycleError> {
+) -> Result<Option<shim::Spawned>, LifecycleError> {
     let st = state(dir)?;
     if is_running(&st) {
-        return Ok(st.pid.unwrap_or(0));
+        return Ok(None);
     }
     if user {
         dir.update_state(|s| {
@@ -88,16 +89,18 @@ pub fn start(
             s.restart_count = 0;
         })?;
     }
-    let (child, pid) = shim::spawn(shim_exe, root, dir)?;
-    // The shim lives on; nothing waits for it here. The kernel re-parents it when this
-    // process exits; a long-lived caller reaps it through `reap_in_background`.
-    reap_in_background(child);
-    Ok(pid)
+    Ok(Some(shim::spawn(shim_exe, root, dir)?))
 }
 
-/// Waits for a spawned shim in a small thread so it never lingers as a zombie in a long-lived
-/// process. (A thread is fine here: this is the caller's process, never the shim.)
-fn reap_in_background(mut child: std::process::Child) {
+/// Lets a started shim go: a small thread waits for it so it never lingers as a zombie in a
+/// long-lived process (a short-lived one may simply exit; the kernel re-parents the shim).
+/// The thread is in the caller's process, never in the shim.
+pub fn detach(spawned: Option<shim::Spawned>) {
+    let Some(spawned) = spawned else { return };
+    let shim::Spawned {
+        mut child, report, ..
+    } = spawned;
+    drop(report);
     let _ = std::thread::Builder::new()
         .name("shim-reaper".into())
         .stack_size(64 * 1024)

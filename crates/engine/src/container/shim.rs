@@ -32,12 +32,12 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use self::interim::{LogWriter, Stream};
-use crate::container::spec::{SpecContext, build_spec};
 use crate::container::config::{ContainerConfig, ContainerState, Status};
+use crate::container::spec::{SpecContext, build_spec};
 use crate::container::store::{ContainerDir, ContainerStore};
 use crate::fsutil::{self, Lock};
 use crate::layout::Stores;
+use crate::logs::{LogWriter, Stream};
 use crate::rootfs::Rootfs;
 
 /// The hidden verb the binary dispatches to [`main`].
@@ -90,14 +90,38 @@ pub fn runtime_id(id: &str) -> &str {
     &id[..16.min(id.len())]
 }
 
+/// A started shim: its process, the container's init pid, and the shim's report pipe, on
+/// which it writes `exit <code>` when the container has exited, before anything is removed
+/// (so `run --rm` in the foreground learns the code of a container that removes itself).
+#[derive(Debug)]
+pub struct Spawned {
+    pub child: std::process::Child,
+    pub pid: i32,
+    pub report: BufReader<std::process::ChildStdout>,
+}
+
+impl Spawned {
+    /// Blocks until the shim reports the exit; `None` when it died without reporting.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match self.report.read_line(&mut line) {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {
+                    if let Some(code) = line.trim_end().strip_prefix("exit ") {
+                        return code.parse().ok();
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Spawns the shim for container `dir` and waits until it reports the container started (its
 /// init pid) or failed. The shim is left running, in its own process group; the caller must
 /// reap the returned child eventually (a short-lived CLI can simply exit).
-pub fn spawn(
-    shim_exe: &Path,
-    root: &Path,
-    dir: &ContainerDir,
-) -> Result<(std::process::Child, i32), ShimError> {
+pub fn spawn(shim_exe: &Path, root: &Path, dir: &ContainerDir) -> Result<Spawned, ShimError> {
     let log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -116,8 +140,9 @@ pub fn spawn(
         .spawn()
         .map_err(io_err("spawn the shim"))?;
     let stdout = child.stdout.take().expect("piped stdout");
+    let mut report = BufReader::new(stdout);
     let mut line = String::new();
-    BufReader::new(stdout)
+    report
         .read_line(&mut line)
         .map_err(io_err("read the shim's report"))?;
     let line = line.trim_end();
@@ -125,7 +150,7 @@ pub fn spawn(
         let pid = pid
             .parse()
             .map_err(|_| ShimError::Msg(format!("shim reported a bad pid: {line:?}")))?;
-        return Ok((child, pid));
+        return Ok(Spawned { child, pid, report });
     }
     let _ = child.wait();
     let msg = match line.strip_prefix("error ") {
@@ -152,36 +177,43 @@ pub fn main(args: &[String], shim_exe: &Path) -> i32 {
     match Shim::start(&root, &id, shim_exe) {
         Ok(mut shim) => {
             report.send(&format!("ok {}", shim.pid));
-            shim.run();
+            let code = shim.run();
+            report.send(&format!("exit {code}"));
+            report.close();
+            shim.remove_if_asked();
             0
         }
         Err(e) => {
             let msg = e.to_string().replace('\n', " ");
             eprintln!("shim {id}: {msg}");
             report.send(&format!("error {msg}"));
+            report.close();
             1
         }
     }
 }
 
-/// The starter's pipe on fd 1: one line, then fd 1 points at /dev/null.
+/// The starter's pipe on fd 1: `ok <pid>` or `error …` first, `exit <code>` last. A starter
+/// that went away makes the writes fail with EPIPE (SIGPIPE is ignored here), nothing more.
 struct ReportPipe {
-    sent: bool,
+    closed: bool,
 }
 
 impl ReportPipe {
     fn stdout() -> ReportPipe {
-        ReportPipe { sent: false }
+        ReportPipe { closed: false }
     }
     fn send(&mut self, line: &str) {
-        if self.sent {
+        if self.closed {
             return;
         }
-        self.sent = true;
         let mut out = io::stdout().lock();
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
-        drop(out);
+    }
+    /// Points fd 1 at /dev/null: the starter sees EOF.
+    fn close(&mut self) {
+        self.closed = true;
         if let Ok(null) = File::options().write(true).open("/dev/null") {
             let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
         }
@@ -304,6 +336,7 @@ impl Shim {
         .with_stdin(OwnedFd::from(null))
         .with_stdout(out_w)
         .with_stderr(err_w)
+        .with_executor(DefaultSignalsExecutor)
         .as_init(&bundle)
         .with_systemd(false)
         .with_detach(true)
@@ -369,8 +402,9 @@ impl Shim {
         })
     }
 
-    /// The poll loop; returns when the container has exited and everything is recorded.
-    fn run(&mut self) {
+    /// The poll loop; returns the exit code once the container has exited and everything is
+    /// recorded.
+    fn run(&mut self) -> i32 {
         let mut exit: Option<i32> = None;
         let mut buf = vec![0u8; 32 * 1024];
         loop {
@@ -450,6 +484,7 @@ impl Shim {
         }
         let code = exit.unwrap_or(255);
         self.finish(code);
+        code
     }
 
     /// Reaps children; returns the init process' exit code once it has exited.
@@ -482,7 +517,11 @@ impl Shim {
                     *slot = None;
                     return;
                 }
-                Ok(n) => self.log.write(stream, &buf[..n]),
+                Ok(n) => {
+                    if let Err(e) = self.log.write(stream, &buf[..n]) {
+                        eprintln!("shim: log: {e}");
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
@@ -584,7 +623,9 @@ impl Shim {
 
     /// Records the exit, cleans up the runtime state, cgroup and rootfs, answers the waiters.
     fn finish(&mut self, code: i32) {
-        self.log.flush_partial();
+        if let Err(e) = self.log.flush_partial() {
+            eprintln!("shim: log: {e}");
+        }
         let cg = cgroups_path(&self.config);
         let oom = oom_killed(&cg);
         if let Err(e) = self.container.delete(true) {
@@ -611,17 +652,19 @@ impl Shim {
                 let _ = writeln!(c.stream, "exit {code}");
             }
         }
-        if self.config.auto_remove {
-            if let Ok(stores) = Stores::open(
-                self.dir
-                    .path
-                    .parent()
-                    .and_then(Path::parent)
-                    .unwrap_or(Path::new("/")),
-            ) {
-                if let Ok(store) = ContainerStore::open(&stores.root) {
-                    let _ = store.remove(&self.dir);
-                }
+    }
+
+    /// `--rm`: the record goes once the exit is reported.
+    fn remove_if_asked(&self) {
+        if !self.config.auto_remove {
+            return;
+        }
+        let Some(root) = self.dir.path.parent().and_then(Path::parent) else {
+            return;
+        };
+        if let Ok(root) = crate::layout::Root::open(root) {
+            if let Ok(store) = ContainerStore::open(&root) {
+                let _ = store.remove(&self.dir);
             }
         }
     }
@@ -770,39 +813,43 @@ pub fn observed_state(dir: &ContainerDir) -> Result<ContainerState, fsutil::FsEr
     Ok(state)
 }
 
-/// Stand-ins until the spec builder and the log writer land.
-mod interim {
-    use super::*;
+/// libcontainer's default executor, after putting every signal back to its default action:
+/// the shim (like any Rust program) ignores SIGPIPE, and ignored signals survive `execve`, so
+/// without this the container's processes would ignore SIGPIPE too (Docker's don't).
+#[derive(Clone)]
+struct DefaultSignalsExecutor;
 
-    #[derive(Clone, Copy)]
-    pub enum Stream {
-        Stdout,
-        Stderr,
+impl libcontainer::workload::Executor for DefaultSignalsExecutor {
+    fn exec(
+        &self,
+        spec: &oci_spec::runtime::Spec,
+    ) -> Result<(), libcontainer::workload::ExecutorError> {
+        sys::reset_signal_dispositions();
+        libcontainer::workload::default::get_executor().exec(spec)
     }
 
-    pub struct LogWriter(File);
+    fn validate(
+        &self,
+        spec: &oci_spec::runtime::Spec,
+    ) -> Result<(), libcontainer::workload::ExecutorValidationError> {
+        libcontainer::workload::default::get_executor().validate(spec)
+    }
+}
 
-    impl LogWriter {
-        pub fn open(
-            dir: &Path,
-            _cfg: &crate::container::config::LogConfig,
-        ) -> io::Result<LogWriter> {
-            fs::create_dir_all(dir)?;
-            Ok(LogWriter(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dir.join("container.log"))?,
-            ))
+#[allow(unsafe_code)]
+mod sys {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+
+    /// Every catchable signal back to `SIG_DFL`.
+    pub(super) fn reset_signal_dispositions() {
+        for sig in Signal::iterator() {
+            if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+                continue;
+            }
+            // SAFETY: installing SIG_DFL registers no handler code, so no async-signal-safety
+            // requirement applies; this runs in the container's init process right before it
+            // execs the payload, with no other thread.
+            let _ = unsafe { signal(sig, SigHandler::SigDfl) };
         }
-        pub fn write(&mut self, stream: Stream, bytes: &[u8]) {
-            let tag = match stream {
-                Stream::Stdout => b'o',
-                Stream::Stderr => b'e',
-            };
-            let _ = self.0.write_all(&[tag]);
-            let _ = self.0.write_all(bytes);
-        }
-        pub fn flush_partial(&mut self) {}
     }
 }

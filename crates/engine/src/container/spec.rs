@@ -785,7 +785,10 @@ pub fn build_spec(cfg: &ContainerConfig, ctx: &SpecContext) -> Result<Spec, Spec
     process.set_cwd(PathBuf::from(cwd));
     process.set_capabilities(Some(capabilities));
     process.set_rlimits((!rl.is_empty()).then_some(rl));
-    process.set_no_new_privileges(Some(sec.no_new_privileges));
+    // Unset rather than `false`: libcontainer 0.7 loads a seccomp filter while it still has
+    // CAP_SYS_ADMIN only when the field is absent; with `Some(false)` it loads it after the
+    // capabilities are dropped, and the kernel refuses (no_new_privs is not set either).
+    process.set_no_new_privileges(sec.no_new_privileges.then_some(true));
     process.set_oom_score_adj(cfg.resources.oom_score_adj);
 
     // Root.
@@ -958,7 +961,7 @@ mod tests {
         assert_eq!(p.cwd(), Path::new("/"));
         assert_eq!((p.user().uid(), p.user().gid()), (0, 0));
         assert_eq!(p.terminal(), Some(false));
-        assert_eq!(p.no_new_privileges(), Some(false));
+        assert_eq!(p.no_new_privileges(), None);
         assert!(p.rlimits().is_none());
         let caps = p.capabilities().as_ref().unwrap();
         let mut want: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
