@@ -545,3 +545,125 @@ fn pause_unpause_rename_and_names() {
     env.ok(&["container", "rename", "p1", "p2"]);
     env.ok(&["container", "rm", "-f", "p2"]);
 }
+
+#[test]
+fn volumes_copy_up_persist_and_bind_mounts() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new();
+    // A new named volume at /data is filled from the image (owner and content kept).
+    let (code, out, err) = env.sh(
+        &["-v", "appdata:/data"],
+        "cat /data/seed.txt; stat -c '%u:%g %a' /data; echo kept > /data/new.txt",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "seeded by the image\n1000:1000 750\n");
+    // It outlives the container; it is not filled again.
+    let (_, out, _) = env.sh(
+        &["-v", "appdata:/data"],
+        "rm /data/seed.txt; cat /data/new.txt",
+    );
+    assert_eq!(out, "kept\n");
+    let (_, out, _) = env.sh(&["-v", "appdata:/data"], "ls /data");
+    assert_eq!(out, "new.txt\n");
+    let ls = env.ok(&["volume", "ls", "-q"]);
+    assert_eq!(
+        ls, "appdata\n",
+        "the anonymous volumes of --rm containers are gone"
+    );
+    // In use: refused; read-only mounts are read-only.
+    env.ok(&[
+        "container",
+        "create",
+        "--name",
+        "holder",
+        "-v",
+        "appdata:/data:ro",
+        IMAGE,
+    ]);
+    let out = env.run(&["volume", "rm", "appdata"]);
+    assert_ne!(out.status.code(), Some(0));
+    let out = env.run(&["container", "start", "holder"]);
+    assert!(out.status.success());
+    env.ok(&["container", "wait", "holder"]);
+    env.ok(&["container", "rm", "holder"]);
+    env.ok(&["volume", "rm", "appdata"]);
+
+    // Bind mounts, in both directions; a missing host dir is created by the short syntax.
+    let host = env.tmp.path().join("host");
+    let spec = format!("{}:/mnt/h", host.display());
+    let (code, _, err) = env.sh(&["-v", &spec], "echo from-container > /mnt/h/f");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(host.join("f")).unwrap(),
+        "from-container\n"
+    );
+    let ro = format!("{}:/mnt/h:ro", host.display());
+    assert_ne!(env.sh(&["-v", &ro], "echo x > /mnt/h/g").0, 0);
+    // tmpfs with a size.
+    let (_, out, _) = env.sh(&["--tmpfs", "/scratch:size=1m"], "df -k /scratch | tail -1");
+    assert!(out.split_whitespace().nth(1) == Some("1024"), "{out}");
+    // An anonymous volume of a kept container goes with rm -v.
+    env.ok(&[
+        "container",
+        "run",
+        "--name",
+        "anon",
+        "-v",
+        "/cache",
+        IMAGE,
+        "true",
+    ]);
+    assert_eq!(env.ok(&["volume", "ls", "-q"]).lines().count(), 1);
+    env.ok(&["container", "rm", "-v", "anon"]);
+    assert_eq!(env.ok(&["volume", "ls", "-q"]), "");
+}
+
+#[test]
+fn exec_runs_in_the_container_with_its_exit_code() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new();
+    env.ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "ex",
+        "-e",
+        "X=1",
+        IMAGE,
+        "sleep",
+        "100",
+    ]);
+    env.wait_status("ex", "running", Duration::from_secs(5));
+    let out = env.run(&["container", "exec", "ex", "sh", "-c", "echo $X $Y; exit 5"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
+    let out = env.ok(&[
+        "container",
+        "exec",
+        "-e",
+        "Y=2",
+        "-w",
+        "/tmp",
+        "-u",
+        "app",
+        "ex",
+        "sh",
+        "-c",
+        "echo $X $Y $(pwd) $(id -u)",
+    ]);
+    assert_eq!(out, "1 2 /tmp 1000\n");
+    // The exec'd process is in the container's pid namespace: it sees the sleep as pid 1.
+    let out = env.ok(&["container", "exec", "ex", "cat", "/proc/1/cmdline"]);
+    assert_eq!(out, "sleep\0100\0");
+    let out = env.run(&["container", "exec", "ex", "/nonexistent"]);
+    assert_ne!(out.status.code(), Some(0));
+    env.ok(&["container", "stop", "-t", "0", "ex"]);
+    let out = env.run(&["container", "exec", "ex", "true"]);
+    assert_ne!(out.status.code(), Some(0), "exec in a stopped container");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not running"));
+}

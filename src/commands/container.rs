@@ -392,7 +392,13 @@ pub fn run(settings: &Settings, args: &ContainerArgs) -> anyhow::Result<u8> {
         }
         ContainerCommand::Rm(a) => each(&a.containers, |key| {
             let dir = ctx.resolve(key)?;
-            lifecycle::remove(&ctx.store, &dir, a.force)?;
+            lifecycle::remove(
+                &ctx.engine.stores.root,
+                &ctx.store,
+                &dir,
+                a.force,
+                a.volumes,
+            )?;
             Ok(())
         }),
         ContainerCommand::Ls(a) => ls(&ctx, a).map(|()| 0),
@@ -479,7 +485,7 @@ fn run_container(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<
         Err(e) => {
             eprintln!("berth: {e:#}");
             if a.rm {
-                let _ = lifecycle::remove(&ctx.store, &dir, true);
+                let _ = lifecycle::remove(&ctx.engine.stores.root, &ctx.store, &dir, true, true);
             }
             return Ok(RUN_FAILED);
         }
@@ -566,6 +572,23 @@ pub fn create(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Con
     for t in &a.tmpfs {
         mounts.push(parse_tmpfs_flag(t)?);
     }
+    // The image's VOLUMEs not covered by a mount get anonymous volumes, as in Docker.
+    for target in &image.config.volumes {
+        let t = target.trim_end_matches('/');
+        if !mounts.iter().any(|m| m.target.trim_end_matches('/') == t) {
+            mounts.push(MountConfig {
+                target: target.clone(),
+                read_only: false,
+                kind: MountKind::Volume {
+                    name: berth_engine::volumes::random_name()?,
+                    nocopy: false,
+                    anonymous: true,
+                    subpath: None,
+                },
+            });
+        }
+    }
+    ensure_volumes(ctx, &mounts)?;
     let mut security = SecurityConfig {
         privileged: a.privileged,
         cap_add: a.cap_add.clone(),
@@ -749,6 +772,34 @@ pub fn create(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Con
     Ok(ctx.store.create(&config)?)
 }
 
+/// Creates the named and anonymous volumes the mounts use (existing ones are kept as they
+/// are, as Docker does).
+pub fn ensure_volumes(ctx: &Ctx, mounts: &[MountConfig]) -> anyhow::Result<()> {
+    let mut store = None;
+    for m in mounts {
+        if let MountKind::Volume {
+            name, anonymous, ..
+        } = &m.kind
+        {
+            let store = match &store {
+                Some(s) => s,
+                None => store.insert(berth_engine::volumes::VolumeStore::open(
+                    &ctx.engine.stores.root,
+                )?),
+            };
+            let mut opts = berth_engine::volumes::VolumeOptions::default();
+            if *anonymous {
+                opts.labels.insert(
+                    berth_engine::volumes::ANONYMOUS_LABEL.to_string(),
+                    String::new(),
+                );
+            }
+            store.create(name, &opts)?;
+        }
+    }
+    Ok(())
+}
+
 fn env_entry(e: &str, settings: &Settings) -> String {
     if e.contains('=') {
         e.to_string()
@@ -780,7 +831,7 @@ fn parse_volume_flag(v: &str) -> anyhow::Result<MountConfig> {
     let read_only = opts.split(',').any(|o| o == "ro");
     let kind = match src {
         None => MountKind::Volume {
-            name: cstore::new_id(),
+            name: berth_engine::volumes::random_name()?,
             nocopy: false,
             anonymous: true,
             subpath: None,

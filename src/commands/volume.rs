@@ -109,12 +109,11 @@ pub fn run(settings: &Settings, args: &VolumeArgs) -> anyhow::Result<()> {
     }
 }
 
-/// The in-use hook: volume name → ids of the containers that use it (any state, as Docker
-/// counts them). Until the container store exists no volume is in use; the integrator
-/// replaces this body with a scan of the containers' `MountKind::Volume { name, .. }` mounts.
-/// `rm`, `prune` and `ls --filter dangling=` all go through it.
-fn volume_users(_root: &Root) -> anyhow::Result<HashMap<String, Vec<String>>> {
-    Ok(HashMap::new())
+/// Volume name → the containers (any state) whose mounts use it; Docker refuses to remove
+/// those even with `--force`. `rm`, `prune` and `ls --filter dangling=` all go through it.
+fn volume_users(root: &Root) -> anyhow::Result<HashMap<String, Vec<String>>> {
+    let store = berth_engine::container::store::ContainerStore::open(root)?;
+    Ok(store.volume_users()?.into_iter().collect())
 }
 
 /// `KEY=VALUE` (or `KEY`, an empty value) pairs, as docker's `--opt` and `--label` read them.

@@ -294,13 +294,51 @@ pub fn resume(store: &ContainerStore, dir: &ContainerDir) -> Result<(), Lifecycl
     Ok(())
 }
 
+/// Removes the anonymous volumes of a removed container that no other container uses
+/// (`rm -v`, `run --rm`); errors are logged, not returned: the container is gone already.
+pub fn remove_anonymous_volumes(
+    root: &crate::layout::Root,
+    store: &ContainerStore,
+    config: &crate::container::config::ContainerConfig,
+) {
+    let anonymous: Vec<&str> = config
+        .mounts
+        .iter()
+        .filter_map(|m| match &m.kind {
+            crate::container::config::MountKind::Volume {
+                name,
+                anonymous: true,
+                ..
+            } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    if anonymous.is_empty() {
+        return;
+    }
+    let (Ok(volumes), Ok(users)) = (
+        crate::volumes::VolumeStore::open(root),
+        store.volume_users(),
+    ) else {
+        return;
+    };
+    for name in anonymous {
+        let using = |n: &str| users.get(n).cloned().unwrap_or_default();
+        if let Err(e) = volumes.remove(name, true, &using) {
+            tracing::warn!(volume = name, "cannot remove anonymous volume: {e}");
+        }
+    }
+}
+
 /// Removes a container: refuses a running one unless `force` (then SIGKILL and wait). Keeps
 /// cleaning after errors: the rootfs is unmounted, runtime leftovers and the cgroup removed,
-/// then the record.
+/// then the record. `volumes`: its anonymous volumes too (`rm -v`).
 pub fn remove(
+    root: &crate::layout::Root,
     store: &ContainerStore,
     dir: &ContainerDir,
     force: bool,
+    volumes: bool,
 ) -> Result<(), LifecycleError> {
     let st = state(dir)?;
     if is_running(&st) {
@@ -321,13 +359,21 @@ pub fn remove(
     if let Err(e) = Rootfs::at(&dir.path).unmount() {
         first_error.get_or_insert(e.into());
     }
-    if let Ok(config) = dir.config() {
-        shim::remove_cgroup_parents(&shim::cgroups_path(&config));
+    let config = dir.config().ok();
+    if let Some(config) = &config {
+        shim::remove_cgroup_parents(&shim::cgroups_path(config));
     }
     let _ = std::fs::remove_file(shim::socket_path(store, &dir.id));
     let _ = std::fs::remove_dir_all(shim::runtime_root(store).join(shim::runtime_id(&dir.id)));
-    if let Err(e) = store.remove(dir) {
-        first_error.get_or_insert(e.into());
+    match store.remove(dir) {
+        Ok(()) => {
+            if let (true, Some(config)) = (volumes, &config) {
+                remove_anonymous_volumes(root, store, config);
+            }
+        }
+        Err(e) => {
+            first_error.get_or_insert(e.into());
+        }
     }
     match first_error {
         Some(e) => Err(e),

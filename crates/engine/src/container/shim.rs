@@ -32,13 +32,14 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::container::config::{ContainerConfig, ContainerState, Status};
+use crate::container::config::{ContainerConfig, ContainerState, MountKind, Status};
 use crate::container::spec::{SpecContext, build_spec};
 use crate::container::store::{ContainerDir, ContainerStore};
 use crate::fsutil::{self, Lock};
 use crate::layout::Stores;
 use crate::logs::{LogWriter, Stream};
 use crate::rootfs::Rootfs;
+use crate::volumes::VolumeStore;
 
 /// The hidden verb the binary dispatches to [`main`].
 pub const SHIM_VERB: &str = "__shim";
@@ -293,13 +294,14 @@ impl Shim {
             .map_err(|e| ShimError::Msg(e.to_string()))?
             .ok_or_else(|| ShimError::Msg(format!("image {image_id} is gone")))?;
         let rootfs = Rootfs::mount(stores, &image, &dir.path)?;
+        let volume_sources = prepare_mounts(&stores.root, config, rootfs.merged())?;
 
         // The bundle.
         let ctx = SpecContext {
             rootfs: rootfs.merged().to_path_buf(),
             container_dir: dir.path.clone(),
             cgroups_path: cgroups_path(config),
-            volume_sources: BTreeMap::new(),
+            volume_sources,
             init_binary: init_binary(config),
             cgroup_v2: crate::container::spec::host_cgroup_v2(),
         };
@@ -665,9 +667,64 @@ impl Shim {
         if let Ok(root) = crate::layout::Root::open(root) {
             if let Ok(store) = ContainerStore::open(&root) {
                 let _ = store.remove(&self.dir);
+                crate::container::lifecycle::remove_anonymous_volumes(&root, &store, &self.config);
             }
         }
     }
+}
+
+/// Volumes: each one's host directory, filled from the image on first use (Docker's copy-up)
+/// unless `nocopy`. Binds: a missing source is created when the short syntax asked for it,
+/// else refused.
+fn prepare_mounts(
+    root: &crate::layout::Root,
+    config: &ContainerConfig,
+    rootfs: &Path,
+) -> Result<BTreeMap<String, PathBuf>, ShimError> {
+    let mut sources = BTreeMap::new();
+    let mut volumes = None;
+    for m in &config.mounts {
+        match &m.kind {
+            MountKind::Volume { name, nocopy, .. } => {
+                let store = match &volumes {
+                    Some(s) => s,
+                    None => volumes.insert(
+                        VolumeStore::open(root).map_err(|e| ShimError::Msg(e.to_string()))?,
+                    ),
+                };
+                let vol_err = |e: crate::volumes::VolumeError| ShimError::Msg(e.to_string());
+                let volume = match store.get(name) {
+                    Ok(v) => v,
+                    // Removed behind the container's back: made again, as Docker does.
+                    Err(_) => store
+                        .create(name, &crate::volumes::VolumeOptions::default())
+                        .map_err(vol_err)?,
+                };
+                if !nocopy {
+                    store.populate(name, rootfs, &m.target).map_err(vol_err)?;
+                }
+                sources.insert(name.clone(), store.mountpoint_of(&volume));
+            }
+            MountKind::Bind {
+                source,
+                create_host_path,
+                ..
+            } => {
+                if !source.exists() {
+                    if *create_host_path {
+                        fs::create_dir_all(source).map_err(io_err("create the bind source"))?;
+                    } else {
+                        return Err(ShimError::Msg(format!(
+                            "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                            source.display()
+                        )));
+                    }
+                }
+            }
+            MountKind::Tmpfs { .. } => {}
+        }
+    }
+    Ok(sources)
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> Result<(), ShimError> {

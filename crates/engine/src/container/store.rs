@@ -9,11 +9,12 @@
 //! by renaming it back to a `.tmp-` name first; [`ContainerStore::open`] sweeps such leftovers,
 //! so a crash never leaves a half-visible container.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::container::config::{ContainerConfig, ContainerState};
+use crate::container::config::{ContainerConfig, ContainerState, MountKind};
 use crate::fsutil::{self, FsError, Lock};
 use crate::layout::Root;
 
@@ -244,6 +245,23 @@ impl ContainerStore {
                 ids: matches,
             }),
         }
+    }
+
+    /// Volume name → the ids of the containers (any state) whose mounts use it: a volume in
+    /// this map is in use and cannot be removed.
+    pub fn volume_users(&self) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
+        let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for id in self.ids()? {
+            let Ok(config) = self.dir_of(&id).config() else {
+                continue;
+            };
+            for m in &config.mounts {
+                if let MountKind::Volume { name, .. } = &m.kind {
+                    users.entry(name.clone()).or_default().push(id.clone());
+                }
+            }
+        }
+        Ok(users)
     }
 
     /// Renames a container (`berth container rename`).
