@@ -4,8 +4,8 @@
 set -euo pipefail
 
 # Debian packages the tests use: a real registry on loopback and the busybox the test images are made of.
-# (libseccomp-dev, busybox-static, docker-registry, nftables, iproute2).
-packages=(docker-registry busybox-static)
+# libseccomp-dev for the runtime's seccomp filters, tini for `init: true` (Docker's docker-init is tini too).
+packages=(docker-registry busybox-static libseccomp-dev tini)
 
 missing=()
 for p in "${packages[@]+"${packages[@]}"}"; do

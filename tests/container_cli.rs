@@ -659,7 +659,7 @@ fn exec_runs_in_the_container_with_its_exit_code() {
     assert_eq!(out, "1 2 /tmp 1000\n");
     // The exec'd process is in the container's pid namespace: it sees the sleep as pid 1.
     let out = env.ok(&["container", "exec", "ex", "cat", "/proc/1/cmdline"]);
-    assert_eq!(out, "sleep\0100\0");
+    assert_eq!(out, "sleep\u{0}100\u{0}");
     let out = env.run(&["container", "exec", "ex", "/nonexistent"]);
     assert_ne!(out.status.code(), Some(0));
     env.ok(&["container", "stop", "-t", "0", "ex"]);

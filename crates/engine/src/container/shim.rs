@@ -664,11 +664,11 @@ impl Shim {
         let Some(root) = self.dir.path.parent().and_then(Path::parent) else {
             return;
         };
-        if let Ok(root) = crate::layout::Root::open(root) {
-            if let Ok(store) = ContainerStore::open(&root) {
-                let _ = store.remove(&self.dir);
-                crate::container::lifecycle::remove_anonymous_volumes(&root, &store, &self.config);
-            }
+        if let Ok(root) = crate::layout::Root::open(root)
+            && let Ok(store) = ContainerStore::open(&root)
+        {
+            let _ = store.remove(&self.dir);
+            crate::container::lifecycle::remove_anonymous_volumes(&root, &store, &self.config);
         }
     }
 }
@@ -771,10 +771,10 @@ pub fn oom_killed(cgroups_path: &str) -> bool {
         if let Ok(text) = fs::read_to_string(&file) {
             for line in text.lines() {
                 let mut parts = line.split_whitespace();
-                if parts.next() == Some(key) {
-                    if let Some(n) = parts.next().and_then(|n| n.parse::<u64>().ok()) {
-                        return n > 0;
-                    }
+                if parts.next() == Some(key)
+                    && let Some(n) = parts.next().and_then(|n| n.parse::<u64>().ok())
+                {
+                    return n > 0;
                 }
             }
         }

@@ -221,12 +221,15 @@ impl ContainerStore {
     /// Finds a container by exact name, full id, or unique id prefix (docker's order).
     pub fn resolve(&self, key: &str) -> Result<ContainerDir, StoreError> {
         let key = key.strip_prefix('/').unwrap_or(key);
-        if !key.is_empty() && !key.contains('/') && key != "." && key != ".." {
-            if let Ok(target) = fs::read_link(self.dir.join(NAMES_DIR).join(key)) {
-                let id = target.to_string_lossy().into_owned();
-                if self.dir.join(&id).is_dir() {
-                    return Ok(self.dir_of(&id));
-                }
+        if !key.is_empty()
+            && !key.contains('/')
+            && key != "."
+            && key != ".."
+            && let Ok(target) = fs::read_link(self.dir.join(NAMES_DIR).join(key))
+        {
+            let id = target.to_string_lossy().into_owned();
+            if self.dir.join(&id).is_dir() {
+                return Ok(self.dir_of(&id));
             }
         }
         if key.is_empty() || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
