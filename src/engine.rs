@@ -16,7 +16,10 @@ use crate::cli::Settings;
 /// Stores, registry client and credentials, opened once per command.
 pub struct Engine {
     pub stores: Stores,
-    pub registry: Registry,
+    registry_options: RegistryOptions,
+    /// Made on first use: building the client loads the TLS root store (~15 ms), which
+    /// commands that never reach a registry (`container run` of a local image) shouldn't pay.
+    registry: std::sync::OnceLock<Registry>,
     docker_config_dir: std::path::PathBuf,
 }
 
@@ -53,9 +56,16 @@ impl Engine {
         .unwrap_or_else(|| "/nonexistent/.docker".into());
         Ok(Engine {
             stores,
-            registry: Registry::new(RegistryOptions { insecure, mirrors }),
+            registry_options: RegistryOptions { insecure, mirrors },
+            registry: std::sync::OnceLock::new(),
             docker_config_dir,
         })
+    }
+
+    /// The registry client.
+    pub fn registry(&self) -> &Registry {
+        self.registry
+            .get_or_init(|| Registry::new(self.registry_options.clone()))
     }
 
     /// Docker's credentials file (read at each use: `login` may have changed it).
@@ -79,7 +89,7 @@ impl Engine {
             progress,
             ..PullOptions::default()
         };
-        pull(&self.stores, &self.registry, reference, &opts)
+        pull(&self.stores, self.registry(), reference, &opts)
             .await
             .with_context(|| format!("failed to pull {}", reference.familiar_string()))
     }

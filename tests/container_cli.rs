@@ -667,3 +667,49 @@ fn exec_runs_in_the_container_with_its_exit_code() {
     assert_ne!(out.status.code(), Some(0), "exec in a stopped container");
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not running"));
 }
+
+#[test]
+fn run_interactive_and_with_a_terminal() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new();
+    let run_with_input = |args: &[&str], input: &[u8]| -> Output {
+        use std::io::Write;
+        let mut child = env
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // -i: our stdin is the container's; its end closes the container's stdin.
+    let out = run_with_input(
+        &[
+            "container",
+            "run",
+            "--rm",
+            "-i",
+            IMAGE,
+            "sh",
+            "-c",
+            "cat; echo done",
+        ],
+        b"hello\nworld\n",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\nworld\ndone\n");
+    // Without -i the container's stdin is empty.
+    let out = run_with_input(&["container", "run", "--rm", IMAGE, "cat"], b"ignored\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    // -t: a terminal; the exit code comes back.
+    let out = run_with_input(
+        &["container", "run", "--rm", "-i", "-t", IMAGE, "sh"],
+        b"tty; exit 4\n",
+    );
+    assert_eq!(out.status.code(), Some(4));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/0"), "{text}");
+}

@@ -495,7 +495,11 @@ fn run_container(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<
         println!("{}", dir.id);
         return Ok(0);
     }
-    crate::commands::logs::follow(&dir)?;
+    if a.interactive || a.tty {
+        attach(ctx, &dir, a.tty)?;
+    } else {
+        crate::commands::logs::follow(&dir)?;
+    }
     let code = match spawned {
         Some(mut s) => {
             let code = s.wait_exit();
@@ -1117,9 +1121,6 @@ pub fn inspect_json(
 /// stdio; its exit code is the command's.
 fn exec(ctx: &Ctx, a: &ExecArgs) -> anyhow::Result<u8> {
     let dir = ctx.resolve(&a.container)?;
-    if a.tty {
-        bail!("exec -t (a pseudo-TTY) is not supported yet; run without -t");
-    }
     let req = berth_engine::container::exec::ExecRequest {
         id: dir.id.clone(),
         args: a.command.clone(),
@@ -1128,6 +1129,7 @@ fn exec(ctx: &Ctx, a: &ExecArgs) -> anyhow::Result<u8> {
         workdir: a.workdir.clone(),
         privileged: a.privileged,
         detach: a.detach,
+        tty: a.tty,
     };
     let mut cmd = std::process::Command::new(&ctx.shim_exe);
     cmd.arg(berth_engine::container::exec::EXEC_VERB)
@@ -1137,4 +1139,100 @@ fn exec(ctx: &Ctx, a: &ExecArgs) -> anyhow::Result<u8> {
     }
     let status = cmd.status().context("cannot run the exec helper")?;
     Ok(status.code().map(|c| c.clamp(0, 255) as u8).unwrap_or(255))
+}
+
+/// `run -i`/`-t` in the foreground: this process' stdin goes to the container (through the
+/// shim's `attach`); a terminal's output comes back raw on the same connection, plain output
+/// through the log. Returns when the container's output ends.
+fn attach(ctx: &Ctx, dir: &ContainerDir, tty: bool) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Read, Write};
+    let socket = berth_engine::container::shim::socket_path(&ctx.store, &dir.id);
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket)
+        .with_context(|| format!("cannot attach to container {}", dir.id))?;
+    stream.write_all(b"attach\n")?;
+    // The reply line, byte by byte: what follows it is the container's output.
+    let mut reply = Vec::new();
+    let mut byte = [0u8; 1];
+    while stream.read(&mut byte)? == 1 && byte[0] != b'\n' {
+        reply.push(byte[0]);
+    }
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    if let Some(msg) = reply.strip_prefix("error ") {
+        bail!("cannot attach: {msg}");
+    }
+    let stdin = std::io::stdin();
+    let _raw = if tty && stdin.is_terminal() {
+        if let Ok(size) = rustix::termios::tcgetwinsize(&stdin) {
+            let _ = berth_engine::container::shim::request(
+                &socket,
+                &format!("resize {} {}", size.ws_row, size.ws_col),
+                Some(Duration::from_secs(5)),
+            );
+        }
+        RawMode::enter(&stdin)
+    } else {
+        None
+    };
+    let mut input = stream.try_clone()?;
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if input.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            // End of input: without a terminal the container's stdin is closed with it.
+            if !tty {
+                let _ = input.shutdown(std::net::Shutdown::Write);
+            }
+        })?;
+    if tty {
+        let mut out = std::io::stdout();
+        let mut buf = [0u8; 8192];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    out.write_all(&buf[..n])?;
+                    out.flush()?;
+                }
+            }
+        }
+    } else {
+        crate::commands::logs::follow(dir)?;
+    }
+    Ok(())
+}
+
+/// The terminal in raw mode until dropped.
+struct RawMode {
+    saved: rustix::termios::Termios,
+}
+
+impl RawMode {
+    fn enter(stdin: &std::io::Stdin) -> Option<RawMode> {
+        let saved = rustix::termios::tcgetattr(stdin).ok()?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        rustix::termios::tcsetattr(stdin, rustix::termios::OptionalActions::Now, &raw).ok()?;
+        Some(RawMode { saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(
+            std::io::stdin(),
+            rustix::termios::OptionalActions::Now,
+            &self.saved,
+        );
+    }
 }

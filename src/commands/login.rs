@@ -65,7 +65,8 @@ pub fn login(settings: &Settings, a: &LoginArgs) -> anyhow::Result<()> {
     }
     let credentials = Credentials::Basic { username, password };
     let check = auth::to_registry_auth(&Some(credentials.clone()));
-    let verified = crate::engine::runtime()?.block_on(engine.registry.check_login(&server, &check));
+    let verified =
+        crate::engine::runtime()?.block_on(engine.registry().check_login(&server, &check));
     match verified {
         Ok(()) => {}
         Err(RegistryError::Unauthorized { reason, .. }) => {

@@ -74,11 +74,23 @@ pub fn all_caps() -> Vec<String> {
         .ok()
         .and_then(|s| s.trim().parse::<usize>().ok())
         .unwrap_or(ALL_CAPS.len() - 1);
+    // Only what this process may hand out: a capability outside its own bounding set (a
+    // sandbox that dropped CAP_SYS_RESOURCE, say) would make the runtime's capset fail.
+    let bounding = own_bounding_set();
     ALL_CAPS
         .iter()
         .take(last.saturating_add(1))
-        .map(|c| c.to_string())
+        .enumerate()
+        .filter(|(bit, _)| bounding.is_none_or(|b| b & (1u64 << bit) != 0))
+        .map(|(_, c)| c.to_string())
         .collect()
+}
+
+/// `CapBnd` of this process (`None` when /proc says nothing).
+fn own_bounding_set() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
 }
 
 /// `cap_add` / `cap_drop` names as moby normalises them: upper case, `CAP_` added, `ALL`

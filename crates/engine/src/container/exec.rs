@@ -4,7 +4,6 @@
 //! command with the caller's stdio (inherited from `berth container exec`, or pipes of a
 //! health check), waits for it and exits with its exit code.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use nix::sys::wait::{WaitStatus, waitpid};
@@ -33,6 +32,9 @@ pub struct ExecRequest {
     pub workdir: Option<String>,
     pub privileged: bool,
     pub detach: bool,
+    /// Allocate a pseudo-terminal (`exec -t`): this process relays between its own stdio and
+    /// the terminal.
+    pub tty: bool,
 }
 
 impl ExecRequest {
@@ -57,6 +59,9 @@ impl ExecRequest {
         if self.detach {
             v.push("--detach".into());
         }
+        if self.tty {
+            v.push("--tty".into());
+        }
         v.push(self.id.clone());
         v.push("--".into());
         v.extend(self.args.iter().cloned());
@@ -80,6 +85,7 @@ impl ExecRequest {
                 "--workdir" => req.workdir = Some(value("--workdir")?),
                 "--privileged" => req.privileged = true,
                 "--detach" => req.detach = true,
+                "--tty" => req.tty = true,
                 "--" => {
                     req.args = it.cloned().collect();
                     break;
@@ -130,43 +136,89 @@ fn exec(root: &Path, req: &ExecRequest) -> Result<i32, String> {
         }
         _ => return Err(format!("container {} is not running", dir.id)),
     }
-    let env: HashMap<String, String> = req
-        .env
-        .iter()
-        .map(|e| match e.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (e.clone(), std::env::var(e).unwrap_or_default()),
-        })
-        .collect();
-    let user = if req.user.is_empty() {
-        None
+    // The exec'd process: the container's own process (env, user, capabilities, rlimits)
+    // with this request's changes, handed to the runtime as a process.json.
+    let spec = oci_spec::runtime::Spec::load(dir.bundle_dir().join("config.json"))
+        .map_err(|e| format!("read the container's spec: {e}"))?;
+    let mut process = spec.process().clone().unwrap_or_default();
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    for e in &req.env {
+        let entry = if e.contains('=') {
+            e.clone()
+        } else {
+            format!("{e}={}", std::env::var(e).unwrap_or_default())
+        };
+        let key = entry.split('=').next().unwrap_or("").to_string();
+        env.retain(|x| x.split('=').next() != Some(key.as_str()));
+        env.push(entry);
+    }
+    process
+        .set_args(Some(req.args.clone()))
+        .set_env(Some(env))
+        .set_terminal(Some(req.tty));
+    if let Some(w) = &req.workdir {
+        process.set_cwd(PathBuf::from(w));
+    }
+    if !req.user.is_empty() {
+        let (uid, gid, groups) =
+            resolve_user(crate::rootfs::Rootfs::at(&dir.path).merged(), &req.user)?;
+        let mut user = process.user().clone();
+        user.set_uid(uid)
+            .set_gid(gid)
+            .set_additional_gids(Some(groups));
+        process.set_user(user);
+    }
+    if req.privileged {
+        let all: oci_spec::runtime::Capabilities = crate::container::caps::all_caps()
+            .iter()
+            .filter_map(|c| serde_json::from_value(serde_json::Value::String(c.clone())).ok())
+            .collect();
+        if let Some(caps) = process.capabilities().clone() {
+            let mut caps = caps;
+            caps.set_bounding(Some(all.clone()))
+                .set_effective(Some(all.clone()))
+                .set_permitted(Some(all.clone()));
+            process.set_capabilities(Some(caps));
+        }
+    }
+    let work = tempdir_in(&shim::runtime_root(&store))?;
+    let process_file = work.join("process.json");
+    crate::fsutil::write_json_atomic(&process_file, &process).map_err(|e| e.to_string())?;
+    let console = if req.tty {
+        let path = work.join("console.sock");
+        Some((
+            std::os::unix::net::UnixListener::bind(&path)
+                .map_err(|e| format!("bind the console socket: {e}"))?,
+            path,
+        ))
     } else {
-        Some(resolve_user(
-            crate::rootfs::Rootfs::at(&dir.path).merged(),
-            &req.user,
-        )?)
+        None
     };
-    let mut builder = libcontainer::container::builder::ContainerBuilder::new(
+    let builder = libcontainer::container::builder::ContainerBuilder::new(
         shim::runtime_id(&dir.id).to_string(),
         libcontainer::syscall::syscall::SyscallType::default(),
     )
     .with_root_path(shim::runtime_root(&store))
     .map_err(|e| e.to_string())?
+    .with_console_socket(console.as_ref().map(|(_, p)| p.clone()))
     .as_tenant()
-    .with_container_args(req.args.clone())
-    .with_env(env)
-    .with_cwd(req.workdir.as_ref().map(PathBuf::from))
-    .with_detach(req.detach);
-    if let Some((uid, gid, groups)) = user {
-        builder = builder
-            .with_user(Some(uid))
-            .with_group(Some(gid))
-            .with_additional_gids(groups);
+    .with_process(Some(&process_file))
+    // The runtime takes a console socket only from a caller that does not wait itself; this
+    // process waits below either way.
+    .with_detach(req.detach || req.tty);
+    let built = builder.build();
+    let result = match (built, console) {
+        (Err(e), _) => Err(e.to_string()),
+        (Ok(pid), None) => Ok((pid, None)),
+        (Ok(pid), Some((listener, _))) => shim::receive_pty_master(&listener)
+            .map(|m| (pid, Some(m)))
+            .map_err(|e| e.to_string()),
+    };
+    let _ = std::fs::remove_dir_all(&work);
+    let (pid, master) = result?;
+    if let Some(master) = master {
+        relay_terminal(master);
     }
-    if req.privileged {
-        builder = builder.with_capabilities(ALL_CAPS.iter().map(|c| c.to_string()).collect());
-    }
-    let pid = builder.build().map_err(|e| e.to_string())?;
     if req.detach {
         return Ok(0);
     }
@@ -187,50 +239,75 @@ fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>), Strin
     Ok((r.uid, r.gid, r.additional_gids))
 }
 
-/// Every capability (for `exec --privileged`).
-const ALL_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
+/// A private directory for this exec's process.json and console socket (short path: the
+/// socket name must fit in 108 bytes).
+fn tempdir_in(parent: &Path) -> Result<PathBuf, String> {
+    let dir = parent.join(format!("x{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// `exec -t`: copies this process' stdin to the terminal and the terminal to stdout (raw mode
+/// when stdin is a terminal itself) until the terminal closes.
+fn relay_terminal(master: std::os::fd::OwnedFd) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::io::{IsTerminal, Read, Write};
+    use std::os::fd::AsFd;
+    let stdin = std::io::stdin();
+    let saved = if stdin.is_terminal() {
+        let saved = rustix::termios::tcgetattr(&stdin).ok();
+        if let Some(s) = &saved {
+            let mut raw = s.clone();
+            raw.make_raw();
+            let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &raw);
+            if let Ok(size) = rustix::termios::tcgetwinsize(&stdin) {
+                let _ = rustix::termios::tcsetwinsize(&master, size);
+            }
+        }
+        saved
+    } else {
+        None
+    };
+    let mut term = std::fs::File::from(master);
+    let mut out = std::io::stdout();
+    let mut buf = [0u8; 8192];
+    let mut stdin_open = true;
+    loop {
+        let stdin_fd = stdin.as_fd();
+        let mut fds = vec![PollFd::new(term.as_fd(), PollFlags::POLLIN)];
+        if stdin_open {
+            fds.push(PollFd::new(stdin_fd, PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+        let term_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+        let stdin_ready = stdin_open && fds[1].revents().is_some_and(|r| !r.is_empty());
+        drop(fds);
+        if term_ready {
+            match term.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let _ = out.write_all(&buf[..n]);
+                    let _ = out.flush();
+                }
+            }
+        }
+        if stdin_ready {
+            match stdin.lock().read(&mut buf) {
+                Ok(0) | Err(_) => stdin_open = false,
+                Ok(n) => {
+                    let _ = term.write_all(&buf[..n]);
+                }
+            }
+        }
+    }
+    if let Some(s) = saved {
+        let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &s);
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -246,6 +323,7 @@ mod tests {
             workdir: Some("/tmp".into()),
             privileged: true,
             detach: false,
+            tty: true,
         };
         let args = req.to_args(Path::new("/r"));
         let (root, back) = ExecRequest::parse(&args).unwrap();

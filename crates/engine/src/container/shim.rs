@@ -138,6 +138,9 @@ pub fn spawn(shim_exe: &Path, root: &Path, dir: &ContainerDir) -> Result<Spawned
         .stderr(Stdio::from(log))
         .process_group(0)
         .env_remove("RUST_LOG")
+        // mimalloc commits its first arena eagerly: ~6 MiB of private memory per shim for
+        // nothing (measured: 8.6 → 1.5 MiB PSS per container).
+        .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
         .spawn()
         .map_err(io_err("spawn the shim"))?;
     let stdout = child.stdout.take().expect("piped stdout");
@@ -225,6 +228,8 @@ struct Client {
     stream: UnixStream,
     buf: Vec<u8>,
     waiting: bool,
+    /// After `attach`: every byte from the client is the container's input.
+    attached: bool,
 }
 
 struct Shim {
@@ -235,6 +240,10 @@ struct Shim {
     pidfd: OwnedFd,
     stdout: Option<File>,
     stderr: Option<File>,
+    /// Where attached clients' input goes: the stdin pipe (`-i`) or the pty master (`-t`).
+    input: Option<File>,
+    /// The pty master when the container has a terminal (also `stdout` reads from a clone).
+    tty: bool,
     log: LogWriter,
     listener: UnixListener,
     socket: PathBuf,
@@ -318,10 +327,32 @@ impl Shim {
             .map_err(|e| ShimError::Msg(format!("serialise the OCI spec: {e}")))?;
         fsutil::write_atomic(&bundle.join("config.json"), &spec_json)?;
 
-        // stdio: pipes whose read ends we keep.
+        // stdio: pipes whose read ends we keep (with a terminal, the runtime sends us the pty
+        // master over a console socket instead).
         let (out_r, out_w) = nix::unistd::pipe().map_err(|e| io_err("pipe")(e.into()))?;
         let (err_r, err_w) = nix::unistd::pipe().map_err(|e| io_err("pipe")(e.into()))?;
-        let null = File::open("/dev/null").map_err(io_err("open /dev/null"))?;
+        let (stdin_r, stdin_w): (OwnedFd, Option<File>) =
+            if config.process.stdin_open && !config.process.tty {
+                let (r, w) = nix::unistd::pipe().map_err(|e| io_err("pipe")(e.into()))?;
+                (r, Some(File::from(w)))
+            } else {
+                let null = File::open("/dev/null").map_err(io_err("open /dev/null"))?;
+                (OwnedFd::from(null), None)
+            };
+        let console = if config.process.tty {
+            let path = store
+                .run_dir()
+                .join("c")
+                .join(format!("{}.sock", &dir.id[..12]));
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).map_err(io_err("create the console directory"))?;
+            }
+            let _ = fs::remove_file(&path);
+            let listener = UnixListener::bind(&path).map_err(io_err("bind the console socket"))?;
+            Some((listener, path))
+        } else {
+            None
+        };
 
         let rt_root = runtime_root(store);
         fs::create_dir_all(&rt_root).map_err(io_err("create the runtime directory"))?;
@@ -329,21 +360,39 @@ impl Shim {
         // A leftover runtime state of an earlier run of this container (its shim was killed)
         // would make the create fail: remove it.
         remove_runtime_state(&rt_root, &rt_id);
-        let mut container = libcontainer::container::builder::ContainerBuilder::new(
+        let container = libcontainer::container::builder::ContainerBuilder::new(
             rt_id.clone(),
             libcontainer::syscall::syscall::SyscallType::default(),
         )
         .with_root_path(&rt_root)
         .map_err(|e| ShimError::Runtime(e.to_string()))?
-        .with_stdin(OwnedFd::from(null))
+        .with_stdin(stdin_r)
         .with_stdout(out_w)
         .with_stderr(err_w)
+        .with_console_socket(console.as_ref().map(|(_, p)| p.clone()))
         .with_executor(DefaultSignalsExecutor)
         .as_init(&bundle)
         .with_systemd(false)
         .with_detach(true)
-        .build()
-        .map_err(|e| ShimError::Runtime(e.to_string()))?;
+        .build();
+        let container = match container {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some((_, path)) = &console {
+                    let _ = fs::remove_file(path);
+                }
+                return Err(ShimError::Runtime(e.to_string()));
+            }
+        };
+        let mut container = container;
+        let master = match &console {
+            Some((listener, path)) => {
+                let master = receive_pty_master(listener);
+                let _ = fs::remove_file(path);
+                Some(master?)
+            }
+            None => None,
+        };
         let pid = container
             .pid()
             .ok_or_else(|| ShimError::Runtime("the runtime reported no pid".to_string()))?
@@ -387,14 +436,25 @@ impl Shim {
         for f in [&out_r, &err_r] {
             set_nonblocking(f)?;
         }
+        let (stdout, input, stderr) = match master {
+            Some(master) => {
+                set_nonblocking(&master)?;
+                let reader = master.try_clone().map_err(io_err("dup the pty master"))?;
+                // With a terminal both streams are the pty: the pipes stay unused.
+                (File::from(reader), Some(File::from(master)), None)
+            }
+            None => (File::from(out_r), stdin_w, Some(File::from(err_r))),
+        };
         Ok(Shim {
             dir: dir.clone(),
             config: config.clone(),
             container,
             pid,
             pidfd,
-            stdout: Some(File::from(out_r)),
-            stderr: Some(File::from(err_r)),
+            stdout: Some(stdout),
+            stderr,
+            input,
+            tty: config.process.tty,
             log,
             listener,
             socket,
@@ -523,9 +583,19 @@ impl Shim {
                     if let Err(e) = self.log.write(stream, &buf[..n]) {
                         eprintln!("shim: log: {e}");
                     }
+                    if self.tty {
+                        // A terminal's output goes to attached clients as it comes (the log
+                        // keeps whole lines; a prompt has none).
+                        for c in self.clients.iter_mut().filter(|c| c.attached) {
+                            let _ = c.stream.set_nonblocking(false);
+                            let _ = c.stream.write_all(&buf[..n]);
+                            let _ = c.stream.set_nonblocking(true);
+                        }
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // A pty master reads EIO once the last process holding the terminal is gone.
                 Err(_) => {
                     *slot = None;
                     return;
@@ -541,16 +611,18 @@ impl Shim {
                     stream,
                     buf: Vec::new(),
                     waiting: false,
+                    attached: false,
                 });
             }
         }
     }
 
     fn serve(&mut self, i: usize, exit: Option<i32>) {
-        let mut chunk = [0u8; 512];
+        let mut chunk = [0u8; 4096];
         let closed = loop {
             match self.clients[i].stream.read(&mut chunk) {
                 Ok(0) => break true,
+                Ok(n) if self.clients[i].attached => self.feed_input(&chunk[..n]),
                 Ok(n) => {
                     self.clients[i].buf.extend_from_slice(&chunk[..n]);
                     if self.clients[i].buf.len() > 4096 {
@@ -562,7 +634,9 @@ impl Shim {
                 Err(_) => break true,
             }
         };
-        while let Some(pos) = self.clients[i].buf.iter().position(|b| *b == b'\n') {
+        while !self.clients[i].attached
+            && let Some(pos) = self.clients[i].buf.iter().position(|b| *b == b'\n')
+        {
             let line: Vec<u8> = self.clients[i].buf.drain(..=pos).collect();
             let line = String::from_utf8_lossy(&line).trim().to_string();
             let reply = self.handle(&line, i, exit);
@@ -572,8 +646,38 @@ impl Shim {
                 let _ = self.clients[i].stream.set_nonblocking(true);
             }
         }
+        if self.clients[i].attached && !self.clients[i].buf.is_empty() {
+            // Input that came in the same read as the `attach` line.
+            let rest = std::mem::take(&mut self.clients[i].buf);
+            self.feed_input(&rest);
+        }
         if closed {
-            self.clients.swap_remove(i);
+            let client = self.clients.swap_remove(i);
+            // The attached client's input ended: the container's stdin ends too (as docker
+            // closes stdin when `run -i`'s input ends). A terminal stays open.
+            if client.attached && !self.tty {
+                self.input = None;
+            }
+        }
+    }
+
+    /// Writes attached input to the container (blocking: a container that does not read its
+    /// stdin holds up its own input, never its output for long: the pipe takes 64 KiB).
+    fn feed_input(&mut self, bytes: &[u8]) {
+        let Some(input) = &mut self.input else { return };
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match input.write(rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => {
+                    self.input = None;
+                    return;
+                }
+            }
         }
     }
 
@@ -619,6 +723,33 @@ impl Shim {
                 Err(e) => format!("error resume: {e}"),
             },
             "pid" => format!("ok {}", self.pid),
+            "attach" => {
+                if self.input.is_none() {
+                    return Some("error the container's stdin is not open".to_string());
+                }
+                self.clients[client].attached = true;
+                "ok".to_string()
+            }
+            "resize" => {
+                let rows = words.next().and_then(|w| w.parse::<u16>().ok());
+                let cols = words.next().and_then(|w| w.parse::<u16>().ok());
+                match (self.tty, &self.input, rows, cols) {
+                    (true, Some(master), Some(rows), Some(cols)) => {
+                        let size = rustix::termios::Winsize {
+                            ws_row: rows,
+                            ws_col: cols,
+                            ws_xpixel: 0,
+                            ws_ypixel: 0,
+                        };
+                        match rustix::termios::tcsetwinsize(master, size) {
+                            Ok(()) => "ok".to_string(),
+                            Err(e) => format!("error resize: {e}"),
+                        }
+                    }
+                    (false, ..) => "error the container has no terminal".to_string(),
+                    _ => "error usage: resize ROWS COLS".to_string(),
+                }
+            }
             _ => format!("error unknown request {verb:?}"),
         })
     }
@@ -725,6 +856,33 @@ fn prepare_mounts(
         }
     }
     Ok(sources)
+}
+
+/// Receives the pty master the runtime sends over the console socket (SCM_RIGHTS).
+pub(crate) fn receive_pty_master(listener: &UnixListener) -> Result<OwnedFd, ShimError> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+    use std::mem::MaybeUninit;
+    let (conn, _) = listener
+        .accept()
+        .map_err(io_err("accept the console socket"))?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(io_err("console socket"))?;
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut name = [0u8; 256];
+    let mut iov = [io::IoSliceMut::new(&mut name)];
+    recvmsg(&conn, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)
+        .map_err(|e| io_err("receive the pty master")(e.into()))?;
+    for msg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = msg
+            && let Some(fd) = fds.next()
+        {
+            return Ok(fd);
+        }
+    }
+    Err(ShimError::Runtime(
+        "the runtime sent no terminal over the console socket".to_string(),
+    ))
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> Result<(), ShimError> {
