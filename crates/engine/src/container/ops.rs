@@ -304,20 +304,25 @@ pub enum Plan {
     Beside { name: Vec<u8> },
 }
 
-/// Docker's rules for where a copy of a source (`src_is_dir`, its `/.` form
-/// `src_content_only`, its last component `src_base`) lands at a destination of kind `dest`
-/// whose spelling asserts a directory (`dest_asserts_dir`) and whose last component is
-/// `dest_base`. `src_name`/`dest_name` are for messages.
-pub fn plan(
-    src_is_dir: bool,
-    src_content_only: bool,
-    src_base: &[u8],
-    dest: DestKind,
-    dest_asserts_dir: bool,
-    dest_base: &[u8],
-    src_name: &str,
-    dest_name: &str,
-) -> Result<Plan, OpsError> {
+/// One side of a copy as [`plan`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Side<'a> {
+    /// Source: a directory. Destination: ignored.
+    pub is_dir: bool,
+    /// Spelled with a final `/.` (source) or `/` (destination).
+    pub dir_syntax: bool,
+    /// The last path component (empty for `/`).
+    pub base: &'a [u8],
+    /// As the user wrote it, for messages.
+    pub shown: &'a str,
+}
+
+/// Docker's rules for where a copy of `src` lands at a destination `dest` of kind `kind`.
+pub fn plan(src: Side<'_>, dest: Side<'_>, kind: DestKind) -> Result<Plan, OpsError> {
+    let (src_is_dir, src_content_only, src_base, src_name) =
+        (src.is_dir, src.dir_syntax, src.base, src.shown);
+    let (dest_asserts_dir, dest_base, dest_name) = (dest.dir_syntax, dest.base, dest.shown);
+    let dest = kind;
     match dest {
         DestKind::Dir => Ok(Plan::Into {
             name: if src_is_dir && src_content_only {
@@ -358,7 +363,7 @@ pub struct CopyOptions {
 /// Where `cp` from a container writes.
 pub enum CopyOutDest<'a> {
     /// `-`: a tar stream.
-    Stream(&'a mut (dyn Write + Send)),
+    Stream(&'a mut dyn Write),
     /// A host path.
     Host(&'a Path),
 }
@@ -366,7 +371,7 @@ pub enum CopyOutDest<'a> {
 /// What `cp` into a container reads.
 pub enum CopyInSource<'a> {
     /// `-`: a tar stream, extracted into `DEST` (which must be a directory).
-    Stream(&'a mut (dyn Read + Send)),
+    Stream(&'a mut dyn Read),
     /// A host path.
     Host(&'a Path),
 }
@@ -508,15 +513,21 @@ pub fn copy_out(
                     .map(|n| n.as_bytes().to_vec())
                     .unwrap_or_default()
             };
+            let shown = path.display().to_string();
             let plan = plan(
-                is_dir(&located.st),
-                located.content_only,
-                &located.base,
+                Side {
+                    is_dir: is_dir(&located.st),
+                    dir_syntax: located.content_only,
+                    base: &located.base,
+                    shown: src,
+                },
+                Side {
+                    is_dir: kind == DestKind::Dir,
+                    dir_syntax: spec.asserts_dir,
+                    base: &dest_base,
+                    shown: &shown,
+                },
                 kind,
-                spec.asserts_dir,
-                &dest_base,
-                src,
-                &path.display().to_string(),
             )?;
             let (dir, name) = match plan {
                 Plan::Into { name } => (dest.clone(), name),
@@ -615,14 +626,19 @@ pub fn copy_in(
                 .ok_or_else(|| OpsError::NoSuchHostPath(shown.clone()))?;
             let dest_base = spec.components.last().map_or(Vec::new(), |c| c.to_vec());
             let plan = plan(
-                is_dir(&located.st),
-                located.content_only,
-                &located.base,
+                Side {
+                    is_dir: is_dir(&located.st),
+                    dir_syntax: located.content_only,
+                    base: &located.base,
+                    shown: &shown,
+                },
+                Side {
+                    is_dir: kind == DestKind::Dir,
+                    dir_syntax: spec.asserts_dir,
+                    base: &dest_base,
+                    shown: dest,
+                },
                 kind,
-                spec.asserts_dir,
-                &dest_base,
-                &shown,
-                dest,
             )?;
             let (dir, name) = match plan {
                 Plan::Into { name } => (spec.components.clone(), name),
@@ -1711,9 +1727,17 @@ mod tests {
 
     #[test]
     fn docker_copy_rules() {
-        let p = |src_dir, content, dest, asserts| {
+        let side = |is_dir, dir_syntax, base: &'static [u8]| Side {
+            is_dir,
+            dir_syntax,
+            base,
+            shown: "x",
+        };
+        let p = |src_dir, content, dest: DestKind, asserts| {
             plan(
-                src_dir, content, b"src", dest, asserts, b"dst", "src", "dst",
+                side(src_dir, content, b"src"),
+                side(dest == DestKind::Dir, asserts, b"dst"),
+                dest,
             )
         };
         // file → existing dir: inside, own name; → file: replaced; → missing: created.
