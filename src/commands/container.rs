@@ -93,6 +93,14 @@ pub enum ContainerCommand {
     Logs(crate::commands::logs::LogsArgs),
     /// Execute a command in a running container
     Exec(ExecArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(crate::commands::container_ops::CpArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(crate::commands::container_ops::ExportArgs),
+    /// Display the running processes of a container
+    Top(crate::commands::container_ops::TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(crate::commands::container_ops::StatsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -430,6 +438,10 @@ pub fn run(settings: &Settings, args: &ContainerArgs) -> anyhow::Result<u8> {
             Ok(())
         }),
         ContainerCommand::Exec(a) => exec(&ctx, a),
+        ContainerCommand::Cp(a) => crate::commands::container_ops::run_cp(&ctx, a),
+        ContainerCommand::Export(a) => crate::commands::container_ops::run_export(&ctx, a),
+        ContainerCommand::Top(a) => crate::commands::container_ops::run_top(&ctx, a),
+        ContainerCommand::Stats(a) => crate::commands::container_ops::run_stats(&ctx, a),
         ContainerCommand::Logs(a) => crate::commands::logs::run(&ctx, a),
         ContainerCommand::Rename(a) => {
             let dir = ctx.resolve(&a.container)?;

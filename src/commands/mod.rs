@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod container;
+pub mod container_ops;
 pub mod image;
 pub mod login;
 pub mod logs;

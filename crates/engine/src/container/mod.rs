@@ -6,6 +6,7 @@ pub mod config;
 pub mod etc;
 pub mod exec;
 pub mod lifecycle;
+pub mod ops;
 pub mod seccomp;
 pub mod shim;
 pub mod spec;
