@@ -502,10 +502,23 @@ fn logs_and_survival_of_a_killed_parent() {
             "while true; do echo tick; sleep 0.1; done",
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    env.wait_status("ticker", "running", Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = fg.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut fg.stderr.take().unwrap(), &mut err).unwrap();
+            panic!("the foreground run ended early ({status}): {err}");
+        }
+        let out = env.run(&["container", "inspect", "ticker"]);
+        if String::from_utf8_lossy(&out.stdout).contains("\"running\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ticker never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     fg.kill().unwrap();
     fg.wait().unwrap();
     let count = || env.ok(&["container", "logs", "ticker"]).lines().count();

@@ -169,7 +169,10 @@ pub fn spawn(shim_exe: &Path, root: &Path, dir: &ContainerDir) -> Result<Spawned
 }
 
 /// Entry point of `berth __shim --root ROOT ID`: returns the process exit code.
-pub fn main(args: &[String], shim_exe: &Path) -> i32 {
+/// `settle` runs once the container is up, before the shim goes idle in its poll loop: the
+/// binary uses it to hand the start-up's freed memory back to the kernel (the engine knows
+/// nothing of the allocator).
+pub fn main(args: &[String], shim_exe: &Path, settle: &dyn Fn()) -> i32 {
     let (root, id) = match args {
         [flag, root, id] if flag == "--root" => (PathBuf::from(root), id.clone()),
         _ => {
@@ -181,6 +184,7 @@ pub fn main(args: &[String], shim_exe: &Path) -> i32 {
     match Shim::start(&root, &id, shim_exe) {
         Ok(mut shim) => {
             report.send(&format!("ok {}", shim.pid));
+            settle();
             let code = shim.run();
             report.send(&format!("exit {code}"));
             report.close();
