@@ -39,6 +39,12 @@ fn main() -> ExitCode {
             berth_engine::container::shim::main(&args[2..], &exe, &alloc::release_free_memory);
         return ExitCode::from(code as u8);
     }
+    if args.get(1).map(String::as_str) == Some(berth_engine::container::shim::MONITOR_VERB) {
+        // No log subscriber here: its filter alone costs ~200 KiB in every monitor, which
+        // lives as long as its container; the monitor reports its own errors on stderr.
+        let code = berth_engine::container::shim::monitor_main(&args[2..]);
+        return ExitCode::from(code as u8);
+    }
     if args.get(1).map(String::as_str) == Some(berth_engine::container::exec::EXEC_VERB) {
         let code = berth_engine::container::exec::main(&args[2..]);
         return ExitCode::from(code.clamp(0, 255) as u8);

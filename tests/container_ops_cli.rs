@@ -170,7 +170,9 @@ fn shim_pids(root: &Path) -> Vec<i32> {
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        if args.iter().any(|a| a == "__shim") && args.iter().any(|a| a == &needle) {
+        if args.iter().any(|a| a == "__shim" || a == "__monitor")
+            && args.iter().any(|a| a == &needle)
+        {
             pids.push(pid);
         }
     }

@@ -60,6 +60,16 @@ impl FsError {
 
 /// A name that no other caller on this host gets: `prefix` + pid, a per-process counter and
 /// 64 random bits (from the std hasher's per-instance random keys).
+/// Whether the process that made a [`unique_name`] still runs (`rest` is the name without its
+/// prefix: `<pid hex>-…`). A leftover is swept only when its maker is gone, never while a
+/// concurrent process is still building it.
+pub fn unique_name_owner_alive(rest: &str) -> bool {
+    rest.split('-')
+        .next()
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        .is_some_and(|pid| Path::new("/proc").join(pid.to_string()).exists())
+}
+
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -151,6 +161,15 @@ pub struct Lock {
 }
 
 impl Lock {
+    /// A lock already held through `file` (an open file description inherited across
+    /// `execve`: flock locks belong to the description, so the lock was never released).
+    pub fn from_held(file: File, path: &Path) -> Lock {
+        Lock {
+            file,
+            path: path.to_path_buf(),
+        }
+    }
+
     /// Takes an exclusive lock on `path` (created 0600 if missing), waiting for other holders.
     pub fn exclusive(path: &Path) -> Result<Lock, FsError> {
         Lock::acquire(open_lock_file(path)?, path, FlockOperation::LockExclusive)

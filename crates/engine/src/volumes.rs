@@ -578,10 +578,7 @@ fn commit_dir(tmp: &Path, dest: &Path) -> Result<bool, FsError> {
 
 /// Whether the process that named a `.tmp-<pid hex>-…` entry still runs.
 fn owner_alive(rest: &str) -> bool {
-    rest.split('-')
-        .next()
-        .and_then(|h| u32::from_str_radix(h, 16).ok())
-        .is_some_and(|pid| Path::new("/proc").join(pid.to_string()).exists())
+    crate::fsutil::unique_name_owner_alive(rest)
 }
 
 fn is_empty_dir(dir: &Path) -> Result<bool, VolumeError> {

@@ -142,7 +142,10 @@ impl ContainerStore {
         let entries =
             fs::read_dir(&store.dir).map_err(|e| FsError::io("read directory", &store.dir, e))?;
         for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(rest) = name.strip_prefix(TMP_PREFIX)
+                && !fsutil::unique_name_owner_alive(rest)
+            {
                 fsutil::remove_dir_all_best_effort(&entry.path());
             }
         }
@@ -425,11 +428,15 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = Root::open(tmp.path().join("r")).unwrap();
         let store = ContainerStore::open(&root).unwrap();
-        fs::create_dir(tmp.path().join("r/containers/.tmp-x")).unwrap();
+        // A leftover of a dead process goes; one a live process is building stays.
+        fs::create_dir(tmp.path().join("r/containers/.tmp-7fffffff-0-0")).unwrap();
+        let live = fsutil::unique_name(".tmp-");
+        fs::create_dir(tmp.path().join("r/containers").join(&live)).unwrap();
         std::os::unix::fs::symlink("0".repeat(64), tmp.path().join("r/containers/.names/db"))
             .unwrap();
         let store2 = ContainerStore::open(&root).unwrap();
-        assert!(!tmp.path().join("r/containers/.tmp-x").exists());
+        assert!(!tmp.path().join("r/containers/.tmp-7fffffff-0-0").exists());
+        assert!(tmp.path().join("r/containers").join(&live).exists());
         store2.create(&cfg("db")).unwrap();
         let _ = store;
     }
