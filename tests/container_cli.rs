@@ -228,7 +228,24 @@ fn kill_stop_and_wait_report_docker_exit_codes() {
         "100",
     ]);
     env.wait_status("kk", "running", Duration::from_secs(5));
+    // A `wait` that starts before the shim hands over to its monitor (after 500 ms) still
+    // gets the exit code; the monitor then runs under the root's path.
+    let waiter = env
+        .cmd(&["container", "wait", "kk"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let monitors: Vec<i32> = shim_pids(&env.root);
+    assert_eq!(monitors.len(), 1, "one shim process for one container");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", monitors[0])).unwrap();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("__monitor"),
+        "the shim handed over to its monitor"
+    );
     env.ok(&["container", "kill", "kk"]);
+    let out = waiter.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "137");
     assert_eq!(env.ok(&["container", "wait", "kk"]).trim(), "137");
     let st = env.inspect("kk");
     assert_eq!(st["State"]["Status"], "exited");

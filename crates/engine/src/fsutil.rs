@@ -91,6 +91,18 @@ pub fn fsync_dir(dir: &Path) -> Result<(), FsError> {
 /// fsynced, renamed over `path`, then the directory is fsynced. Readers see the old or the
 /// new content, never a mix; on failure the temp file is removed and `path` is untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
+    write_renamed(path, bytes, true)
+}
+
+/// Like [`write_atomic`] without the fsyncs: readers still see the old or the new content,
+/// never a mix, but a crash may lose the write. For files regenerated at every start (a
+/// container's OCI bundle and `/etc` files), where durability buys nothing and the two
+/// fsyncs cost milliseconds on each start.
+pub fn write_replace(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
+    write_renamed(path, bytes, false)
+}
+
+fn write_renamed(path: &Path, bytes: &[u8], durable: bool) -> Result<(), FsError> {
     let dir = parent_of(path);
     let base = path
         .file_name()
@@ -106,14 +118,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
             .map_err(|e| FsError::io("create", &tmp, e))?;
         f.write_all(bytes)
             .map_err(|e| FsError::io("write", &tmp, e))?;
-        f.sync_all().map_err(|e| FsError::io("fsync", &tmp, e))?;
+        if durable {
+            f.sync_all().map_err(|e| FsError::io("fsync", &tmp, e))?;
+        }
         fs::rename(&tmp, path).map_err(|e| FsError::io("rename", path, e))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result?;
-    fsync_dir(dir)
+    if durable {
+        fsync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// Serialises `value` as pretty JSON and writes it with [`write_atomic`].

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::config::{ContainerConfig, DnsConfig, NetworkConfig};
-use crate::fsutil::{FsError, write_atomic};
+use crate::fsutil::{FsError, write_replace as write_atomic};
 
 /// File names in the container directory.
 pub const HOSTNAME_FILE: &str = "hostname";

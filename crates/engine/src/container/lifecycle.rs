@@ -125,7 +125,23 @@ fn ask(
     line: &str,
     timeout: Option<Duration>,
 ) -> Result<String, LifecycleError> {
-    let reply = shim::request(&socket(store, dir), line, timeout).map_err(|e| {
+    // A connection accepted but not yet read when the shim hands over to its monitor is
+    // closed unanswered (the request was never seen): ask again while the shim lives.
+    let mut attempt = 0;
+    let reply = loop {
+        match shim::request(&socket(store, dir), line, timeout) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::UnexpectedEof
+                    && attempt < 20
+                    && dir.shim_alive().unwrap_or(false) =>
+            {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => break other,
+        }
+    };
+    let reply = reply.map_err(|e| {
         if matches!(
             e.kind(),
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused

@@ -187,14 +187,16 @@ pub fn main(args: &[String], shim_exe: &Path, settle: &dyn Fn()) -> i32 {
     match Shim::start(&root, &id, shim_exe) {
         Ok(mut shim) => {
             report.send(&format!("ok {}", shim.pid));
-            // Hand over to a fresh image of this binary: the monitor keeps every descriptor
-            // (and so the lock and the children) but none of the start-up's memory. Only if
-            // that fails does this process go on monitoring itself.
-            if let Err(e) = shim.hand_over(&root, shim_exe) {
-                eprintln!("shim {id}: cannot hand over to a monitor ({e}); monitoring in place");
-            }
             settle();
-            let code = shim.run();
+            // A container still running after a moment is handed over to a fresh image of
+            // this binary (see `hand_over`); a short one (`run --rm … true`) is done with
+            // before, without paying for the exec.
+            let handover = HandOver {
+                at: std::time::Instant::now() + HAND_OVER_AFTER,
+                root: root.clone(),
+                exe: shim_exe.to_path_buf(),
+            };
+            let code = shim.run(Some(handover));
             report.send(&format!("exit {code}"));
             report.close();
             shim.remove_if_asked();
@@ -225,11 +227,21 @@ pub fn monitor_main(args: &[String]) -> i32 {
             return 1;
         }
     };
-    let code = shim.run();
+    let code = shim.run(None);
     report.send(&format!("exit {code}"));
     report.close();
     shim.remove_if_asked();
     0
+}
+
+/// How long the first stage monitors a container itself before handing over.
+const HAND_OVER_AFTER: Duration = Duration::from_millis(500);
+
+/// When and how the first stage hands over to `__monitor`.
+struct HandOver {
+    at: std::time::Instant,
+    root: PathBuf,
+    exe: PathBuf,
 }
 
 /// The starter's pipe on fd 1: `ok <pid>` or `error …` first, `exit <code>` last. A starter
@@ -360,7 +372,8 @@ impl Shim {
         fs::create_dir_all(&bundle).map_err(io_err("create the bundle directory"))?;
         let spec_json = serde_json::to_vec(&spec)
             .map_err(|e| ShimError::Msg(format!("serialise the OCI spec: {e}")))?;
-        fsutil::write_atomic(&bundle.join("config.json"), &spec_json)?;
+        // Rewritten at every start: no fsync needed.
+        fsutil::write_replace(&bundle.join("config.json"), &spec_json)?;
 
         // stdio: pipes whose read ends we keep (with a terminal, the runtime sends us the pty
         // master over a console socket instead).
@@ -607,7 +620,7 @@ impl Shim {
 
     /// The poll loop; returns the exit code once the container has exited and everything is
     /// recorded.
-    fn run(&mut self) -> i32 {
+    fn run(&mut self, mut handover: Option<HandOver>) -> i32 {
         let mut exit: Option<i32> = None;
         let mut buf = vec![0u8; 32 * 1024];
         loop {
@@ -641,6 +654,9 @@ impl Shim {
             // a process that escaped the pid namespace could hold them open.
             let timeout = if exit.is_some() {
                 PollTimeout::from(200u16)
+            } else if let Some(h) = &handover {
+                let left = h.at.saturating_duration_since(std::time::Instant::now());
+                PollTimeout::try_from(left).unwrap_or(PollTimeout::from(500u16))
             } else {
                 PollTimeout::NONE
             };
@@ -648,6 +664,27 @@ impl Shim {
                 Ok(0) if exit.is_some() => {
                     self.stdout = None;
                     self.stderr = None;
+                    continue;
+                }
+                Ok(0) => {
+                    let now = std::time::Instant::now();
+                    let due = handover.as_ref().is_some_and(|h| now >= h.at);
+                    // An attached session would lose its connection: wait for its end.
+                    if due && self.clients.iter().any(|c| c.attached) {
+                        if let Some(h) = &mut handover {
+                            h.at = now + HAND_OVER_AFTER;
+                        }
+                        continue;
+                    }
+                    if due && let Some(h) = handover.take() {
+                        drop(fds);
+                        // Returns only when the exec failed: then this process goes on.
+                        if let Err(e) = self.hand_over(&h.root, &h.exe) {
+                            eprintln!(
+                                "shim: cannot hand over to a monitor ({e}); monitoring in place"
+                            );
+                        }
+                    }
                     continue;
                 }
                 Ok(_) => {}
