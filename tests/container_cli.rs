@@ -745,3 +745,46 @@ fn run_interactive_and_with_a_terminal() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("/dev/pts/0"), "{text}");
 }
+
+#[test]
+fn log_rotation_devices_and_sysctls() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new();
+    // 3 KiB of lines with max-size 1k and max-file 2: at most two files, the newest lines kept.
+    env.ok(&[
+        "container", "run", "--name", "rot", "--log-opt", "max-size=1k", "--log-opt",
+        "max-file=2", IMAGE, "sh", "-c", "for i in $(seq 1 150); do echo line-$i; done",
+    ]);
+    let id = env.id_of("rot");
+    let log_dir = env.root.join("containers").join(&id).join("log");
+    let mut files: Vec<String> = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["container.log", "container.log.1"]);
+    for f in &files {
+        let len = std::fs::metadata(log_dir.join(f)).unwrap().len();
+        assert!(len <= 1024, "{f} is {len} bytes");
+    }
+    let logs = env.ok(&["container", "logs", "rot"]);
+    assert!(logs.ends_with("line-150\n"), "{logs}");
+    assert!(!logs.contains("line-1\n"), "the oldest lines were rotated away");
+    // --log-driver none: nothing stored, and logs says so.
+    env.ok(&["container", "run", "--name", "quiet", "--log-driver", "none", IMAGE, "echo", "x"]);
+    let out = env.run(&["container", "logs", "quiet"]);
+    assert_ne!(out.status.code(), Some(0));
+    // --device: the node exists with the given permissions in the device cgroup.
+    let (code, out, err) = env.sh(&["--device", "/dev/null:/dev/extra-null"], "echo hi > /dev/extra-null && ls -l /dev/extra-null");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with('c'), "{out}");
+    // Namespaced sysctls are set; host-wide ones are refused before anything starts.
+    let (_, out, _) = env.sh(&["--sysctl", "net.ipv4.ip_unprivileged_port_start=80"], "cat /proc/sys/net/ipv4/ip_unprivileged_port_start");
+    assert_eq!(out, "80\n");
+    let out = env.run(&["container", "run", "--rm", "--sysctl", "vm.swappiness=1", IMAGE, "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    env.ok(&["container", "rm", "rot", "quiet"]);
+}

@@ -247,6 +247,9 @@ pub struct RunArgs {
     /// Log driver options (max-size, max-file)
     #[arg(long = "log-opt", value_name = "list")]
     pub log_opt: Vec<String>,
+    /// Add a host device to the container (HOST[:CONTAINER[:PERMISSIONS]])
+    #[arg(long, value_name = "list")]
+    pub device: Vec<String>,
     /// Add a custom host-to-IP mapping (host:ip)
     #[arg(long = "add-host", value_name = "list")]
     pub add_host: Vec<String>,
@@ -760,7 +763,11 @@ pub fn create(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Con
         resources,
         ulimits,
         sysctls,
-        devices: Vec::new(),
+        devices: a
+            .device
+            .iter()
+            .map(|d| parse_device(d))
+            .collect::<anyhow::Result<_>>()?,
         init: a.init,
         stop_signal: a
             .stop_signal
@@ -868,6 +875,29 @@ fn parse_volume_flag(v: &str) -> anyhow::Result<MountConfig> {
         target: dst.to_string(),
         read_only,
         kind,
+    })
+}
+
+/// `--device HOST[:CONTAINER[:PERMISSIONS]]` (permissions a subset of `rwm`, default all).
+fn parse_device(d: &str) -> anyhow::Result<berth_engine::container::DeviceConfig> {
+    let parts: Vec<&str> = d.split(':').collect();
+    let (host, container, perms) = match parts.as_slice() {
+        [h] => (*h, *h, "rwm"),
+        [h, c] if c.chars().all(|ch| "rwm".contains(ch)) && !c.is_empty() => (*h, *h, *c),
+        [h, c] => (*h, *c, "rwm"),
+        [h, c, p] => (*h, *c, *p),
+        _ => bail!("invalid device specification: {d}"),
+    };
+    if !host.starts_with('/') || !container.starts_with('/') {
+        bail!("invalid device specification: {d}: paths must be absolute");
+    }
+    if perms.is_empty() || !perms.chars().all(|c| "rwm".contains(c)) {
+        bail!("invalid device mode: {perms}");
+    }
+    Ok(berth_engine::container::DeviceConfig {
+        host_path: PathBuf::from(host),
+        container_path: container.to_string(),
+        permissions: perms.to_string(),
     })
 }
 
