@@ -754,8 +754,18 @@ fn log_rotation_devices_and_sysctls() {
     let env = Env::new();
     // 3 KiB of lines with max-size 1k and max-file 2: at most two files, the newest lines kept.
     env.ok(&[
-        "container", "run", "--name", "rot", "--log-opt", "max-size=1k", "--log-opt",
-        "max-file=2", IMAGE, "sh", "-c", "for i in $(seq 1 150); do echo line-$i; done",
+        "container",
+        "run",
+        "--name",
+        "rot",
+        "--log-opt",
+        "max-size=1k",
+        "--log-opt",
+        "max-file=2",
+        IMAGE,
+        "sh",
+        "-c",
+        "for i in $(seq 1 150); do echo line-$i; done",
     ]);
     let id = env.id_of("rot");
     let log_dir = env.root.join("containers").join(&id).join("log");
@@ -772,19 +782,79 @@ fn log_rotation_devices_and_sysctls() {
     }
     let logs = env.ok(&["container", "logs", "rot"]);
     assert!(logs.ends_with("line-150\n"), "{logs}");
-    assert!(!logs.contains("line-1\n"), "the oldest lines were rotated away");
+    assert!(
+        !logs.contains("line-1\n"),
+        "the oldest lines were rotated away"
+    );
     // --log-driver none: nothing stored, and logs says so.
-    env.ok(&["container", "run", "--name", "quiet", "--log-driver", "none", IMAGE, "echo", "x"]);
+    env.ok(&[
+        "container",
+        "run",
+        "--name",
+        "quiet",
+        "--log-driver",
+        "none",
+        IMAGE,
+        "echo",
+        "x",
+    ]);
     let out = env.run(&["container", "logs", "quiet"]);
     assert_ne!(out.status.code(), Some(0));
     // --device: the node exists with the given permissions in the device cgroup.
-    let (code, out, err) = env.sh(&["--device", "/dev/null:/dev/extra-null"], "echo hi > /dev/extra-null && ls -l /dev/extra-null");
+    let (code, out, err) = env.sh(
+        &["--device", "/dev/null:/dev/extra-null"],
+        "echo hi > /dev/extra-null && ls -l /dev/extra-null",
+    );
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with('c'), "{out}");
     // Namespaced sysctls are set; host-wide ones are refused before anything starts.
-    let (_, out, _) = env.sh(&["--sysctl", "net.ipv4.ip_unprivileged_port_start=80"], "cat /proc/sys/net/ipv4/ip_unprivileged_port_start");
+    let (_, out, _) = env.sh(
+        &["--sysctl", "net.ipv4.ip_unprivileged_port_start=80"],
+        "cat /proc/sys/net/ipv4/ip_unprivileged_port_start",
+    );
     assert_eq!(out, "80\n");
-    let out = env.run(&["container", "run", "--rm", "--sysctl", "vm.swappiness=1", IMAGE, "true"]);
+    let out = env.run(&[
+        "container",
+        "run",
+        "--rm",
+        "--sysctl",
+        "vm.swappiness=1",
+        IMAGE,
+        "true",
+    ]);
     assert_eq!(out.status.code(), Some(125));
     env.ok(&["container", "rm", "rot", "quiet"]);
+}
+
+#[test]
+fn images_in_use_by_containers_are_kept() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new();
+    env.ok(&[
+        "container",
+        "create",
+        "--name",
+        "user1",
+        IMAGE,
+        "echo",
+        "still here",
+    ]);
+    let out = env.run(&["image", "rm", IMAGE]);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "rm of an image a container uses"
+    );
+    // Forced: the name goes, the image and its layers stay for the container.
+    env.ok(&["image", "rm", "--force", IMAGE]);
+    env.ok(&["image", "prune", "--all", "--force"]);
+    env.ok(&["container", "start", "user1"]);
+    assert_eq!(env.ok(&["container", "wait", "user1"]).trim(), "0");
+    assert_eq!(env.ok(&["container", "logs", "user1"]), "still here\n");
+    env.ok(&["container", "rm", "user1"]);
+    // Without the container, prune takes it.
+    let out = env.ok(&["image", "prune", "--all", "--force"]);
+    assert!(out.contains("deleted: sha256:"), "{out}");
 }

@@ -306,8 +306,8 @@ fn inspect(engine: &Engine, a: &InspectArgs) -> anyhow::Result<()> {
 /// image, refused when it has several names unless `--force`. Blobs and layers nothing
 /// references any more are collected afterwards.
 fn rm(engine: &Engine, a: &RmArgs) -> anyhow::Result<()> {
-    // No containers yet: nothing is in use.
-    let in_use = std::collections::HashSet::new();
+    let in_use =
+        berth_engine::container::store::ContainerStore::open(&engine.stores.root)?.image_users()?;
     let mut failed = false;
     let mut removed_any = false;
     for name in &a.images {
@@ -364,11 +364,9 @@ fn prune(engine: &Engine, a: &PruneArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    let report = berth_engine::prune::prune_images(
-        &engine.stores,
-        a.all,
-        &std::collections::HashSet::new(),
-    )?;
+    let in_use =
+        berth_engine::container::store::ContainerStore::open(&engine.stores.root)?.image_users()?;
+    let report = berth_engine::prune::prune_images(&engine.stores, a.all, &in_use)?;
     if !report.images_removed.is_empty() {
         println!("Deleted Images:");
         for t in &report.untagged {

@@ -114,7 +114,8 @@ fn names(image: &ImageRecord) -> Vec<String> {
 /// repository's digest names go too (as Docker does). The image itself is removed only when
 /// no name is left; then, if it is in `in_use`, nothing changes unless `force`.
 /// By id: the image and all its names are removed; without `force` this is refused when the
-/// names span several repositories or the image is in `in_use`.
+/// names span several repositories or the image is in `in_use`. An image in `in_use` is never
+/// deleted, even with `force`: only its names go.
 ///
 /// Blobs and layers stay until [`collect_garbage`].
 pub fn remove_image(
@@ -173,6 +174,17 @@ pub fn remove_image(
                 id: image.id,
             });
         }
+    }
+    if used {
+        // Forced, but a container still stands on this image's layers: its names go, the
+        // record stays (a dangling image, as Docker leaves it) so collection keeps the layers.
+        for name in &all {
+            stores.images.untag(name)?;
+        }
+        return Ok(RemoveReport {
+            untagged: all,
+            deleted: None,
+        });
     }
     stores.images.remove(&image.id)?;
     Ok(RemoveReport {
@@ -378,9 +390,13 @@ mod tests {
         );
         assert!(err.to_string().contains(id.short()), "{err}");
         assert_eq!(names_of(&stores, &id).unwrap(), ["r.io/b:1"]);
-        // Forced, or not in use: the image goes.
+        // Forced while in use: the name goes, the record stays (a container needs its layers).
         let r = remove_image(&stores, "r.io/b:1", true, &in_use).unwrap();
         assert_eq!(r.untagged, ["r.io/b:1"]);
+        assert_eq!(r.deleted, None);
+        assert_eq!(names_of(&stores, &id).unwrap(), Vec::<String>::new());
+        // Not in use any more: by id, the image goes.
+        let r = remove_image(&stores, &id.to_string(), false, &none).unwrap();
         assert_eq!(r.deleted, Some(id.clone()));
         assert_eq!(names_of(&stores, &id), None);
 

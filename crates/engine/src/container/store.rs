@@ -270,6 +270,22 @@ impl ContainerStore {
         Ok(users)
     }
 
+    /// The images containers (any state) were created from: never deleted, even by a forced
+    /// `image rm`, so their layers stay.
+    pub fn image_users(
+        &self,
+    ) -> Result<std::collections::HashSet<crate::digest::Digest>, StoreError> {
+        let mut used = std::collections::HashSet::new();
+        for id in self.ids()? {
+            if let Ok(config) = self.dir_of(&id).config()
+                && let Some(image) = config.image_id
+            {
+                used.insert(image);
+            }
+        }
+        Ok(used)
+    }
+
     /// Renames a container (`berth container rename`).
     pub fn rename(&self, dir: &ContainerDir, new_name: &str) -> Result<(), StoreError> {
         validate_name(new_name)?;
