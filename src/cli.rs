@@ -51,6 +51,8 @@ pub enum Command {
     Config(ConfigArgs),
     /// Manage containers (run, ls, stop, rm, logs, exec, …)
     Container(ForwardArgs),
+    /// List images used by the created containers
+    Images(crate::commands::images::ImagesArgs),
     /// Manage images (pull, ls, inspect, rm, tag)
     Image(crate::commands::image::ImageArgs),
     /// Log in to a registry
@@ -118,6 +120,7 @@ impl Cli {
         match &self.command {
             Some(Command::Config(a)) => self.global.absorb(&a.shorts),
             Some(Command::Pull(a)) => self.global.absorb(&a.shorts),
+            Some(Command::Images(a)) => self.global.absorb(&a.shorts),
             _ => {}
         }
         let shorts = std::mem::take(&mut self.shorts);

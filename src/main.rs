@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod engine;
+mod labels;
 mod progress;
 mod project;
 
@@ -102,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     commands::container::run_forwarded(&settings, &args.args)
                 }
                 Command::Image(args) => commands::image::run(&settings, &args).map(|()| 0),
+                Command::Images(args) => commands::images::run(&settings, &args).map(|()| 0),
                 Command::Login(args) => commands::login::login(&settings, &args).map(|()| 0),
                 Command::Logout(args) => commands::login::logout(&settings, &args).map(|()| 0),
                 Command::Pull(args) => commands::pull::run(&settings, &args).map(|()| 0),

@@ -858,3 +858,66 @@ fn images_in_use_by_containers_are_kept() {
     let out = env.ok(&["image", "prune", "--all", "--force"]);
     assert!(out.contains("deleted: sha256:"), "{out}");
 }
+
+#[test]
+fn compose_images_lists_the_projects_containers() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new();
+    let dir = env.tmp.path().join("proj");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("compose.yaml"),
+        format!(
+            "name: imgproj\nservices:\n  web:\n    image: {IMAGE}\n  db:\n    image: {IMAGE}\n"
+        ),
+    )
+    .unwrap();
+    for (name, project, service) in [
+        ("imgproj-web-1", "imgproj", "web"),
+        ("imgproj-db-1", "imgproj", "db"),
+        ("other-web-1", "other", "web"),
+    ] {
+        env.ok(&[
+            "container",
+            "create",
+            "--name",
+            name,
+            "--label",
+            &format!("com.docker.compose.project={project}"),
+            "--label",
+            &format!("com.docker.compose.service={service}"),
+            IMAGE,
+        ]);
+    }
+    let dir_s = dir.to_str().unwrap();
+    let out = env.ok(&["--project-directory", dir_s, "images"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("CONTAINER") && lines[0].contains("IMAGE ID"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("imgproj-db-1") && lines[1].contains("test/bb"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("imgproj-web-1") && lines[2].contains(" 1 "),
+        "{out}"
+    );
+    let out = env.ok(&[
+        "--project-directory",
+        dir_s,
+        "images",
+        "web",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(v[0]["ContainerName"], "imgproj-web-1");
+    let out = env.ok(&["--project-directory", dir_s, "images", "-q"]);
+    assert_eq!(out.lines().count(), 1, "one image id: {out}");
+}

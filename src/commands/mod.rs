@@ -5,6 +5,7 @@ pub mod config;
 pub mod container;
 pub mod container_ops;
 pub mod image;
+pub mod images;
 pub mod login;
 pub mod logs;
 pub mod pull;

@@ -37,17 +37,29 @@ enum Decision {
 }
 
 /// compose's `pull_policy` for `berth pull`: `always`/unset pull; `missing`/`if_not_present`
-/// pull when absent; `never` never pulls; `build` leaves it to the build.
-/// `daily`/`weekly`/`every_<d>` pull when absent (berth does not record pull times yet).
-fn decide(policy: &str, present: bool) -> Decision {
+/// pull when absent; `never` never pulls; `build` leaves it to the build;
+/// `daily`/`weekly`/`every_<duration>` pull when absent or when the local name is older than
+/// that (`age`: since the name was last pulled, loaded or tagged — Docker's `LastTagTime`;
+/// `None` when unknown, which counts as too old).
+fn decide(policy: &str, present: bool, age: Option<std::time::Duration>) -> Decision {
+    let period = match policy {
+        "daily" => Some(std::time::Duration::from_secs(24 * 3600)),
+        "weekly" => Some(std::time::Duration::from_secs(7 * 24 * 3600)),
+        p => p
+            .strip_prefix("every_")
+            .and_then(|d| berth_compose::units::Duration::parse(d).ok())
+            .map(|d| d.to_std()),
+    };
     match policy {
         "never" => Decision::Skip("pull_policy: never"),
         "build" => Decision::Skip("pull_policy: build"),
         "missing" | "if_not_present" if present => Decision::Skip("already present"),
-        p if (p == "daily" || p == "weekly" || p.starts_with("every_")) && present => {
-            Decision::Skip("already present")
-        }
-        _ => Decision::Pull,
+        _ => match period {
+            Some(period) if present && age.is_some_and(|a| a < period) => {
+                Decision::Skip("pulled recently")
+            }
+            _ => Decision::Pull,
+        },
     }
 }
 
@@ -69,8 +81,21 @@ pub fn run(settings: &Settings, args: &PullArgs) -> anyhow::Result<()> {
         let image = svc.image.as_str();
         let reference =
             Reference::parse(image).map_err(|e| anyhow::anyhow!("service {name}: {e}"))?;
-        let present = engine.stores.images.resolve(&reference.to_string()).is_ok();
-        match decide(&svc.pull_policy, present) {
+        let key = reference.to_string();
+        let present = engine.stores.images.resolve(&key).is_ok();
+        let age = engine
+            .stores
+            .images
+            .refs()?
+            .get(&key)
+            .and_then(|e| e.tagged_at.as_deref())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .and_then(|t| {
+                (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                    .to_std()
+                    .ok()
+            });
+        match decide(&svc.pull_policy, present, age) {
             Decision::Pull => jobs.push((name.clone(), reference)),
             Decision::Skip(why) => {
                 if !args.quiet {
@@ -120,14 +145,31 @@ mod tests {
 
     #[test]
     fn pull_policies() {
-        assert_eq!(decide("", true), Decision::Pull);
-        assert_eq!(decide("always", true), Decision::Pull);
-        assert_eq!(decide("missing", false), Decision::Pull);
-        assert!(matches!(decide("missing", true), Decision::Skip(_)));
-        assert!(matches!(decide("if_not_present", true), Decision::Skip(_)));
-        assert!(matches!(decide("never", false), Decision::Skip(_)));
-        assert!(matches!(decide("build", false), Decision::Skip(_)));
-        assert_eq!(decide("daily", false), Decision::Pull);
-        assert!(matches!(decide("every_12h", true), Decision::Skip(_)));
+        let h = |n: u64| Some(std::time::Duration::from_secs(n * 3600));
+        assert_eq!(decide("", true, h(0)), Decision::Pull);
+        assert_eq!(decide("always", true, h(0)), Decision::Pull);
+        assert_eq!(decide("missing", false, None), Decision::Pull);
+        assert!(matches!(decide("missing", true, None), Decision::Skip(_)));
+        assert!(matches!(
+            decide("if_not_present", true, None),
+            Decision::Skip(_)
+        ));
+        assert!(matches!(decide("never", false, None), Decision::Skip(_)));
+        assert!(matches!(decide("build", false, None), Decision::Skip(_)));
+        assert_eq!(decide("daily", false, None), Decision::Pull);
+        assert!(matches!(decide("daily", true, h(23)), Decision::Skip(_)));
+        assert_eq!(decide("daily", true, h(25)), Decision::Pull);
+        assert_eq!(decide("daily", true, None), Decision::Pull, "unknown age");
+        assert!(matches!(
+            decide("weekly", true, h(24 * 6)),
+            Decision::Skip(_)
+        ));
+        assert_eq!(decide("weekly", true, h(24 * 8)), Decision::Pull);
+        assert!(matches!(
+            decide("every_12h", true, h(11)),
+            Decision::Skip(_)
+        ));
+        assert_eq!(decide("every_12h", true, h(13)), Decision::Pull);
+        assert_eq!(decide("every_30m", true, h(1)), Decision::Pull);
     }
 }

@@ -256,6 +256,15 @@ pub struct RefEntry {
     pub id: Digest,
     /// The manifest digest recorded with the name (`null` when none).
     pub manifest: Option<Digest>,
+    /// When the name was last (re)pointed — by a pull, load, import or tag: Docker's
+    /// `LastTagTime`, which `pull_policy: daily|weekly|every_<d>` compares with. RFC 3339;
+    /// absent in refs written before berth recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tagged_at: Option<String>,
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -300,6 +309,7 @@ impl ImageStore {
         if names.is_empty() {
             return Ok(());
         }
+        let now = now_rfc3339();
         self.update_refs(|refs| {
             for name in names {
                 refs.insert(
@@ -307,6 +317,7 @@ impl ImageStore {
                     RefEntry {
                         id: record.id.clone(),
                         manifest: record.manifest_digest.clone(),
+                        tagged_at: Some(now.clone()),
                     },
                 );
             }
@@ -442,6 +453,7 @@ impl ImageStore {
                 RefEntry {
                     id: id.clone(),
                     manifest: rec.manifest_digest,
+                    tagged_at: Some(now_rfc3339()),
                 },
             );
             Ok(())
@@ -669,13 +681,13 @@ mod tests {
             is.get(&b.id).unwrap().unwrap().repo_tags,
             ["example.com/app:latest"]
         );
-        assert_eq!(
-            is.refs().unwrap()["example.com/app:latest"],
-            RefEntry {
-                id: b.id.clone(),
-                manifest: b.manifest_digest.clone()
-            }
-        );
+        let entry = &is.refs().unwrap()["example.com/app:latest"];
+        assert_eq!(entry.id, b.id);
+        assert_eq!(entry.manifest, b.manifest_digest);
+        let tagged = chrono::DateTime::parse_from_rfc3339(entry.tagged_at.as_deref().unwrap())
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert!((chrono::Utc::now() - tagged).num_seconds() < 60);
         let unknown = Digest::of_bytes(b"nope");
         assert!(matches!(
             is.tag(&unknown, "x:1"),
@@ -715,8 +727,14 @@ mod tests {
         let is = ImageStore::new(root.clone());
         assert_eq!(is.resolve("docker.io/library/alpine:3").unwrap(), a);
         assert_eq!(is.resolve("local/b:dev").unwrap().id, b.id);
-        let raw: serde_json::Value =
+        let mut raw: serde_json::Value =
             serde_json::from_slice(&fs::read(root.refs_file()).unwrap()).unwrap();
+        // The tag times are now-ish RFC 3339 stamps; the rest is exact.
+        for name in ["docker.io/library/alpine:3", "local/b:dev"] {
+            let entry = raw["refs"][name].as_object_mut().unwrap();
+            let t = entry.remove("tagged_at").unwrap();
+            chrono::DateTime::parse_from_rfc3339(t.as_str().unwrap()).unwrap();
+        }
         assert_eq!(
             raw,
             serde_json::json!({
