@@ -551,7 +551,9 @@ fn device_rule(
 }
 
 /// Docker's device cgroup rules for an unprivileged container: deny all, allow `mknod` of
-/// any node, the standard character devices, ptys and the console; deny fuse.
+/// any node, the standard character devices, ptys and the console. (No explicit deny after
+/// the allows: fuse is denied by the first rule already, and a deny inside a wildcard allow is
+/// a hole cgroup v1 cannot punch — runc refuses such a spec.)
 fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
     use LinuxDeviceType::{B, C};
     let mut v = vec![
@@ -573,7 +575,6 @@ fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
     ] {
         v.push(device_rule(Some(C), Some(major), minor, "rwm", true));
     }
-    v.push(device_rule(Some(C), Some(10), Some(229), "rwm", false));
     v
 }
 
