@@ -530,7 +530,7 @@ fn run_container(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<
     Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(255))
 }
 
-fn find_or_pull(settings: &Settings, ctx: &Ctx, image: &str) -> anyhow::Result<ImageRecord> {
+fn find_or_pull(ctx: &Ctx, image: &str) -> anyhow::Result<ImageRecord> {
     if let Ok(record) = crate::commands::image::resolve(&ctx.engine, image) {
         return Ok(record);
     }
@@ -541,13 +541,12 @@ fn find_or_pull(settings: &Settings, ctx: &Ctx, image: &str) -> anyhow::Result<I
     );
     let rt = engine::runtime()?;
     let pulled = rt.block_on(ctx.engine.pull(&reference, None))?;
-    let _ = settings;
     Ok(pulled.image)
 }
 
 /// Builds the container's configuration from the flags and the image, and records it.
 pub fn create(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<ContainerDir> {
-    let image = find_or_pull(settings, ctx, &a.image)?;
+    let image = find_or_pull(ctx, &a.image)?;
     let id = cstore::new_id();
     let name = match &a.name {
         Some(n) => n.clone(),
@@ -1101,7 +1100,9 @@ pub fn inspect_json(
     c: &ContainerConfig,
     s: &ContainerState,
 ) -> serde_json::Value {
-    let (cmd, entry): (Vec<String>, Vec<String>) = (c.process.args.clone(), Vec::new());
+    // berth keeps the resolved argv only (image entrypoint and cmd already applied): it is
+    // shown as `Cmd`, with an empty `Entrypoint`.
+    let cmd = &c.process.args;
     json!({
         "Id": c.id,
         "Created": c.created,
@@ -1149,7 +1150,7 @@ pub fn inspect_json(
             "OpenStdin": c.process.stdin_open,
             "Env": c.process.env,
             "Cmd": cmd,
-            "Entrypoint": entry,
+            "Entrypoint": Vec::<String>::new(),
             "Image": c.image_name,
             "WorkingDir": c.process.cwd,
             "Labels": c.labels,

@@ -184,7 +184,7 @@ pub fn main(args: &[String], shim_exe: &Path, settle: &dyn Fn()) -> i32 {
         }
     };
     let mut report = ReportPipe::stdout();
-    match Shim::start(&root, &id, shim_exe) {
+    match Shim::start(&root, &id) {
         Ok(mut shim) => {
             report.send(&format!("ok {}", shim.pid));
             settle();
@@ -300,7 +300,7 @@ struct Shim {
 }
 
 impl Shim {
-    fn start(root: &Path, id: &str, shim_exe: &Path) -> Result<Shim, ShimError> {
+    fn start(root: &Path, id: &str) -> Result<Shim, ShimError> {
         let stores =
             Stores::open(root).map_err(|e| ShimError::Msg(format!("open state root: {e}")))?;
         let store = ContainerStore::open(&stores.root)?;
@@ -310,7 +310,7 @@ impl Shim {
             .ok_or_else(|| ShimError::Msg(format!("container {id} is already running")))?;
         // A user's later `kill`/`stop` must not be lost between the starter's request and the
         // container being up: the starter waits for our report before it can ask.
-        let result = Self::launch(&stores, &store, &dir, &config, lock, shim_exe);
+        let result = Self::launch(&stores, &store, &dir, &config, lock);
         if let Err(e) = &result {
             let msg = e.to_string();
             let _ = dir.update_state(|s| {
@@ -337,9 +337,7 @@ impl Shim {
         dir: &ContainerDir,
         config: &ContainerConfig,
         lock: Lock,
-        shim_exe: &Path,
     ) -> Result<Shim, ShimError> {
-        let _ = shim_exe;
         let image_id = config
             .image_id
             .as_ref()
@@ -1189,9 +1187,9 @@ pub fn request(socket: &Path, line: &str, timeout: Option<Duration>) -> io::Resu
     Ok(reply.trim_end().to_string())
 }
 
-/// The state as last written, corrected for a shim that died without recording the exit
-/// (status `dead`... docker shows such containers as exited: so do we, with code 255... unless
-/// the container's process still runs).
+/// The state as last written, corrected for a shim that died without recording the exit (it
+/// was killed): such a container is reported exited with code 255 and an error, since nobody
+/// can learn its real exit any more.
 pub fn observed_state(dir: &ContainerDir) -> Result<ContainerState, fsutil::FsError> {
     let mut state = dir.state()?;
     if matches!(state.status, Status::Running | Status::Paused) && !dir.shim_alive()? {
