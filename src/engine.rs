@@ -84,8 +84,17 @@ impl Engine {
                 .credentials_for(reference.registry())
                 .map_err(anyhow::Error::from)
         })?;
+        // An identity token is a refresh token: exchanged for an access token first.
+        let registry_auth = match &creds {
+            Some(auth::Credentials::IdentityToken(token)) => self
+                .registry()
+                .exchange_identity_token(reference, token)
+                .await
+                .with_context(|| format!("failed to pull {}", reference.familiar_string()))?,
+            _ => auth::to_registry_auth(&creds),
+        };
         let opts = PullOptions {
-            auth: auth::to_registry_auth(&creds),
+            auth: registry_auth,
             progress,
             ..PullOptions::default()
         };

@@ -400,3 +400,34 @@ fn login_is_verified_against_a_token_auth_registry() {
     assert_eq!(refused.status.code(), Some(1));
     assert_eq!(std::fs::read(&config_file).unwrap(), before);
 }
+
+#[test]
+fn an_identity_token_is_exchanged_for_an_access_token() {
+    if !require_registry() || !require_root() {
+        return;
+    }
+    let reg = berth_testkit::Registry::start();
+    push_images(&reg);
+    let front = berth_testkit::TokenAuthFront::start_with_refresh_token(&reg, "refresh-me");
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let write_config = |token: &str| {
+        std::fs::create_dir_all(tmp.path().join(".docker")).unwrap();
+        std::fs::write(
+            tmp.path().join(".docker/config.json"),
+            serde_json::json!({"auths": {front.host(): {"identitytoken": token}}}).to_string(),
+        )
+        .unwrap();
+    };
+    let image = format!("{}/app/one:v1", front.host());
+    // A wrong refresh token is refused by the token endpoint: nothing pulled.
+    write_config("stale");
+    let out = berth(&root, tmp.path(), &["image", "pull", "-q", &image]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("identity token was refused"), "{err}");
+    // The right one: exchanged (grant_type=refresh_token) and the pull goes through.
+    write_config("refresh-me");
+    ok(&berth(&root, tmp.path(), &["image", "pull", "-q", &image]));
+    assert!(ok(&berth(&root, tmp.path(), &["image", "ls"])).contains("app/one"));
+}

@@ -178,9 +178,10 @@ pub fn config_dir_from_env() -> Option<PathBuf> {
 
 /// What oci-client sends: anonymous, HTTP basic, or a bearer token.
 ///
-/// An identity token becomes `Bearer`: oci-client has no OAuth2 refresh-token exchange, so a
-/// registry that issued a refresh token (Docker Hub, ACR) needs the caller to exchange it at
-/// the token endpoint first (`grant_type=refresh_token`) and pass the access token.
+/// An identity token becomes `Bearer` as it is: oci-client has no OAuth2 refresh-token
+/// exchange, so pulls exchange it first with
+/// [`Registry::exchange_identity_token`](crate::registry::Registry::exchange_identity_token)
+/// (`grant_type=refresh_token` at the token endpoint) and send the access token.
 pub fn to_registry_auth(credentials: &Option<Credentials>) -> RegistryAuth {
     match credentials {
         None => RegistryAuth::Anonymous,

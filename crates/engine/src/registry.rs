@@ -1148,6 +1148,129 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Turns an identity token (an OAuth2 refresh token a registry's token service issued,
+    /// as `docker login` stores it for Docker Hub or ACR) into what a pull sends: the
+    /// registry's challenge names the token endpoint, which is asked with
+    /// `grant_type=refresh_token` for a pull-scoped access token (docker's flow). A registry
+    /// that asks for no authentication gets none.
+    pub async fn exchange_identity_token(
+        &self,
+        reference: &crate::reference::Reference,
+        identity_token: &str,
+    ) -> Result<RegistryAuth, RegistryError> {
+        let host = reference.api_host().to_string();
+        let url = format!("{}://{host}/v2/", self.scheme(&host));
+        let name = reference.familiar_string();
+        let transport = |url: &str, e: reqwest::Error| RegistryError::Transport {
+            reference: name.clone(),
+            url: url.to_string(),
+            message: error_chain(&e),
+        };
+        let resp = self
+            .http
+            .get(&url)
+            .timeout(LOGIN_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| transport(&url, e))?;
+        if resp.status().is_success() {
+            return Ok(RegistryAuth::Anonymous);
+        }
+        let headers: Vec<String> = resp
+            .headers()
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect();
+        let bad_challenge = || RegistryError::BadChallenge {
+            reference: name.clone(),
+            url: url.clone(),
+            challenge: headers.join(", "),
+        };
+        let challenges: Vec<Challenge> =
+            headers.iter().filter_map(|h| parse_challenge(h)).collect();
+        let bearer = challenges
+            .iter()
+            .find(|c| c.scheme == "bearer")
+            .ok_or_else(bad_challenge)?;
+        let realm = bearer.param("realm").ok_or_else(bad_challenge)?;
+        let realm_url = reqwest::Url::parse(realm).map_err(|_| bad_challenge())?;
+        if !matches!(realm_url.scheme(), "http" | "https") {
+            return Err(bad_challenge());
+        }
+        // The form body, url-encoded by the URL serialiser.
+        let mut form = reqwest::Url::parse("http://form.invalid/").map_err(|_| bad_challenge())?;
+        {
+            let mut q = form.query_pairs_mut();
+            q.append_pair("grant_type", "refresh_token");
+            q.append_pair("refresh_token", identity_token);
+            if let Some(service) = bearer.param("service") {
+                q.append_pair("service", service);
+            }
+            q.append_pair(
+                "scope",
+                &format!("repository:{}:pull", reference.repository()),
+            );
+            q.append_pair("client_id", "berth");
+        }
+        let body = form.query().unwrap_or("").to_string();
+        let realm_str = realm_url.to_string();
+        let mut resp = self
+            .http
+            .post(realm_url)
+            .timeout(LOGIN_TIMEOUT)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport(&realm_str, e))?;
+        let status = resp.status().as_u16();
+        let answer = read_capped(&mut resp, 64 << 10).await.unwrap_or_default();
+        match status {
+            200..=299 => {}
+            401 | 403 => {
+                return Err(RegistryError::Unauthorized {
+                    reference: name.clone(),
+                    registry: host.clone(),
+                    reason: format!(
+                        "the identity token was refused ({}); log in again",
+                        refusal_reason(&answer)
+                    ),
+                });
+            }
+            other => {
+                return Err(RegistryError::Status {
+                    reference: name.clone(),
+                    url: realm_str,
+                    status: other,
+                    body: String::from_utf8_lossy(&answer).trim().to_string(),
+                });
+            }
+        }
+        let token: TokenJson =
+            serde_json::from_slice(&answer).map_err(|e| RegistryError::Status {
+                reference: name.clone(),
+                url: realm_str.clone(),
+                status,
+                body: format!("not a token: {e}"),
+            })?;
+        match token.access_token.or(token.token) {
+            Some(t) if !t.is_empty() => Ok(RegistryAuth::Bearer(t)),
+            _ => Err(RegistryError::Status {
+                reference: name,
+                url: realm_str,
+                status,
+                body: "no access token in the answer".to_string(),
+            }),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct TokenJson {
     token: Option<String>,

@@ -21,6 +21,9 @@ struct State {
     upstream: SocketAddr,
     user: String,
     password: String,
+    /// Accepted by `POST /token` with `grant_type=refresh_token` (Docker Hub's OAuth2 flow for
+    /// an identity token).
+    refresh_token: Option<String>,
     tokens: Mutex<HashSet<String>>,
     counter: AtomicU64,
     realm: String,
@@ -44,12 +47,30 @@ impl std::fmt::Debug for TokenAuthFront {
 impl TokenAuthFront {
     /// Fronts `registry`, accepting only `user` / `password`.
     pub fn start(registry: &crate::Registry, user: &str, password: &str) -> TokenAuthFront {
+        TokenAuthFront::start_with(registry, user, password, None)
+    }
+
+    /// Like [`TokenAuthFront::start`], also exchanging `refresh_token` for access tokens.
+    pub fn start_with_refresh_token(
+        registry: &crate::Registry,
+        refresh_token: &str,
+    ) -> TokenAuthFront {
+        TokenAuthFront::start_with(registry, "-", "-", Some(refresh_token.to_string()))
+    }
+
+    fn start_with(
+        registry: &crate::Registry,
+        user: &str,
+        password: &str,
+        refresh_token: Option<String>,
+    ) -> TokenAuthFront {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind auth front");
         let addr = listener.local_addr().expect("auth front address");
         let state = Arc::new(State {
             upstream: registry.addr(),
             user: user.into(),
             password: password.into(),
+            refresh_token,
             tokens: Mutex::new(HashSet::new()),
             counter: AtomicU64::new(0),
             realm: format!("http://{addr}/token"),
@@ -119,12 +140,61 @@ fn respond(conn: &mut TcpStream, status: &str, extra: &str, body: &[u8]) {
     let _ = conn.write_all(body);
 }
 
+fn issue_token(state: &State) -> String {
+    let n = state.counter.fetch_add(1, Ordering::SeqCst);
+    let token = crate::image::sha256(format!("{n}:{:?}", std::time::SystemTime::now()).as_bytes())
+        .replace("sha256:", "");
+    state
+        .tokens
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(token.clone());
+    token
+}
+
 fn handle(mut conn: TcpStream, state: &State) {
     let Some(head) = read_head(&mut conn) else {
         return;
     };
     let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
     let auth = header(&head, "authorization").unwrap_or("");
+
+    if target.starts_with("/token") && head.starts_with("POST ") {
+        // OAuth2: the form body must carry grant_type=refresh_token and the known token.
+        let len: usize = header(&head, "content-length")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; len.min(64 * 1024)];
+        if conn.read_exact(&mut body).is_err() {
+            return;
+        }
+        let form = String::from_utf8_lossy(&body).into_owned();
+        let field = |name: &str| {
+            form.split('&').find_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                (k == name).then(|| v.to_string())
+            })
+        };
+        let ok = field("grant_type").as_deref() == Some("refresh_token")
+            && state.refresh_token.is_some()
+            && field("refresh_token") == state.refresh_token
+            && field("service").as_deref() == Some(SERVICE);
+        if !ok {
+            respond(
+                &mut conn,
+                "401 Unauthorized",
+                "",
+                br#"{"error":"invalid_grant"}"#,
+            );
+            return;
+        }
+        let token = issue_token(state);
+        let body =
+            serde_json::to_vec(&serde_json::json!({"access_token": token, "expires_in": 300}))
+                .expect("token json");
+        respond(&mut conn, "200 OK", "", &body);
+        return;
+    }
 
     if target.starts_with("/token") {
         let given = auth
@@ -144,15 +214,7 @@ fn handle(mut conn: TcpStream, state: &State) {
             );
             return;
         }
-        let n = state.counter.fetch_add(1, Ordering::SeqCst);
-        let token =
-            crate::image::sha256(format!("{n}:{:?}", std::time::SystemTime::now()).as_bytes())
-                .replace("sha256:", "");
-        state
-            .tokens
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(token.clone());
+        let token = issue_token(state);
         let body = serde_json::to_vec(&serde_json::json!({"token": token, "expires_in": 300}))
             .expect("token json");
         respond(&mut conn, "200 OK", "", &body);
