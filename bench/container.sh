@@ -22,21 +22,25 @@
 # Debian packages: hyperfine runc crun docker.io podman busybox-static strace.
 #
 # Measured 2026-11-23 on the shared 2-core dev VM (kernel 6.18, hybrid cgroups v1+v2, ext4),
-# RUNS=30, two runs of the script (the second while the machine was busier):
-#   run --rm true   run 1            run 2            ratios run 1 / run 2
-#   berth           104.3 ±  8.8 ms  220.6 ± 42.3 ms
-#   runc             52.0 ±  5.1 ms   55.3 ± 15.7 ms  berth/runc   2.01 / 3.99
-#   crun            refused: "cgroups in hybrid mode not supported" (crun 1.8.1): no ratio
-#   docker 20.10    588.9 ± 89.0 ms  676.3 ± 96.7 ms  docker/berth 5.64 / 3.07
-#   podman 4.3      428.3 ± 95.6 ms  478.2 ± 70.8 ms  podman/berth 4.11 / 2.17
-#   PSS per idle container (50 x sleep 1000): berth __shim 8.57 MiB (8.57 in both runs; 6 MiB
-#   of it is mimalloc's eagerly committed arena: 1.50 MiB with MIMALLOC_ARENA_EAGER_COMMIT=0),
-#   docker containerd-shim-runc-v2 2.57-2.60 MiB, podman conmon 0.36 MiB. 50 x berth run -d:
-#   10.7-10.8 s. Nothing left after rm -f.
-#   Profile (straced, median of 7, ~150 ms total): runtime create 64-69 ms (rootfs mounts
-#   18-19, seccomp build+load 14-16, first cgroup.procs write 11-12, cgroup mkdirs 6), CLI
-#   loads the TLS root store 14-16 ms it never uses, shim exec -> overlay mounted 13 ms,
-#   exit -> umount (delete, cgroup rm) 8-9 ms, 19 fsyncs ~8 ms.
+# RUNS=20/30. First session of this script (before the shim work):
+#   berth 104.3 ± 8.8 ms, runc 52.0 ± 5.1 ms (berth/runc 2.01), docker 588.9, podman 428.3;
+#   berth shim PSS 8.57 MiB per idle container.
+# After (non-PIE binary, lazy mimalloc arena, hand-over to __monitor, lazy registry client,
+# no fsync for regenerated files), two runs of this script, the second on a busier machine:
+#   run --rm true      run A              run B
+#   berth              85.7 ±  9.5 ms     98.3 ± 23.6 ms
+#   runc (runc spec)   45.3 ±  4.5 ms     51.2 ±  8.9 ms   berth/runc 1.89 / 1.92
+#   runc (berth spec)  69.9 ±  6.5 ms     61.9 ±  9.5 ms   berth/runc-berth-spec 1.23 / 1.59
+#   docker 20.10      430.6 ± 23.7 ms    391.2 ± 73.8 ms   docker/berth 5.02 / 3.98
+#   podman 4.3        248.5 ± 17.5 ms    301.6 ± 25.7 ms   podman/berth 2.90 / 3.07
+#   crun 1.8.1        refused: "cgroups in hybrid mode not supported": no ratio
+#   ("runc spec" has no seccomp filter; berth's own bundle has Docker's, ~15 ms per start.)
+#   PSS per idle container (50 x sleep 1000): berth __shim/__monitor 0.467-0.469 MiB,
+#   docker containerd-shim-runc-v2 2.63 MiB, podman conmon 0.36 MiB. 50 x berth run -d:
+#   3.4-5.7 s. Nothing left after rm -f.
+#   Profile (straced, median of 7): runtime create 68 ms (of it pivot_root -> seccomp loaded
+#   15.6), cli record -> spawn 13 ms, shim exec -> overlay 12 ms, exit -> umount 9.5 ms,
+#   11 fsyncs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
