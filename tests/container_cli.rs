@@ -209,6 +209,23 @@ fn exit_codes_and_output_streams() {
     assert_ne!(out.status.code(), Some(0));
     // --rm removed every container.
     assert_eq!(env.ok(&["container", "ls", "-a", "-q"]), "");
+    // start -a: this run's output and its exit code, each time.
+    env.ok(&[
+        "container",
+        "create",
+        "--name",
+        "again",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo run; exit 9",
+    ]);
+    for _ in 0..2 {
+        let out = env.run(&["container", "start", "-a", "again"]);
+        assert_eq!(out.status.code(), Some(9));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "run\n");
+    }
+    env.ok(&["container", "rm", "again"]);
 }
 
 #[test]

@@ -377,6 +377,17 @@ pub fn run(settings: &Settings, args: &ContainerArgs) -> anyhow::Result<u8> {
             println!("{}", dir.id);
             Ok(0)
         }
+        ContainerCommand::Start(a) if a.attach => {
+            let [key] = a.containers.as_slice() else {
+                bail!("you cannot start and attach multiple containers at once");
+            };
+            let dir = ctx.resolve(key)?;
+            // Only this run's output, as docker's attach shows it.
+            let since = chrono::Utc::now();
+            let spawned = lifecycle::start(&ctx.shim_exe, ctx.root(), &dir, true)?;
+            crate::commands::logs::follow(&dir, Some(since))?;
+            exit_code(&ctx, &dir, spawned)
+        }
         ContainerCommand::Start(a) => each(&a.containers, |key| {
             let dir = ctx.resolve(key)?;
             lifecycle::detach(lifecycle::start(&ctx.shim_exe, ctx.root(), &dir, true)?);
@@ -513,19 +524,26 @@ fn run_container(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<
     if a.interactive || a.tty {
         attach(ctx, &dir, a.tty)?;
     } else {
-        crate::commands::logs::follow(&dir)?;
+        crate::commands::logs::follow(&dir, None)?;
     }
-    let code = match spawned {
-        Some(mut s) => {
-            let code = s.wait_exit();
-            let _ = s.child.wait();
-            code
-        }
-        None => None,
-    };
-    let code = match code {
+    exit_code(ctx, &dir, spawned)
+}
+
+/// The exit code of a container started in the foreground: from the shim's report pipe (it
+/// comes before a `--rm` container removes itself), else from its recorded state.
+fn exit_code(
+    ctx: &Ctx,
+    dir: &ContainerDir,
+    spawned: Option<berth_engine::container::shim::Spawned>,
+) -> anyhow::Result<u8> {
+    let reported = spawned.and_then(|mut s| {
+        let code = s.wait_exit();
+        let _ = s.child.wait();
+        code
+    });
+    let code = match reported {
         Some(c) => c,
-        None => lifecycle::wait(&ctx.store, &dir, None)?.unwrap_or(255),
+        None => lifecycle::wait(&ctx.store, dir, None)?.unwrap_or(255),
     };
     Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(255))
 }
@@ -1250,7 +1268,7 @@ fn attach(ctx: &Ctx, dir: &ContainerDir, tty: bool) -> anyhow::Result<()> {
             }
         }
     } else {
-        crate::commands::logs::follow(dir)?;
+        crate::commands::logs::follow(dir, None)?;
     }
     Ok(())
 }

@@ -117,13 +117,14 @@ fn print_entries(dir: &ContainerDir, opts: &ReadOptions, timestamps: bool) -> an
     Ok(())
 }
 
-/// The foreground of `container run`: prints the container's output as it comes (stdout to
-/// stdout, stderr to stderr) until it exits.
-pub fn follow(dir: &ContainerDir) -> anyhow::Result<()> {
+/// The foreground of `container run` and `start -a`: prints the container's output as it
+/// comes (stdout to stdout, stderr to stderr) until it exits; `since` skips older entries.
+pub fn follow(dir: &ContainerDir, since: Option<DateTime<Utc>>) -> anyhow::Result<()> {
     let config = dir.config()?;
     if config.log.driver != "none" {
         let opts = ReadOptions {
             follow: true,
+            since,
             ..ReadOptions::default()
         };
         print_entries(dir, &opts, false)?;
