@@ -938,3 +938,41 @@ fn compose_images_lists_the_projects_containers() {
     let out = env.ok(&["--project-directory", dir_s, "images", "-q"]);
     assert_eq!(out.lines().count(), 1, "one image id: {out}");
 }
+
+#[test]
+fn a_killed_shim_leaves_a_removable_container() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new();
+    env.ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "orphan",
+        IMAGE,
+        "sleep",
+        "100",
+    ]);
+    env.wait_status("orphan", "running", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(700));
+    let shims = shim_pids(&env.root);
+    assert_eq!(shims.len(), 1);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(shims[0]).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    // Nobody records the exit any more: reported exited with 255 and an error.
+    env.wait_status("orphan", "exited", Duration::from_secs(5));
+    let st = env.inspect("orphan");
+    assert_eq!(st["State"]["ExitCode"], 255);
+    assert!(st["State"]["Error"].as_str().unwrap().contains("shim"));
+    // rm takes the container's processes, mount and cgroup down (Env's drop checks).
+    let id = env.id_of("orphan");
+    env.ok(&["container", "rm", "-f", "orphan"]);
+    for cg in cgroup_dirs(&id) {
+        assert!(!cg.exists(), "cgroup {} left", cg.display());
+    }
+}

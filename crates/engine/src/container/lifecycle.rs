@@ -371,11 +371,18 @@ pub fn remove(
         let _ = wait(store, dir, Some(Duration::from_secs(30)))?;
         wait_for_shim_exit(dir, Duration::from_secs(10));
     }
+    let config = dir.config().ok();
+    // A shim killed outright leaves its container's processes running with nobody to reap
+    // them: they go by their cgroup before anything else is taken down.
+    if let Some(config) = &config
+        && !dir.shim_alive()?
+    {
+        shim::kill_cgroup(&shim::cgroups_path(config), Duration::from_secs(5));
+    }
     let mut first_error: Option<LifecycleError> = None;
     if let Err(e) = Rootfs::at(&dir.path).unmount() {
         first_error.get_or_insert(e.into());
     }
-    let config = dir.config().ok();
     if let Some(config) = &config {
         shim::remove_cgroup_parents(&shim::cgroups_path(config));
     }

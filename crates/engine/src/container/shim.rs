@@ -1141,6 +1141,40 @@ pub fn remove_cgroup_parents(cgroups_path: &str) {
     }
 }
 
+/// SIGKILLs every process of the cgroup (each hierarchy's `cgroup.procs`) until it is empty or
+/// `max` has passed. For the processes of a container whose shim was killed: nobody else
+/// will stop them.
+pub fn kill_cgroup(cgroups_path: &str, max: Duration) {
+    let rel = cgroups_path.trim_matches('/');
+    let mut files = vec![
+        PathBuf::from("/sys/fs/cgroup")
+            .join(rel)
+            .join("cgroup.procs"),
+    ];
+    if let Ok(entries) = fs::read_dir("/sys/fs/cgroup") {
+        for e in entries.flatten() {
+            files.push(e.path().join(rel).join("cgroup.procs"));
+        }
+    }
+    let deadline = std::time::Instant::now() + max;
+    loop {
+        let mut any = false;
+        for f in &files {
+            let Ok(text) = fs::read_to_string(f) else {
+                continue;
+            };
+            for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                any = true;
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        if !any || std::time::Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn remove_runtime_state(rt_root: &Path, rt_id: &str) {
     let dir = rt_root.join(rt_id);
     if dir.exists() {
