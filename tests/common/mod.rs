@@ -1,0 +1,193 @@
+//! The harness the container end-to-end tests share: a state root with a busybox image
+//! imported, `berth` invocations against it, and the leak check run when it is dropped.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_testkit::in_ci;
+
+pub const IMAGE: &str = "test/bb:1";
+
+pub fn require_root() -> bool {
+    let root = rustix::process::geteuid().is_root();
+    if !root {
+        assert!(
+            !in_ci(),
+            "CI=true but not root: the container tests must run"
+        );
+        eprintln!("skipped: needs root");
+    }
+    root
+}
+
+/// A state root with the busybox image imported, removed (after a leak check) on drop.
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    pub root: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let tar = tmp.path().join("rootfs.tar");
+        std::fs::write(&tar, berth_testkit::image::busybox_rootfs_tar()).unwrap();
+        let env = Env { tmp, root };
+        env.ok(&[
+            "image",
+            "import",
+            "-c",
+            "CMD [\"sh\"]",
+            "-c",
+            "ENV FROM_IMAGE=1 SHARED=image",
+            tar.to_str().unwrap(),
+            IMAGE,
+        ]);
+        env
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+        c.arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .current_dir(self.tmp.path())
+            .env_remove("BERTH_ROOT")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `container run --rm IMAGE sh -c SCRIPT` with extra flags; returns (code, stdout, stderr).
+    pub fn sh(&self, flags: &[&str], script: &str) -> (i32, String, String) {
+        let mut args = vec!["container", "run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
+        let out = self.run(&args);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn inspect(&self, name: &str) -> serde_json::Value {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.ok(&["container", "inspect", name])).unwrap();
+        v[0].clone()
+    }
+
+    pub fn id_of(&self, name: &str) -> String {
+        self.inspect(name)["Id"].as_str().unwrap().to_string()
+    }
+
+    pub fn wait_status(&self, name: &str, status: &str, max: Duration) {
+        let deadline = Instant::now() + max;
+        loop {
+            let out = self.run(&["container", "inspect", name]);
+            let st = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .ok()
+                .and_then(|v| v[0]["State"]["Status"].as_str().map(String::from))
+                .unwrap_or_else(|| "missing".to_string());
+            if st == status {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{name}: {st}, wanted {status}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let ids: Vec<String> = std::fs::read_dir(self.root.join("containers"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.len() == 64)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in &ids {
+            let _ = self.run(&["container", "rm", "-f", id]);
+        }
+        if !std::thread::panicking() {
+            assert_no_leaks(&self.root, &ids);
+        }
+    }
+}
+
+/// Nothing of the root is mounted, no shim of it runs, no cgroup of these containers exists.
+pub fn assert_no_leaks(root: &Path, ids: &[String]) {
+    let root_s = root.to_string_lossy().into_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let leaked_mounts: Vec<&str> = mounts.lines().filter(|l| l.contains(&root_s)).collect();
+        let shims = shim_pids(root);
+        if leaked_mounts.is_empty() && shims.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leaked mounts {leaked_mounts:?} or shims {shims:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for id in ids {
+        for cg in cgroup_dirs(id) {
+            assert!(!cg.exists(), "leaked cgroup {}", cg.display());
+        }
+    }
+}
+
+pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(d) = std::fs::read_dir("/sys/fs/cgroup") {
+        for e in d.flatten() {
+            v.push(e.path().join("berth").join(id));
+        }
+    }
+    v.push(PathBuf::from("/sys/fs/cgroup/berth").join(id));
+    v
+}
+
+pub fn shim_pids(root: &Path) -> Vec<i32> {
+    let needle = root.to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.iter().any(|a| a == "__shim" || a == "__monitor")
+            && args.iter().any(|a| a == &needle)
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
