@@ -1230,6 +1230,25 @@ fn attach(ctx: &Ctx, dir: &ContainerDir, tty: bool) -> anyhow::Result<()> {
                 Some(Duration::from_secs(5)),
             );
         }
+        // Later size changes too: SIGWINCH, blocked here before any thread is spawned so only
+        // the waiting thread takes it.
+        let set = nix_signals::winch_set();
+        if set.thread_block().is_ok() {
+            let socket = socket.clone();
+            let _ = std::thread::Builder::new()
+                .name("winch".into())
+                .spawn(move || {
+                    while set.wait().is_ok() {
+                        if let Ok(size) = rustix::termios::tcgetwinsize(std::io::stdin()) {
+                            let _ = berth_engine::container::shim::request(
+                                &socket,
+                                &format!("resize {} {}", size.ws_row, size.ws_col),
+                                Some(Duration::from_secs(5)),
+                            );
+                        }
+                    }
+                });
+        }
         RawMode::enter(&stdin)
     } else {
         None
@@ -1295,5 +1314,14 @@ impl Drop for RawMode {
             rustix::termios::OptionalActions::Now,
             &self.saved,
         );
+    }
+}
+
+mod nix_signals {
+    /// `{SIGWINCH}`.
+    pub fn winch_set() -> nix::sys::signal::SigSet {
+        let mut set = nix::sys::signal::SigSet::empty();
+        set.add(nix::sys::signal::Signal::SIGWINCH);
+        set
     }
 }

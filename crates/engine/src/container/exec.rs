@@ -268,6 +268,16 @@ fn relay_terminal(master: std::os::fd::OwnedFd) {
     } else {
         None
     };
+    // Window size changes follow the user's terminal: SIGWINCH through a signalfd (blocked
+    // only now, after the exec'd process was forked, so it does not inherit the mask).
+    let winch = saved.as_ref().and_then(|_| {
+        use nix::sys::signal::{SigSet, Signal};
+        use nix::sys::signalfd::{SfdFlags, SignalFd};
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGWINCH);
+        set.thread_block().ok()?;
+        SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).ok()
+    });
     let mut term = std::fs::File::from(master);
     let mut out = std::io::stdout();
     let mut buf = [0u8; 8192];
@@ -278,6 +288,10 @@ fn relay_terminal(master: std::os::fd::OwnedFd) {
         if stdin_open {
             fds.push(PollFd::new(stdin_fd, PollFlags::POLLIN));
         }
+        let winch_at = fds.len();
+        if let Some(w) = &winch {
+            fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
+        }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
@@ -285,7 +299,18 @@ fn relay_terminal(master: std::os::fd::OwnedFd) {
         }
         let term_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
         let stdin_ready = stdin_open && fds[1].revents().is_some_and(|r| !r.is_empty());
+        let resized = winch.is_some()
+            && fds
+                .get(winch_at)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty());
         drop(fds);
+        if resized && let Some(w) = &winch {
+            while let Ok(Some(_)) = w.read_signal() {}
+            if let Ok(size) = rustix::termios::tcgetwinsize(&stdin) {
+                let _ = rustix::termios::tcsetwinsize(&term, size);
+            }
+        }
         if term_ready {
             match term.read(&mut buf) {
                 Ok(0) | Err(_) => break,
