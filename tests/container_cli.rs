@@ -754,6 +754,41 @@ fn compose_images_lists_the_projects_containers() {
     assert_eq!(v[0]["ContainerName"], "imgproj-web-1");
     let out = env.ok(&["--project-directory", dir_s, "images", "-q"]);
     assert_eq!(out.lines().count(), 1, "one image id: {out}");
+    // ls --filter: one key's values are alternatives, different keys all apply.
+    let count = |args: &[&str]| {
+        let mut v = vec!["container", "ls", "-a", "-q"];
+        v.extend_from_slice(args);
+        env.ok(&v).lines().count()
+    };
+    assert_eq!(
+        count(&["-f", "label=com.docker.compose.project=imgproj"]),
+        2
+    );
+    assert_eq!(count(&["-f", "label=com.docker.compose.service=web"]), 2);
+    assert_eq!(
+        count(&[
+            "-f",
+            "label=com.docker.compose.service=web",
+            "-f",
+            "name=imgproj"
+        ]),
+        1
+    );
+    assert_eq!(count(&["-f", "name=imgproj-db", "-f", "name=other"]), 2);
+    assert_eq!(count(&["-f", "status=created"]), 3);
+    assert_eq!(count(&["-f", "status=running"]), 0);
+    assert_eq!(count(&["-f", "ancestor=test/bb:1"]), 3);
+    // Without -a a status filter still sees stopped containers, as in docker.
+    assert_eq!(
+        env.ok(&["container", "ls", "-q", "-f", "status=created"])
+            .lines()
+            .count(),
+        3
+    );
+    assert_ne!(
+        env.run(&["container", "ls", "-f", "bogus=1"]).status.code(),
+        Some(0)
+    );
 }
 
 #[test]

@@ -325,6 +325,42 @@ pub struct LsArgs {
     /// Format output: table or json
     #[arg(long)]
     pub format: Option<String>,
+    /// Filter output based on conditions provided (name=, id=, label=KEY[=VALUE], status=,
+    /// ancestor=, exited=)
+    #[arg(short, long = "filter", value_name = "filter")]
+    pub filter: Vec<String>,
+}
+
+/// One `ls --filter`; filters of one key are alternatives, different keys must all match
+/// (docker's rule).
+fn matches_filters(filters: &[(String, String)], c: &ContainerConfig, s: &ContainerState) -> bool {
+    let mut keys: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
+    keys.dedup();
+    keys.iter().all(|key| {
+        filters
+            .iter()
+            .filter(|(k, _)| k == key)
+            .any(|(_, v)| match *key {
+                "name" => c.name.contains(v.trim_start_matches('/')),
+                "id" => c.id.starts_with(v.as_str()),
+                "label" => match v.split_once('=') {
+                    Some((k, val)) => c.labels.get(k).is_some_and(|x| x == val),
+                    None => c.labels.contains_key(v.as_str()),
+                },
+                "status" => s.status.as_str() == v,
+                "ancestor" => {
+                    c.image_name == *v
+                        || c.image_id.as_ref().is_some_and(|id| {
+                            id.to_string() == *v || id.hex().starts_with(v.as_str())
+                        })
+                }
+                "exited" => {
+                    s.status == Status::Exited
+                        && s.exit_code.map(|e| e.to_string()) == Some(v.clone())
+                }
+                _ => false,
+            })
+    })
 }
 
 #[derive(Debug, Args)]
@@ -970,13 +1006,32 @@ fn random_name(id: &str) -> String {
 }
 
 fn ls(ctx: &Ctx, a: &LsArgs) -> anyhow::Result<()> {
+    let mut filters = Vec::new();
+    for f in &a.filter {
+        let (k, v) = f
+            .split_once('=')
+            .with_context(|| format!("bad format of filter (expected name=value): {f}"))?;
+        if !matches!(
+            k,
+            "name" | "id" | "label" | "status" | "ancestor" | "exited"
+        ) {
+            bail!("invalid filter '{k}'");
+        }
+        filters.push((k.to_string(), v.to_string()));
+    }
+    filters.sort();
+    // A status or exited filter looks at every container, as docker does.
+    let all = a.all || filters.iter().any(|(k, _)| k == "status" || k == "exited");
     let mut rows = Vec::new();
     for id in ctx.store.ids()? {
         let dir = ctx.store.dir_of(&id);
         let (Ok(config), Ok(state)) = (dir.config(), lifecycle::state(&dir)) else {
             continue;
         };
-        if !a.all && !matches!(state.status, Status::Running | Status::Paused) {
+        if !all && !matches!(state.status, Status::Running | Status::Paused) {
+            continue;
+        }
+        if !matches_filters(&filters, &config, &state) {
             continue;
         }
         rows.push((config, state));
