@@ -1,1 +1,4 @@
 //! berth-net: bridges, veth, IPAM, DNS, port publishing and NAT. Filled in by the networking issue.
+
+pub mod link;
+pub mod netns;
