@@ -979,3 +979,371 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IpamError> {
         .and_then(|d| d.sync_all())
         .map_err(|e| io_err("fsync", dir, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn cidr_parses_strictly_and_displays() {
+        let n = net("172.17.0.0/16");
+        assert_eq!(n.to_string(), "172.17.0.0/16");
+        assert_eq!(n.network(), ip("172.17.0.0"));
+        assert_eq!(n.broadcast(), ip("172.17.255.255"));
+        assert_eq!(n.size(), 65536);
+        assert_eq!(net("0.0.0.0/0").size(), 1 << 32);
+        assert_eq!(net("10.0.0.1/32").broadcast(), ip("10.0.0.1"));
+        let e = "172.17.0.1/16".parse::<IpNet>().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "invalid cidr \"172.17.0.1/16\": host bits are set (the network is 172.17.0.0/16)"
+        );
+        for bad in ["172.17.0.0", "172.17.0.0/33", "172.17.0/16", "::1/64", "1.2.3.4/x", ""] {
+            assert!(bad.parse::<IpNet>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            IpNet::new_truncating(ip("192.0.2.77"), 24).unwrap(),
+            net("192.0.2.0/24")
+        );
+        let json = serde_json::to_string(&n).unwrap();
+        assert_eq!(json, "\"172.17.0.0/16\"");
+        assert_eq!(serde_json::from_str::<IpNet>(&json).unwrap(), n);
+        assert!(serde_json::from_str::<IpNet>("\"1.2.3.4/8\"").is_err());
+    }
+
+    #[test]
+    fn cidr_contains_overlaps_nth_subnets() {
+        let a = net("10.1.0.0/16");
+        assert!(a.contains(ip("10.1.255.255")));
+        assert!(!a.contains(ip("10.2.0.0")));
+        assert!(a.contains_net(&net("10.1.2.0/24")));
+        assert!(!net("10.1.2.0/24").contains_net(&a));
+        assert!(a.overlaps(&net("10.1.2.0/24")));
+        assert!(net("10.1.2.0/24").overlaps(&a));
+        assert!(net("10.0.0.0/8").overlaps(&a));
+        assert!(!a.overlaps(&net("10.2.0.0/16")));
+        assert_eq!(a.nth(0), Some(ip("10.1.0.0")));
+        assert_eq!(a.nth(257), Some(ip("10.1.1.1")));
+        assert_eq!(a.nth(65536), None);
+        assert_eq!(net("255.255.255.0/24").nth(255), Some(ip("255.255.255.255")));
+        let subs: Vec<String> = net("192.168.0.0/22")
+            .subnets(24)
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(
+            subs,
+            ["192.168.0.0/24", "192.168.1.0/24", "192.168.2.0/24", "192.168.3.0/24"]
+        );
+        assert_eq!(a.subnets(8).count(), 0);
+        assert_eq!(a.subnets(33).count(), 0);
+        assert_eq!(net("0.0.0.0/0").subnets(1).count(), 2);
+    }
+
+    #[test]
+    fn default_pools_are_dockers() {
+        let all: Vec<IpNet> = default_pools().iter().flat_map(Pool::subnets).collect();
+        assert_eq!(all.len(), 31);
+        assert_eq!(all[0], net("172.17.0.0/16"));
+        assert_eq!(all[14], net("172.31.0.0/16"));
+        assert_eq!(all[15], net("192.168.0.0/20"));
+        assert_eq!(all[30], net("192.168.240.0/20"));
+        assert!(Pool::new(net("10.0.0.0/8"), 24).is_ok());
+        let e = Pool::new(net("10.0.0.0/16"), 8).unwrap_err().to_string();
+        assert!(e.starts_with("invalid address pool 10.0.0.0/16 split into /8: "), "{e}");
+        assert!(Pool::new(net("10.0.0.0/16"), 31).is_err());
+    }
+
+    #[test]
+    fn subnet_skips_berth_networks_and_host_routes() {
+        let pools = default_pools();
+        assert_eq!(allocate_subnet(&pools, &[], &[]).unwrap(), net("172.17.0.0/16"));
+        let taken = [net("172.17.0.0/16")];
+        assert_eq!(allocate_subnet(&pools, &taken, &[]).unwrap(), net("172.18.0.0/16"));
+        // A host route inside a candidate, and the default route (ignored).
+        let routes = [net("0.0.0.0/0"), net("172.18.5.0/24")];
+        assert_eq!(
+            allocate_subnet(&pools, &taken, &routes).unwrap(),
+            net("172.19.0.0/16")
+        );
+        // A host route covering candidates.
+        let routes = [net("172.16.0.0/12"), net("192.168.0.0/24")];
+        assert_eq!(
+            allocate_subnet(&pools, &[], &routes).unwrap(),
+            net("192.168.16.0/20")
+        );
+        // A taken network that is not aligned to the pool's split.
+        let pools = [Pool::new(net("10.9.0.0/16"), 24).unwrap()];
+        assert_eq!(
+            allocate_subnet(&pools, &[net("10.9.0.0/23")], &[]).unwrap(),
+            net("10.9.2.0/24")
+        );
+    }
+
+    #[test]
+    fn exhausted_pools_name_pools_and_conflicts() {
+        let pools = [
+            Pool::new(net("10.9.0.0/23"), 24).unwrap(),
+            Pool::new(net("10.10.0.0/24"), 24).unwrap(),
+        ];
+        let err = allocate_subnet(
+            &pools,
+            &[net("10.9.0.0/24")],
+            &[net("10.9.1.128/25"), net("10.10.0.0/16")],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no free subnet in address pools 10.9.0.0/23 (/24s), 10.10.0.0/24 (/24s): \
+             in use by berth networks 10.9.0.0/24; \
+             overlapping host routes 10.9.1.128/25, 10.10.0.0/16"
+        );
+        let err = allocate_subnet(&[], &[], &[]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "no free subnet in address pools (none configured): the pools are empty"
+        );
+    }
+
+    #[test]
+    fn route_table_parses_kernel_format() {
+        let text = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+            eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+            eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+            docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n\
+            down0\t00000A0A\t00000000\t0000\t0\t0\t0\t0000FFFF\t0\t0\t0\n\
+            eth0\t000200C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n\n";
+        let p = Path::new("/proc/net/route");
+        let routes = if cfg!(target_endian = "little") {
+            parse_proc_net_route(p, text).unwrap()
+        } else {
+            return;
+        };
+        assert_eq!(routes, [net("172.17.0.0/16"), net("192.0.2.0/24")]);
+        let err = parse_proc_net_route(p, "h\neth0\tzz\t0\t1\t0\t0\t0\t0\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot parse route table /proc/net/route, line 2: \"zz\" is not hexadecimal"
+        );
+        let err = parse_proc_net_route(p, "h\neth0\t0\t0\t1\t0\t0\t0\t00FF00FF\n").unwrap_err();
+        assert!(err.to_string().ends_with("mask 255.0.255.0 is not contiguous"), "{err}");
+        assert!(parse_proc_net_route(p, "h\neth0 0 0\n").is_err());
+        // The real table of this process parses.
+        host_routes().unwrap();
+    }
+
+    #[test]
+    fn ipam_config_is_validated_with_default_gateway() {
+        let c = SubnetConfig::from_compose("10.5.0.0/16", "", "").unwrap();
+        assert_eq!(c.gateway, ip("10.5.0.1"));
+        assert_eq!(c.allocation_range(), net("10.5.0.0/16"));
+        let c = SubnetConfig::from_compose("10.5.0.0/16", "10.5.7.0/24", "10.5.0.254").unwrap();
+        assert_eq!(c.gateway, ip("10.5.0.254"));
+        assert_eq!(c.allocation_range(), net("10.5.7.0/24"));
+        let cases = [
+            ("", "", "", "the subnet is required"),
+            ("10.5.0.1/16", "", "", "host bits are set (the network is 10.5.0.0/16)"),
+            ("10.5.0.0/16", "10.6.0.0/24", "", "ip_range 10.6.0.0/24 is not inside the subnet"),
+            ("10.5.0.0/16", "10.4.0.0/8", "", "ip_range \"10.4.0.0/8\": host bits are set (the network is 10.0.0.0/8)"),
+            ("10.5.0.0/16", "", "10.6.0.1", "gateway 10.6.0.1 is not inside the subnet"),
+            ("10.5.0.0/16", "", "10.5.0.0", "gateway 10.5.0.0 is the subnet's network address"),
+            ("10.5.0.0/16", "", "10.5.255.255", "gateway 10.5.255.255 is the subnet's broadcast address"),
+            ("10.5.0.0/16", "", "gw", "gateway \"gw\" is not an ipv4 address"),
+            ("10.5.0.0/31", "", "", "the subnet must be /30 or larger to hold a gateway and a container"),
+            ("fd00::/64", "", "", "\"fd00::\" is not an ipv4 address"),
+        ];
+        for (s, r, g, reason) in cases {
+            let e = SubnetConfig::from_compose(s, r, g).unwrap_err().to_string();
+            assert_eq!(e, format!("invalid ipam config for subnet {s}: {reason}"));
+        }
+    }
+
+    fn allocator() -> (tempfile::TempDir, Allocator) {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Allocator::new(dir.path().join("ipam.json"));
+        (dir, a)
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn networks_get_distinct_subnets_and_free_them() {
+        let (dir, a) = allocator();
+        let pools = default_pools();
+        let routes = [net("172.18.0.0/24")];
+        let one = a.add_network("one", None, &pools, &routes).unwrap();
+        assert_eq!(one.subnet, net("172.17.0.0/16"));
+        assert_eq!(one.gateway, ip("172.17.0.1"));
+        let two = a.add_network("two", None, &pools, &routes).unwrap();
+        assert_eq!(two.subnet, net("172.19.0.0/16"));
+        // Idempotent, also across allocator instances.
+        let again = Allocator::new(a.path()).add_network("one", None, &pools, &routes);
+        assert_eq!(again.unwrap(), one);
+        assert_eq!(a.add_network("one", Some(&one), &pools, &[]).unwrap(), one);
+        let other = SubnetConfig::from_compose("10.0.0.0/24", "", "").unwrap();
+        let e = a.add_network("one", Some(&other), &pools, &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "network one already has subnet 172.17.0.0/16, not 10.0.0.0/24"
+        );
+        let clash = SubnetConfig::from_compose("172.19.128.0/24", "", "").unwrap();
+        let e = a.add_network("three", Some(&clash), &pools, &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "subnet 172.19.128.0/24 of network three overlaps subnet 172.19.0.0/16 of network two"
+        );
+        a.add_network("three", Some(&other), &pools, &[]).unwrap();
+        assert_eq!(
+            a.networks().unwrap().keys().collect::<Vec<_>>(),
+            ["one", "three", "two"]
+        );
+        a.release_network("one").unwrap();
+        a.release_network("one").unwrap();
+        assert_eq!(a.network("one").unwrap(), None);
+        let four = a.add_network("four", None, &pools, &routes).unwrap();
+        assert_eq!(four.subnet, net("172.17.0.0/16"));
+        assert_eq!(files(dir.path()), ["ipam.json", "ipam.json.lock"]);
+    }
+
+    #[test]
+    fn addresses_skip_reserved_and_are_reused_after_release() {
+        let (dir, a) = allocator();
+        let cfg = SubnetConfig::from_compose("10.2.0.0/29", "", "").unwrap();
+        a.add_network("n", Some(&cfg), &[], &[]).unwrap();
+        let got: Vec<Ipv4Addr> = (0..5)
+            .map(|i| a.allocate("n", &format!("c{i}"), None).unwrap())
+            .collect();
+        let want: Vec<Ipv4Addr> = (2..=6).map(|i| Ipv4Addr::new(10, 2, 0, i)).collect();
+        assert_eq!(got, want);
+        // Idempotent for a container that holds an address.
+        assert_eq!(a.allocate("n", "c3", None).unwrap(), ip("10.2.0.5"));
+        assert_eq!(a.allocate("n", "c3", Some(ip("10.2.0.5"))).unwrap(), ip("10.2.0.5"));
+        let e = a.allocate("n", "c3", Some(ip("10.2.0.6"))).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "container c3 already has address 10.2.0.5 on network n, not 10.2.0.6"
+        );
+        let e = a.allocate("n", "c9", None).unwrap_err();
+        assert_eq!(e.to_string(), "no free address in network n (range 10.2.0.0/29)");
+        a.release("n", "c1").unwrap();
+        a.release("n", "c1").unwrap();
+        a.release("gone", "c1").unwrap();
+        assert_eq!(a.allocate("n", "c9", None).unwrap(), ip("10.2.0.3"));
+        // Persisted: a fresh allocator sees the same holders.
+        let state = Allocator::new(a.path()).network("n").unwrap().unwrap();
+        assert_eq!(state.addresses.get(&ip("10.2.0.3")).unwrap(), "c9");
+        assert_eq!(state.addresses.len(), 5);
+        let e = a.allocate("nope", "c1", None).unwrap_err();
+        assert_eq!(e.to_string(), "network nope has no ipam allocation");
+        assert_eq!(files(dir.path()), ["ipam.json", "ipam.json.lock"]);
+    }
+
+    #[test]
+    fn ip_range_and_custom_gateway_limit_allocation() {
+        let (_dir, a) = allocator();
+        let cfg = SubnetConfig::from_compose("10.3.0.0/16", "10.3.0.0/30", "10.3.0.2").unwrap();
+        a.add_network("r", Some(&cfg), &[], &[]).unwrap();
+        assert_eq!(a.allocate("r", "a", None).unwrap(), ip("10.3.0.1"));
+        assert_eq!(a.allocate("r", "b", None).unwrap(), ip("10.3.0.3"));
+        assert!(matches!(
+            a.allocate("r", "c", None),
+            Err(IpamError::AddressesExhausted { .. })
+        ));
+        // A static address may be outside the range but inside the subnet.
+        assert_eq!(a.allocate("r", "c", Some(ip("10.3.9.9"))).unwrap(), ip("10.3.9.9"));
+    }
+
+    #[test]
+    fn static_addresses_are_checked() {
+        let (_dir, a) = allocator();
+        let cfg = SubnetConfig::from_compose("10.4.0.0/24", "", "").unwrap();
+        a.add_network("s", Some(&cfg), &[], &[]).unwrap();
+        assert_eq!(a.allocate("s", "web", Some(ip("10.4.0.2"))).unwrap(), ip("10.4.0.2"));
+        let cases = [
+            ("10.5.0.2", "address 10.5.0.2 is not in subnet 10.4.0.0/24 of network s"),
+            ("10.4.0.0", "address 10.4.0.0 is the network address of network s"),
+            ("10.4.0.255", "address 10.4.0.255 is the broadcast address of network s"),
+            ("10.4.0.1", "address 10.4.0.1 is the gateway address of network s"),
+            ("10.4.0.2", "address 10.4.0.2 of network s is in use by container web"),
+        ];
+        for (addr, msg) in cases {
+            let e = a.allocate("s", "db", Some(ip(addr))).unwrap_err();
+            assert_eq!(e.to_string(), msg);
+        }
+        // Dynamic allocation skips the static one.
+        assert_eq!(a.allocate("s", "db", None).unwrap(), ip("10.4.0.3"));
+    }
+
+    #[test]
+    fn corrupt_file_is_an_error_naming_it_and_kept() {
+        let (_dir, a) = allocator();
+        fs::write(a.path(), b"{\"version\": 1, \"networks\": {").unwrap();
+        for e in [
+            a.allocate("n", "c", None).unwrap_err(),
+            a.release_network("n").unwrap_err(),
+            a.networks().unwrap_err(),
+        ] {
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with(&format!("corrupt ipam state file {}: ", a.path().display())),
+                "{msg}"
+            );
+        }
+        assert_eq!(fs::read(a.path()).unwrap(), b"{\"version\": 1, \"networks\": {");
+        fs::write(a.path(), b"{\"version\": 7}").unwrap();
+        let e = a.networks().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("ipam state file {} has unsupported version 7", a.path().display())
+        );
+    }
+
+    #[test]
+    fn missing_directory_is_an_error_naming_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Allocator::new(dir.path().join("no/ipam.json"));
+        let e = a.networks().unwrap_err().to_string();
+        assert!(e.starts_with(&format!("open lock {}/no/ipam.json.lock: ", dir.path().display())), "{e}");
+    }
+
+    #[test]
+    fn concurrent_allocations_never_duplicate() {
+        let (_dir, a) = allocator();
+        let cfg = SubnetConfig::from_compose("10.7.0.0/24", "", "").unwrap();
+        a.add_network("c", Some(&cfg), &[], &[]).unwrap();
+        let threads: Vec<_> = (0..2)
+            .map(|t| {
+                let a = Allocator::new(a.path());
+                std::thread::spawn(move || {
+                    (0..40)
+                        .map(|i| a.allocate("c", &format!("t{t}-{i}"), None).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<Ipv4Addr> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 80);
+        let state = a.network("c").unwrap().unwrap();
+        assert_eq!(state.addresses.len(), 80);
+        assert_eq!(state.addresses.keys().copied().collect::<Vec<_>>(), all);
+    }
+}
