@@ -96,7 +96,9 @@ pub enum IpamError {
         requested: IpNet,
     },
     /// The requested subnet overlaps another berth network's.
-    #[error("subnet {subnet} of network {network} overlaps subnet {other_subnet} of network {other}")]
+    #[error(
+        "subnet {subnet} of network {network} overlaps subnet {other_subnet} of network {other}"
+    )]
     SubnetInUse {
         /// The network being created.
         network: String,
@@ -146,7 +148,9 @@ pub enum IpamError {
         container: String,
     },
     /// The container already holds a different address on the network.
-    #[error("container {container} already has address {current} on network {network}, not {requested}")]
+    #[error(
+        "container {container} already has address {current} on network {network}, not {requested}"
+    )]
     ContainerHasAddress {
         /// The network's name.
         network: String,
@@ -324,11 +328,10 @@ impl FromStr for IpNet {
         let addr: Ipv4Addr = addr
             .parse()
             .map_err(|_| CidrError::new(s, format!("{addr:?} is not an ipv4 address")))?;
-        let prefix: u8 = prefix
-            .parse()
-            .ok()
-            .filter(|p| *p <= 32)
-            .ok_or_else(|| CidrError::new(s, format!("prefix length {prefix:?} is not 0 to 32")))?;
+        let prefix: u8 =
+            prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(|| {
+                CidrError::new(s, format!("prefix length {prefix:?} is not 0 to 32"))
+            })?;
         IpNet::new(addr, prefix).map_err(|e| CidrError::new(s, e.reason))
     }
 }
@@ -435,7 +438,11 @@ pub fn allocate_subnet(
     let mut in_routes = BTreeSet::new();
     for pool in pools {
         for cand in pool.subnets() {
-            let t: Vec<IpNet> = taken.iter().filter(|n| n.overlaps(&cand)).copied().collect();
+            let t: Vec<IpNet> = taken
+                .iter()
+                .filter(|n| n.overlaps(&cand))
+                .copied()
+                .collect();
             let r: Vec<IpNet> = routes
                 .iter()
                 .filter(|n| n.overlaps(&cand))
@@ -511,7 +518,10 @@ fn parse_proc_net_route(path: &Path, text: &str) -> Result<Vec<IpNet>, IpamError
             continue;
         }
         if fields.len() < 8 {
-            return Err(bad(format!("expected at least 8 fields, got {}", fields.len())));
+            return Err(bad(format!(
+                "expected at least 8 fields, got {}",
+                fields.len()
+            )));
         }
         let hex = |s: &str| {
             u32::from_str_radix(s, 16).map_err(|_| bad(format!("{s:?} is not hexadecimal")))
@@ -523,10 +533,7 @@ fn parse_proc_net_route(path: &Path, text: &str) -> Result<Vec<IpNet>, IpamError
         let m = u32::from_be_bytes(hex(fields[7])?.to_ne_bytes());
         let prefix = m.leading_ones() as u8;
         if mask(prefix) != m {
-            return Err(bad(format!(
-                "mask {} is not contiguous",
-                Ipv4Addr::from(m)
-            )));
+            return Err(bad(format!("mask {} is not contiguous", Ipv4Addr::from(m))));
         }
         if flags & RTF_UP == 0 || prefix == 0 {
             continue;
@@ -578,7 +585,9 @@ impl SubnetConfig {
             return Err(invalid(format!("ip_range {r} is not inside the subnet")));
         }
         let gateway = match gateway {
-            None => subnet.nth(1).ok_or_else(|| invalid("no first host".into()))?,
+            None => subnet
+                .nth(1)
+                .ok_or_else(|| invalid("no first host".into()))?,
             Some(g) if !subnet.contains(g) => {
                 return Err(invalid(format!("gateway {g} is not inside the subnet")));
             }
@@ -798,8 +807,7 @@ impl Allocator {
                         network: network.to_string(),
                     })?;
             let cfg = alloc.config;
-            if let Some((&current, _)) = alloc.addresses.iter().find(|(_, c)| *c == container_id)
-            {
+            if let Some((&current, _)) = alloc.addresses.iter().find(|(_, c)| *c == container_id) {
                 return match static_ip {
                     Some(requested) if requested != current => {
                         Err(IpamError::ContainerHasAddress {
@@ -1006,7 +1014,14 @@ mod tests {
             e,
             "invalid cidr \"172.17.0.1/16\": host bits are set (the network is 172.17.0.0/16)"
         );
-        for bad in ["172.17.0.0", "172.17.0.0/33", "172.17.0/16", "::1/64", "1.2.3.4/x", ""] {
+        for bad in [
+            "172.17.0.0",
+            "172.17.0.0/33",
+            "172.17.0/16",
+            "::1/64",
+            "1.2.3.4/x",
+            "",
+        ] {
             assert!(bad.parse::<IpNet>().is_err(), "{bad}");
         }
         assert_eq!(
@@ -1033,14 +1048,22 @@ mod tests {
         assert_eq!(a.nth(0), Some(ip("10.1.0.0")));
         assert_eq!(a.nth(257), Some(ip("10.1.1.1")));
         assert_eq!(a.nth(65536), None);
-        assert_eq!(net("255.255.255.0/24").nth(255), Some(ip("255.255.255.255")));
+        assert_eq!(
+            net("255.255.255.0/24").nth(255),
+            Some(ip("255.255.255.255"))
+        );
         let subs: Vec<String> = net("192.168.0.0/22")
             .subnets(24)
             .map(|n| n.to_string())
             .collect();
         assert_eq!(
             subs,
-            ["192.168.0.0/24", "192.168.1.0/24", "192.168.2.0/24", "192.168.3.0/24"]
+            [
+                "192.168.0.0/24",
+                "192.168.1.0/24",
+                "192.168.2.0/24",
+                "192.168.3.0/24"
+            ]
         );
         assert_eq!(a.subnets(8).count(), 0);
         assert_eq!(a.subnets(33).count(), 0);
@@ -1057,16 +1080,25 @@ mod tests {
         assert_eq!(all[30], net("192.168.240.0/20"));
         assert!(Pool::new(net("10.0.0.0/8"), 24).is_ok());
         let e = Pool::new(net("10.0.0.0/16"), 8).unwrap_err().to_string();
-        assert!(e.starts_with("invalid address pool 10.0.0.0/16 split into /8: "), "{e}");
+        assert!(
+            e.starts_with("invalid address pool 10.0.0.0/16 split into /8: "),
+            "{e}"
+        );
         assert!(Pool::new(net("10.0.0.0/16"), 31).is_err());
     }
 
     #[test]
     fn subnet_skips_berth_networks_and_host_routes() {
         let pools = default_pools();
-        assert_eq!(allocate_subnet(&pools, &[], &[]).unwrap(), net("172.17.0.0/16"));
+        assert_eq!(
+            allocate_subnet(&pools, &[], &[]).unwrap(),
+            net("172.17.0.0/16")
+        );
         let taken = [net("172.17.0.0/16")];
-        assert_eq!(allocate_subnet(&pools, &taken, &[]).unwrap(), net("172.18.0.0/16"));
+        assert_eq!(
+            allocate_subnet(&pools, &taken, &[]).unwrap(),
+            net("172.18.0.0/16")
+        );
         // A host route inside a candidate, and the default route (ignored).
         let routes = [net("0.0.0.0/0"), net("172.18.5.0/24")];
         assert_eq!(
@@ -1133,7 +1165,11 @@ mod tests {
             "cannot parse route table /proc/net/route, line 2: \"zz\" is not hexadecimal"
         );
         let err = parse_proc_net_route(p, "h\neth0\t0\t0\t1\t0\t0\t0\t00FF00FF\n").unwrap_err();
-        assert!(err.to_string().ends_with("mask 255.0.255.0 is not contiguous"), "{err}");
+        assert!(
+            err.to_string()
+                .ends_with("mask 255.0.255.0 is not contiguous"),
+            "{err}"
+        );
         assert!(parse_proc_net_route(p, "h\neth0 0 0\n").is_err());
         // The real table of this process parses.
         host_routes().unwrap();
@@ -1149,14 +1185,54 @@ mod tests {
         assert_eq!(c.allocation_range(), net("10.5.7.0/24"));
         let cases = [
             ("", "", "", "the subnet is required"),
-            ("10.5.0.1/16", "", "", "host bits are set (the network is 10.5.0.0/16)"),
-            ("10.5.0.0/16", "10.6.0.0/24", "", "ip_range 10.6.0.0/24 is not inside the subnet"),
-            ("10.5.0.0/16", "10.4.0.0/8", "", "ip_range \"10.4.0.0/8\": host bits are set (the network is 10.0.0.0/8)"),
-            ("10.5.0.0/16", "", "10.6.0.1", "gateway 10.6.0.1 is not inside the subnet"),
-            ("10.5.0.0/16", "", "10.5.0.0", "gateway 10.5.0.0 is the subnet's network address"),
-            ("10.5.0.0/16", "", "10.5.255.255", "gateway 10.5.255.255 is the subnet's broadcast address"),
-            ("10.5.0.0/16", "", "gw", "gateway \"gw\" is not an ipv4 address"),
-            ("10.5.0.0/31", "", "", "the subnet must be /30 or larger to hold a gateway and a container"),
+            (
+                "10.5.0.1/16",
+                "",
+                "",
+                "host bits are set (the network is 10.5.0.0/16)",
+            ),
+            (
+                "10.5.0.0/16",
+                "10.6.0.0/24",
+                "",
+                "ip_range 10.6.0.0/24 is not inside the subnet",
+            ),
+            (
+                "10.5.0.0/16",
+                "10.4.0.0/8",
+                "",
+                "ip_range \"10.4.0.0/8\": host bits are set (the network is 10.0.0.0/8)",
+            ),
+            (
+                "10.5.0.0/16",
+                "",
+                "10.6.0.1",
+                "gateway 10.6.0.1 is not inside the subnet",
+            ),
+            (
+                "10.5.0.0/16",
+                "",
+                "10.5.0.0",
+                "gateway 10.5.0.0 is the subnet's network address",
+            ),
+            (
+                "10.5.0.0/16",
+                "",
+                "10.5.255.255",
+                "gateway 10.5.255.255 is the subnet's broadcast address",
+            ),
+            (
+                "10.5.0.0/16",
+                "",
+                "gw",
+                "gateway \"gw\" is not an ipv4 address",
+            ),
+            (
+                "10.5.0.0/31",
+                "",
+                "",
+                "the subnet must be /30 or larger to hold a gateway and a container",
+            ),
             ("fd00::/64", "", "", "\"fd00::\" is not an ipv4 address"),
         ];
         for (s, r, g, reason) in cases {
@@ -1201,7 +1277,9 @@ mod tests {
             "network one already has subnet 172.17.0.0/16, not 10.0.0.0/24"
         );
         let clash = SubnetConfig::from_compose("172.19.128.0/24", "", "").unwrap();
-        let e = a.add_network("three", Some(&clash), &pools, &[]).unwrap_err();
+        let e = a
+            .add_network("three", Some(&clash), &pools, &[])
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "subnet 172.19.128.0/24 of network three overlaps subnet 172.19.0.0/16 of network two"
@@ -1231,14 +1309,20 @@ mod tests {
         assert_eq!(got, want);
         // Idempotent for a container that holds an address.
         assert_eq!(a.allocate("n", "c3", None).unwrap(), ip("10.2.0.5"));
-        assert_eq!(a.allocate("n", "c3", Some(ip("10.2.0.5"))).unwrap(), ip("10.2.0.5"));
+        assert_eq!(
+            a.allocate("n", "c3", Some(ip("10.2.0.5"))).unwrap(),
+            ip("10.2.0.5")
+        );
         let e = a.allocate("n", "c3", Some(ip("10.2.0.6"))).unwrap_err();
         assert_eq!(
             e.to_string(),
             "container c3 already has address 10.2.0.5 on network n, not 10.2.0.6"
         );
         let e = a.allocate("n", "c9", None).unwrap_err();
-        assert_eq!(e.to_string(), "no free address in network n (range 10.2.0.0/29)");
+        assert_eq!(
+            e.to_string(),
+            "no free address in network n (range 10.2.0.0/29)"
+        );
         a.release("n", "c1").unwrap();
         a.release("n", "c1").unwrap();
         a.release("gone", "c1").unwrap();
@@ -1264,7 +1348,10 @@ mod tests {
             Err(IpamError::AddressesExhausted { .. })
         ));
         // A static address may be outside the range but inside the subnet.
-        assert_eq!(a.allocate("r", "c", Some(ip("10.3.9.9"))).unwrap(), ip("10.3.9.9"));
+        assert_eq!(
+            a.allocate("r", "c", Some(ip("10.3.9.9"))).unwrap(),
+            ip("10.3.9.9")
+        );
     }
 
     #[test]
@@ -1272,13 +1359,31 @@ mod tests {
         let (_dir, a) = allocator();
         let cfg = SubnetConfig::from_compose("10.4.0.0/24", "", "").unwrap();
         a.add_network("s", Some(&cfg), &[], &[]).unwrap();
-        assert_eq!(a.allocate("s", "web", Some(ip("10.4.0.2"))).unwrap(), ip("10.4.0.2"));
+        assert_eq!(
+            a.allocate("s", "web", Some(ip("10.4.0.2"))).unwrap(),
+            ip("10.4.0.2")
+        );
         let cases = [
-            ("10.5.0.2", "address 10.5.0.2 is not in subnet 10.4.0.0/24 of network s"),
-            ("10.4.0.0", "address 10.4.0.0 is the network address of network s"),
-            ("10.4.0.255", "address 10.4.0.255 is the broadcast address of network s"),
-            ("10.4.0.1", "address 10.4.0.1 is the gateway address of network s"),
-            ("10.4.0.2", "address 10.4.0.2 of network s is in use by container web"),
+            (
+                "10.5.0.2",
+                "address 10.5.0.2 is not in subnet 10.4.0.0/24 of network s",
+            ),
+            (
+                "10.4.0.0",
+                "address 10.4.0.0 is the network address of network s",
+            ),
+            (
+                "10.4.0.255",
+                "address 10.4.0.255 is the broadcast address of network s",
+            ),
+            (
+                "10.4.0.1",
+                "address 10.4.0.1 is the gateway address of network s",
+            ),
+            (
+                "10.4.0.2",
+                "address 10.4.0.2 of network s is in use by container web",
+            ),
         ];
         for (addr, msg) in cases {
             let e = a.allocate("s", "db", Some(ip(addr))).unwrap_err();
@@ -1303,12 +1408,18 @@ mod tests {
                 "{msg}"
             );
         }
-        assert_eq!(fs::read(a.path()).unwrap(), b"{\"version\": 1, \"networks\": {");
+        assert_eq!(
+            fs::read(a.path()).unwrap(),
+            b"{\"version\": 1, \"networks\": {"
+        );
         fs::write(a.path(), b"{\"version\": 7}").unwrap();
         let e = a.networks().unwrap_err().to_string();
         assert_eq!(
             e,
-            format!("ipam state file {} has unsupported version 7", a.path().display())
+            format!(
+                "ipam state file {} has unsupported version 7",
+                a.path().display()
+            )
         );
     }
 
@@ -1317,7 +1428,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = Allocator::new(dir.path().join("no/ipam.json"));
         let e = a.networks().unwrap_err().to_string();
-        assert!(e.starts_with(&format!("open lock {}/no/ipam.json.lock: ", dir.path().display())), "{e}");
+        assert!(
+            e.starts_with(&format!(
+                "open lock {}/no/ipam.json.lock: ",
+                dir.path().display()
+            )),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,0 +1,67 @@
+//! IPAM against a real kernel route table: a bridge (this kernel has no dummy links) with a
+//! 172.17.x address in a throw-away network namespace makes `allocate_subnet` skip
+//! 172.17.0.0/16. Needs root.
+
+use std::path::Path;
+use std::process::Command;
+
+use berth_net::ipam::{IpNet, allocate_subnet, default_pools, host_routes_from};
+
+/// True when root; otherwise prints the skip (or panics under `CI=true`).
+fn need_root() -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true and this test needs root");
+    }
+    eprintln!("skipped: needs root");
+    false
+}
+
+/// Runs `ip args…` in the calling thread's network namespace; panics on failure.
+fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Links, addresses and routes of the host's (this thread's) namespace.
+fn host_snapshot() -> (usize, usize, String) {
+    (
+        ip(&["-o", "link", "show"]).lines().count(),
+        ip(&["-o", "addr", "show"]).lines().count(),
+        std::fs::read_to_string("/proc/self/net/route").expect("read host routes"),
+    )
+}
+
+#[test]
+fn subnet_avoids_a_route_of_a_real_interface() {
+    if !need_root() {
+        return;
+    }
+    let before = host_snapshot();
+    let name = format!("bti{:x}", std::process::id() & 0xff_ffff);
+    let dev = name.clone();
+    // A dedicated thread moves into a fresh network namespace, which goes away with it.
+    let routes = std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare netns");
+        ip(&["link", "add", &dev, "type", "bridge"]);
+        ip(&["addr", "add", "172.17.5.1/24", "dev", &dev]);
+        ip(&["link", "set", &dev, "up"]);
+        host_routes_from(Path::new("/proc/thread-self/net/route")).expect("read netns routes")
+    })
+    .join()
+    .expect("netns thread");
+    let inside: IpNet = "172.17.5.0/24".parse().unwrap();
+    assert!(routes.contains(&inside), "{routes:?}");
+    let subnet = allocate_subnet(&default_pools(), &[], &routes).unwrap();
+    assert_eq!(subnet, "172.18.0.0/16".parse::<IpNet>().unwrap());
+    // The host namespace was never touched.
+    assert_eq!(host_snapshot(), before);
+    assert!(!ip(&["-o", "link", "show"]).contains(&name));
+}
