@@ -485,21 +485,72 @@ pub fn allocate_subnet(
     })
 }
 
-/// The kernel's IPv4 route table of the calling process's network namespace.
-pub const PROC_NET_ROUTE: &str = "/proc/net/route";
+/// The calling process's `/proc/net`: its network namespace's route table (`route`) and
+/// routing trie (`fib_trie`).
+pub const PROC_NET: &str = "/proc/net";
 
-/// The destinations of the host's IPv4 routes (all tables the kernel shows in
-/// [`PROC_NET_ROUTE`]: connected subnets of interface addresses included), default routes
-/// left out, sorted and deduplicated. Pass them to [`allocate_subnet`].
+/// The networks the host already uses: destinations of its IPv4 routes (`route`: the main
+/// table) and the entries of every routing table in `fib_trie` (local interface addresses,
+/// also those without a route of their own, e.g. on `lo`), broadcast entries and default
+/// routes left out, sorted and deduplicated. Pass them to [`allocate_subnet`].
 pub fn host_routes() -> Result<Vec<IpNet>, IpamError> {
-    host_routes_from(Path::new(PROC_NET_ROUTE))
+    host_routes_in(Path::new(PROC_NET))
 }
 
-/// Like [`host_routes`] for a route table in `/proc/net/route` format at `path` (e.g.
-/// `/proc/<pid>/net/route` of a process in another network namespace).
-pub fn host_routes_from(path: &Path) -> Result<Vec<IpNet>, IpamError> {
-    let text = fs::read_to_string(path).map_err(|e| io_err("read", path, e))?;
-    parse_proc_net_route(path, &text)
+/// Like [`host_routes`] for the `route` and `fib_trie` files in `proc_net` (e.g.
+/// `/proc/<pid>/net` of a process in another network namespace).
+pub fn host_routes_in(proc_net: &Path) -> Result<Vec<IpNet>, IpamError> {
+    let read = |name: &str| {
+        let path = proc_net.join(name);
+        fs::read_to_string(&path)
+            .map_err(|e| io_err("read", &path, e))
+            .map(|text| (path, text))
+    };
+    let (path, text) = read("route")?;
+    let mut all = parse_proc_net_route(&path, &text)?;
+    let (path, text) = read("fib_trie")?;
+    all.extend(parse_fib_trie(&path, &text)?);
+    all.sort();
+    all.dedup();
+    Ok(all)
+}
+
+/// Entries of `/proc/net/fib_trie`: a leaf line `|-- a.b.c.d` followed by one line per
+/// prefix, `/n <scope> <type>`.
+fn parse_fib_trie(path: &Path, text: &str) -> Result<Vec<IpNet>, IpamError> {
+    let mut out = BTreeSet::new();
+    let mut leaf: Option<Ipv4Addr> = None;
+    for (i, line) in text.lines().enumerate() {
+        let bad = |reason: String| IpamError::RouteTable {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason,
+        };
+        let line = line.trim();
+        if let Some(addr) = line.strip_prefix("|-- ") {
+            let addr = addr.trim();
+            leaf = Some(
+                addr.parse()
+                    .map_err(|_| bad(format!("{addr:?} is not an ipv4 address")))?,
+            );
+        } else if let Some(rest) = line.strip_prefix('/') {
+            let mut fields = rest.split_whitespace();
+            let prefix = fields.next().unwrap_or_default();
+            let prefix: u8 = prefix
+                .parse()
+                .ok()
+                .filter(|p| *p <= 32)
+                .ok_or_else(|| bad(format!("prefix length {prefix:?} is not 0 to 32")))?;
+            let kind = fields.nth(1).unwrap_or_default();
+            let addr = leaf.ok_or_else(|| bad("a prefix line before any address".into()))?;
+            if prefix > 0 && kind != "BROADCAST" {
+                out.insert(IpNet::new_truncating(addr, prefix)?);
+            }
+        } else if line.starts_with("+-- ") || line.ends_with(':') {
+            leaf = None;
+        }
+    }
+    Ok(out.into_iter().collect())
 }
 
 /// RTF_UP: the route is usable.
@@ -1173,6 +1224,32 @@ mod tests {
         assert!(parse_proc_net_route(p, "h\neth0 0 0\n").is_err());
         // The real table of this process parses.
         host_routes().unwrap();
+    }
+
+    #[test]
+    fn fib_trie_adds_local_addresses() {
+        let text = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\n\
+            |-- 10.9.9.9\n        /32 host LOCAL\n     +-- 172.17.5.0/24 2 0 2\n\
+            +-- 172.17.5.0/31 1 0 0\n           |-- 172.17.5.0\n              /24 host LOCAL\n\
+            |-- 172.17.5.1\n              /32 host LOCAL\n        |-- 172.17.5.255\n\
+            /32 link BROADCAST\nLocal:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 10.9.9.9\n\
+            /32 host LOCAL\n";
+        let p = Path::new("/proc/net/fib_trie");
+        assert_eq!(
+            parse_fib_trie(p, text).unwrap(),
+            [
+                net("10.9.9.9/32"),
+                net("172.17.5.0/24"),
+                net("172.17.5.1/32")
+            ]
+        );
+        let err = parse_fib_trie(p, "Main:\n  /24 host LOCAL\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot parse route table /proc/net/fib_trie, line 2: a prefix line before any address"
+        );
+        assert!(parse_fib_trie(p, "  |-- 1.2.3\n").is_err());
+        assert!(parse_fib_trie(p, "  |-- 1.2.3.4\n     /40 host LOCAL\n").is_err());
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! IPAM against a real kernel route table: a bridge (this kernel has no dummy links) with a
-//! 172.17.x address in a throw-away network namespace makes `allocate_subnet` skip
-//! 172.17.0.0/16. Needs root.
+//! 172.17.x address in a throw-away network namespace and a /32 on its
+//! `lo` make `allocate_subnet` skip 172.17.0.0/16 and 172.18.0.0/16. Needs root.
 
 use std::path::Path;
 use std::process::Command;
 
-use berth_net::ipam::{IpNet, allocate_subnet, default_pools, host_routes_from};
+use berth_net::ipam::{IpNet, allocate_subnet, default_pools, host_routes_in};
 
 /// True when root; otherwise prints the skip (or panics under `CI=true`).
 fn need_root() -> bool {
@@ -53,14 +53,19 @@ fn subnet_avoids_a_route_of_a_real_interface() {
         ip(&["link", "add", &dev, "type", "bridge"]);
         ip(&["addr", "add", "172.17.5.1/24", "dev", &dev]);
         ip(&["link", "set", &dev, "up"]);
-        host_routes_from(Path::new("/proc/thread-self/net/route")).expect("read netns routes")
+        // An address on lo has no route in the main table: only fib_trie shows it.
+        ip(&["addr", "add", "172.18.0.9/32", "dev", "lo"]);
+        ip(&["link", "set", "lo", "up"]);
+        host_routes_in(Path::new("/proc/thread-self/net")).expect("read netns routes")
     })
     .join()
     .expect("netns thread");
-    let inside: IpNet = "172.17.5.0/24".parse().unwrap();
-    assert!(routes.contains(&inside), "{routes:?}");
+    for inside in ["172.17.5.0/24", "172.18.0.9/32"] {
+        let inside: IpNet = inside.parse().unwrap();
+        assert!(routes.contains(&inside), "{routes:?}");
+    }
     let subnet = allocate_subnet(&default_pools(), &[], &routes).unwrap();
-    assert_eq!(subnet, "172.18.0.0/16".parse::<IpNet>().unwrap());
+    assert_eq!(subnet, "172.19.0.0/16".parse::<IpNet>().unwrap());
     // The host namespace was never touched.
     assert_eq!(host_snapshot(), before);
     assert!(!ip(&["-o", "link", "show"]).contains(&name));
