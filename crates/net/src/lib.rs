@@ -1,4 +1,6 @@
-//! berth-net: bridges, veth, IPAM, DNS, port publishing and NAT. Filled in by the networking issue.
+//! berth-net: bridges, veth, IPAM, DNS, port publishing and NAT. What exists so far: network
+//! namespaces (`netns`), links over netlink (`link`) and address management (`ipam`).
 
+pub mod ipam;
 pub mod link;
 pub mod netns;
