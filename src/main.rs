@@ -36,8 +36,12 @@ fn main() -> ExitCode {
             .with_ansi(false)
             .init();
         let exe = std::env::current_exe().unwrap_or_else(|_| args[0].clone().into());
-        let code =
-            berth_engine::container::shim::main(&args[2..], &exe, &alloc::release_free_memory);
+        let code = berth_engine::container::shim::main(
+            &args[2..],
+            &exe,
+            &alloc::release_free_memory,
+            &container_network,
+        );
         return ExitCode::from(code as u8);
     }
     if args.get(1).map(String::as_str) == Some(berth_engine::container::shim::MONITOR_VERB) {
@@ -123,6 +127,21 @@ mod alloc {
         // is this process's global allocator, and no allocation is borrowed across the call.
         unsafe { libmimalloc_sys::mi_collect(true) }
     }
+}
+
+/// A container's own network namespace, between create and start: `lo` up (a private
+/// namespace starts with it down). Runs on a short-lived thread that enters the namespace, in
+/// the shim, whose single-threadedness only matters while libcontainer forks (done by now).
+fn container_network(
+    _config: &berth_engine::container::ContainerConfig,
+    pid: i32,
+) -> Result<(), String> {
+    let ns = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
+    berth_net::netns::run_in(&ns, || -> Result<(), String> {
+        let mut nl = berth_net::link::Netlink::open().map_err(|e| e.to_string())?;
+        nl.set_up("lo").map_err(|e| e.to_string())
+    })
+    .map_err(|e| e.to_string())?
 }
 
 /// Logs go to stderr (stdout is for data), without colour when `--ansi never`, `NO_COLOR`, or

@@ -828,3 +828,73 @@ fn a_killed_shim_leaves_a_removable_container() {
         assert!(!cg.exists(), "cgroup {} left", cg.display());
     }
 }
+
+#[test]
+fn network_mode_container_shares_the_namespace() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new();
+    env.ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "netowner",
+        IMAGE,
+        "sh",
+        "-c",
+        "nc -l -p 7777 > /tmp/got; sleep 100",
+    ]);
+    env.wait_status("netowner", "running", Duration::from_secs(5));
+    let owner_ns = env.ok(&[
+        "container",
+        "exec",
+        "netowner",
+        "readlink",
+        "/proc/self/ns/net",
+    ]);
+    let (code, joined_ns, err) = env.sh(
+        &["--network", "container:netowner"],
+        "readlink /proc/self/ns/net",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(joined_ns, owner_ns, "same network namespace");
+    // Loopback traffic inside that shared namespace only.
+    let (code, _, err) = env.sh(
+        &["--network", "container:netowner"],
+        "echo over-lo > /tmp/in && nc -w 2 127.0.0.1 7777 < /tmp/in",
+    );
+    assert_eq!(code, 0, "{err}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = env.ok(&["container", "exec", "netowner", "cat", "/tmp/got"]);
+        if got == "over-lo\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{got:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A default container's own namespace has a working loopback (`lo` is brought up).
+    let (code, out, err) = env.sh(
+        &[],
+        "nc -l -p 1234 > /tmp/o & sleep 0.3; echo x > /tmp/i; nc -w 2 127.0.0.1 1234 < /tmp/i; wait; cat /tmp/o",
+    );
+    assert_eq!((code, out.as_str()), (0, "x\n"), "{err}");
+    // A private namespace is a different one; joining a stopped container fails cleanly.
+    let (_, own_ns, _) = env.sh(&[], "readlink /proc/self/ns/net");
+    assert_ne!(own_ns, owner_ns);
+    env.ok(&["container", "stop", "-t", "0", "netowner"]);
+    let out = env.run(&[
+        "container",
+        "run",
+        "--rm",
+        "--network",
+        "container:netowner",
+        IMAGE,
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
+    env.ok(&["container", "rm", "netowner"]);
+}

@@ -238,7 +238,8 @@ pub struct RunArgs {
     /// Timeout (in seconds) to stop a container
     #[arg(long = "stop-timeout")]
     pub stop_timeout: Option<u64>,
-    /// Connect a container to a network (none, host; bridge networks come with `berth network`)
+    /// Connect a container to a network (none, host, container:NAME; bridge networks come with
+    /// `berth network`)
     #[arg(long, alias = "net", default_value = "default")]
     pub network: String,
     /// Logging driver for the container (json-file, local, none)
@@ -757,6 +758,14 @@ pub fn create(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Con
         "default" | "bridge" | "private" => NetworkConfig::Private,
         "none" => NetworkConfig::None,
         "host" => NetworkConfig::Host,
+        other if other.starts_with("container:") => {
+            let name = &other["container:".len()..];
+            let target = ctx
+                .store
+                .resolve(name)
+                .with_context(|| format!("--network {other}"))?;
+            NetworkConfig::Container(target.id)
+        }
         other => bail!(
             "network {other:?} not found (bridge networks come with `berth network`; use none or host)"
         ),

@@ -235,8 +235,11 @@ pub enum NetworkConfig {
     Host,
     /// `network_mode: none`: a new namespace, `lo` only.
     None,
-    /// Join an existing namespace (`service:x`, `container:x`): its bind-mounted path.
+    /// Join an existing namespace by path (a named netns file, `/proc/<pid>/ns/net`).
     Join(PathBuf),
+    /// Share another container's namespace (`container:x`, compose's `service:x`): the id,
+    /// resolved to its init's namespace each time this container starts.
+    Container(String),
 }
 
 /// `/etc/resolv.conf` settings.

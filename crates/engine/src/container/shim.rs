@@ -32,7 +32,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::container::config::{ContainerConfig, ContainerState, MountKind, Status};
+use crate::container::config::{ContainerConfig, ContainerState, MountKind, NetworkConfig, Status};
 use crate::container::spec::{SpecContext, build_spec};
 use crate::container::store::{ContainerDir, ContainerStore};
 use crate::fsutil::{self, Lock};
@@ -175,7 +175,16 @@ pub fn spawn(shim_exe: &Path, root: &Path, dir: &ContainerDir) -> Result<Spawned
 /// `settle` runs once the container is up, before the shim goes idle in its poll loop: the
 /// binary uses it to hand the start-up's freed memory back to the kernel (the engine knows
 /// nothing of the allocator).
-pub fn main(args: &[String], shim_exe: &Path, settle: &dyn Fn()) -> i32 {
+/// `network` prepares the container's own network namespace after the container is created
+/// and before its process starts (`lo` up now, endpoints with the network issue): networking
+/// is the binary's part, the engine knows none of it. It gets the config and the init's pid,
+/// and runs only for containers with a namespace of their own (not `host`, not joined ones).
+pub fn main(
+    args: &[String],
+    shim_exe: &Path,
+    settle: &dyn Fn(),
+    network: &dyn Fn(&ContainerConfig, i32) -> Result<(), String>,
+) -> i32 {
     let (root, id) = match args {
         [flag, root, id] if flag == "--root" => (PathBuf::from(root), id.clone()),
         _ => {
@@ -184,7 +193,7 @@ pub fn main(args: &[String], shim_exe: &Path, settle: &dyn Fn()) -> i32 {
         }
     };
     let mut report = ReportPipe::stdout();
-    match Shim::start(&root, &id) {
+    match Shim::start(&root, &id, network) {
         Ok(mut shim) => {
             report.send(&format!("ok {}", shim.pid));
             settle();
@@ -300,7 +309,11 @@ struct Shim {
 }
 
 impl Shim {
-    fn start(root: &Path, id: &str) -> Result<Shim, ShimError> {
+    fn start(
+        root: &Path,
+        id: &str,
+        network: &dyn Fn(&ContainerConfig, i32) -> Result<(), String>,
+    ) -> Result<Shim, ShimError> {
         let stores =
             Stores::open(root).map_err(|e| ShimError::Msg(format!("open state root: {e}")))?;
         let store = ContainerStore::open(&stores.root)?;
@@ -310,7 +323,7 @@ impl Shim {
             .ok_or_else(|| ShimError::Msg(format!("container {id} is already running")))?;
         // A user's later `kill`/`stop` must not be lost between the starter's request and the
         // container being up: the starter waits for our report before it can ask.
-        let result = Self::launch(&stores, &store, &dir, &config, lock);
+        let result = Self::launch(&stores, &store, &dir, &config, lock, network);
         if let Err(e) = &result {
             let msg = e.to_string();
             let _ = dir.update_state(|s| {
@@ -337,6 +350,7 @@ impl Shim {
         dir: &ContainerDir,
         config: &ContainerConfig,
         lock: Lock,
+        network: &dyn Fn(&ContainerConfig, i32) -> Result<(), String>,
     ) -> Result<Shim, ShimError> {
         let image_id = config
             .image_id
@@ -347,6 +361,26 @@ impl Shim {
             .get(image_id)
             .map_err(|e| ShimError::Msg(e.to_string()))?
             .ok_or_else(|| ShimError::Msg(format!("image {image_id} is gone")))?;
+        // `container:x` networking: x's running init's namespace, as of this start.
+        let joined;
+        let config = if let NetworkConfig::Container(other) = &config.network {
+            let other_dir = store.dir_of(other);
+            let st = observed_state(&other_dir)?;
+            let pid = match (st.status, st.pid) {
+                (Status::Running | Status::Paused, Some(pid)) => pid,
+                _ => {
+                    return Err(ShimError::Msg(format!(
+                        "cannot join the network namespace of container {other}: it is not running"
+                    )));
+                }
+            };
+            let mut c = config.clone();
+            c.network = NetworkConfig::Join(PathBuf::from(format!("/proc/{pid}/ns/net")));
+            joined = c;
+            &joined
+        } else {
+            config
+        };
         let rootfs = Rootfs::mount(stores, &image, &dir.path)?;
         let volume_sources = prepare_mounts(&stores.root, config, rootfs.merged())?;
 
@@ -462,6 +496,9 @@ impl Shim {
             .set_nonblocking(true)
             .map_err(io_err("control socket"))?;
 
+        if matches!(config.network, NetworkConfig::Private | NetworkConfig::None) {
+            network(config, pid).map_err(|e| ShimError::Msg(format!("network setup: {e}")))?;
+        }
         let now = now_rfc3339();
         let shim_pid = std::process::id() as i32;
         let shim_start_time = process_start_time(shim_pid);

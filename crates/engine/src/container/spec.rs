@@ -526,6 +526,14 @@ fn namespaces(cfg: &ContainerConfig, ctx: &SpecContext) -> Vec<LinuxNamespace> {
             v.push(namespace(LinuxNamespaceType::Network, None));
         }
         NetworkConfig::Join(path) => v.push(namespace(LinuxNamespaceType::Network, Some(path))),
+        // Resolved to a `Join` by the shim before the spec is built; a private namespace is
+        // never silently given instead.
+        NetworkConfig::Container(id) => v.push(namespace(
+            LinuxNamespaceType::Network,
+            Some(&PathBuf::from(format!(
+                "/nonexistent/unresolved-container-{id}"
+            ))),
+        )),
         NetworkConfig::Host => {}
     }
     if ctx.cgroup_v2 {
