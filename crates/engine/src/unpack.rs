@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use rustix::fs::{
-    AtFlags, Dir, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid, XattrFlags,
+    AtFlags, Dir, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags,
 };
 use rustix::io::Errno;
 
@@ -291,31 +291,9 @@ struct Meta {
     xattrs: Vec<(String, Vec<u8>)>,
 }
 
-fn resolve_flags() -> ResolveFlags {
-    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS
-}
-
-/// `openat2(dir, path, IN_ROOT | NO_MAGICLINKS)`, retried when the kernel asks (EAGAIN).
+/// See [`crate::fsutil::open_in_root`].
 fn open_in_root(dir: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
-    let path: &[u8] = if path.is_empty() { b"." } else { path };
-    let mut tries = 0;
-    loop {
-        match rustix::fs::openat2(
-            dir,
-            path,
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            resolve_flags(),
-        ) {
-            Err(Errno::AGAIN) if tries < 16 => tries += 1,
-            Err(Errno::NOSYS) => {
-                return Err(io::Error::other(
-                    "openat2 is not available (linux 5.6 or later is needed)",
-                ));
-            }
-            other => return other.map_err(io::Error::from),
-        }
-    }
+    crate::fsutil::open_in_root_io(dir, path, flags)
 }
 
 fn is_exists(e: &io::Error) -> bool {

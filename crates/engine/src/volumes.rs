@@ -19,8 +19,8 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{
-    AtFlags, CWD, Dir, FileType, Gid, Mode, OFlags, RenameFlags, ResolveFlags, StatxFlags,
-    Timespec, Timestamps, Uid, XattrFlags,
+    AtFlags, CWD, Dir, FileType, Gid, Mode, OFlags, RenameFlags, StatxFlags, Timespec, Timestamps,
+    Uid, XattrFlags,
 };
 use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
@@ -668,21 +668,9 @@ fn copy_up_io(rootfs: &Path, target: &str, volume_data: &Path) -> io::Result<boo
     Ok(true)
 }
 
-/// `openat2(dir, path, IN_ROOT | NO_MAGICLINKS)`, retried when the kernel asks (EAGAIN).
+/// See [`crate::fsutil::open_in_root`].
 fn open_in_root(dir: BorrowedFd<'_>, path: &str, flags: OFlags) -> Result<OwnedFd, Errno> {
-    let mut tries = 0;
-    loop {
-        match rustix::fs::openat2(
-            dir,
-            path,
-            flags,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        ) {
-            Err(Errno::AGAIN) if tries < 16 => tries += 1,
-            other => return other,
-        }
-    }
+    crate::fsutil::open_in_root(dir, path.as_bytes(), flags)
 }
 
 fn is_dot(name: &CStr) -> bool {

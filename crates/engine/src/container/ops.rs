@@ -35,7 +35,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{
-    AtFlags, Dir, FileType, Gid, Mode, OFlags, ResolveFlags, StatxFlags, Timespec, Timestamps, Uid,
+    AtFlags, Dir, FileType, Gid, Mode, OFlags, StatxFlags, Timespec, Timestamps, Uid,
 };
 use rustix::io::Errno;
 
@@ -216,22 +216,9 @@ impl Drop for RootfsAccess {
     }
 }
 
-/// `openat2(dir, path, IN_ROOT | NO_MAGICLINKS)`, retried when the kernel asks (EAGAIN).
+/// See [`crate::fsutil::open_in_root`].
 fn open_in_root(dir: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
-    let path: &[u8] = if path.is_empty() { b"." } else { path };
-    let mut tries = 0;
-    loop {
-        match rustix::fs::openat2(
-            dir,
-            path,
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        ) {
-            Err(Errno::AGAIN) if tries < 16 => tries += 1,
-            other => return other,
-        }
-    }
+    crate::fsutil::open_in_root(dir, path, flags)
 }
 
 fn fstatx(fd: BorrowedFd<'_>) -> Result<rustix::fs::Statx, Errno> {

@@ -9,8 +9,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
-use rustix::io::Errno;
+use rustix::fs::{Mode, OFlags};
 
 /// Why a user could not be resolved; every variant names the user or group and the rootfs.
 #[derive(Debug, thiserror::Error)]
@@ -95,26 +94,9 @@ pub fn read_in_root(rootfs: &Path, path: &str) -> io::Result<Option<String>> {
     Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
-/// `openat2(root, path, RDONLY, IN_ROOT | NO_MAGICLINKS)`, retried when the kernel asks.
+/// `path` opened read-only inside `root` (see [`crate::fsutil::open_in_root`]).
 fn open_in_root(root: &OwnedFd, path: &str) -> io::Result<OwnedFd> {
-    let mut tries = 0;
-    loop {
-        match rustix::fs::openat2(
-            root.as_fd(),
-            path,
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        ) {
-            Err(Errno::AGAIN) if tries < 16 => tries += 1,
-            Err(Errno::NOSYS) => {
-                return Err(io::Error::other(
-                    "openat2 is not available (linux 5.6 or later is needed)",
-                ));
-            }
-            other => return other.map_err(io::Error::from),
-        }
-    }
+    crate::fsutil::open_in_root_io(root.as_fd(), path.as_bytes(), OFlags::RDONLY)
 }
 
 fn read_file(rootfs: &Path, file: &'static str) -> Result<Option<String>, UserError> {
