@@ -309,6 +309,47 @@ fn make_dirs_writable(dir: &Path) {
     }
 }
 
+/// `openat2(dir, path, flags | CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, retried when
+/// the kernel asks (EAGAIN): `path` is resolved as if `dir` were `/`, so `..`, absolute
+/// symlinks and magic links cannot leave it. An empty path opens `dir` itself. Every confined
+/// access to a layer, a rootfs or a volume goes through here.
+pub fn open_in_root(
+    dir: std::os::fd::BorrowedFd<'_>,
+    path: &[u8],
+    flags: rustix::fs::OFlags,
+) -> Result<std::os::fd::OwnedFd, rustix::io::Errno> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let path: &[u8] = if path.is_empty() { b"." } else { path };
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(
+            dir,
+            path,
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Err(rustix::io::Errno::AGAIN) if tries < 16 => tries += 1,
+            other => return other,
+        }
+    }
+}
+
+/// [`open_in_root`] with an `io::Error` that says what a missing `openat2` means.
+pub fn open_in_root_io(
+    dir: std::os::fd::BorrowedFd<'_>,
+    path: &[u8],
+    flags: rustix::fs::OFlags,
+) -> io::Result<std::os::fd::OwnedFd> {
+    open_in_root(dir, path, flags).map_err(|e| {
+        if e == rustix::io::Errno::NOSYS {
+            io::Error::other("openat2 is not available (linux 5.6 or later is needed)")
+        } else {
+            io::Error::from(e)
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,45 +448,4 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with("x-"));
     }
-}
-
-/// `openat2(dir, path, flags | CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, retried when
-/// the kernel asks (EAGAIN): `path` is resolved as if `dir` were `/`, so `..`, absolute
-/// symlinks and magic links cannot leave it. An empty path opens `dir` itself. Every confined
-/// access to a layer, a rootfs or a volume goes through here.
-pub fn open_in_root(
-    dir: std::os::fd::BorrowedFd<'_>,
-    path: &[u8],
-    flags: rustix::fs::OFlags,
-) -> Result<std::os::fd::OwnedFd, rustix::io::Errno> {
-    use rustix::fs::{Mode, OFlags, ResolveFlags};
-    let path: &[u8] = if path.is_empty() { b"." } else { path };
-    let mut tries = 0;
-    loop {
-        match rustix::fs::openat2(
-            dir,
-            path,
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        ) {
-            Err(rustix::io::Errno::AGAIN) if tries < 16 => tries += 1,
-            other => return other,
-        }
-    }
-}
-
-/// [`open_in_root`] with an `io::Error` that says what a missing `openat2` means.
-pub fn open_in_root_io(
-    dir: std::os::fd::BorrowedFd<'_>,
-    path: &[u8],
-    flags: rustix::fs::OFlags,
-) -> io::Result<std::os::fd::OwnedFd> {
-    open_in_root(dir, path, flags).map_err(|e| {
-        if e == rustix::io::Errno::NOSYS {
-            io::Error::other("openat2 is not available (linux 5.6 or later is needed)")
-        } else {
-            io::Error::from(e)
-        }
-    })
 }
