@@ -37,6 +37,9 @@ pub enum LifecycleError {
     InvalidSignal(String),
     #[error("container {name}: {message}")]
     Request { name: String, message: String },
+    /// The shim did not answer in time (a `wait` with a timeout, mostly).
+    #[error("container {0}: the shim did not answer in time")]
+    Timeout(String),
     #[error(transparent)]
     Rootfs(#[from] crate::rootfs::RootfsError),
 }
@@ -147,6 +150,11 @@ fn ask(
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
         ) {
             LifecycleError::NotRunning(name_of(dir))
+        } else if matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ) {
+            LifecycleError::Timeout(name_of(dir))
         } else {
             LifecycleError::Request {
                 name: name_of(dir),
@@ -204,13 +212,7 @@ pub fn wait(
             .strip_prefix("exit ")
             .and_then(|c| c.parse().ok())
             .or(Some(255))),
-        Err(LifecycleError::Request { message, .. })
-            if message.contains("timed out")
-                || message.contains("would block")
-                || message.contains("temporarily unavailable") =>
-        {
-            Ok(None)
-        }
+        Err(LifecycleError::Timeout(_)) => Ok(None),
         Err(LifecycleError::Request { .. } | LifecycleError::NotRunning(_)) => {
             // The shim went away between our look and the request: read what it recorded.
             wait_for_shim_exit(dir, Duration::from_secs(5));

@@ -737,7 +737,9 @@ impl Shim {
                 .map(|(i, _)| (kinds[i], i))
                 .collect();
             drop(fds);
-            let mut client_index = 0usize;
+            // Clients are polled last, in `self.clients` order; new ones are appended by
+            // `accept`, so these indexes stay valid until served (highest first, as serving
+            // may `swap_remove`).
             let first_client = kinds.iter().position(|k| *k == 4).unwrap_or(usize::MAX);
             let mut readable_clients = Vec::new();
             for (kind, i) in ready {
@@ -745,14 +747,10 @@ impl Shim {
                     1 => self.pump(Stream::Stdout, &mut buf),
                     2 => self.pump(Stream::Stderr, &mut buf),
                     3 => self.accept(),
-                    4 => {
-                        client_index = i - first_client;
-                        readable_clients.push(client_index);
-                    }
+                    4 => readable_clients.push(i - first_client),
                     _ => {}
                 }
             }
-            let _ = client_index;
             for i in readable_clients.into_iter().rev() {
                 self.serve(i, exit);
             }
