@@ -1,6 +1,8 @@
 //! berth-net: bridges, veth, IPAM, DNS, port publishing and NAT. What exists so far: network
 //! namespaces (`netns`), links over netlink (`link`) and address management (`ipam`).
+//! `firewall`: published ports and NAT in berth's own nftables table.
 
+pub mod firewall;
 pub mod ipam;
 pub mod link;
 pub mod netns;
