@@ -161,8 +161,12 @@ impl Server {
                 .filter_map(|addr| listeners.remove(addr))
                 .collect()
         };
+        // Abort all first: if this future is dropped midway, none is left running detached.
+        for listener in &gone {
+            listener.abort();
+        }
         for listener in gone {
-            listener.close().await;
+            listener.closed().await;
         }
 
         for (addr, data) in wanted {
@@ -201,8 +205,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         for listener in self.lock().values() {
-            listener.udp.abort();
-            listener.tcp.abort();
+            listener.abort();
         }
     }
 }
@@ -241,10 +244,12 @@ impl Listener {
     fn bind(addr: SocketAddrV4, data: ZoneData) -> Result<Listener, DnsError> {
         let udp = bind_socket(addr, "udp")?;
         let tcp = bind_socket(addr, "tcp")?;
-        let bind_err = |proto| move |source| DnsError::Bind {
-            proto,
-            addr,
-            source,
+        let bind_err = |proto| {
+            move |source| DnsError::Bind {
+                proto,
+                addr,
+                source,
+            }
         };
         tcp.listen(1024).map_err(bind_err("tcp"))?;
         let udp = UdpSocket::from_std(udp.into()).map_err(bind_err("udp"))?;
@@ -257,11 +262,15 @@ impl Listener {
         })
     }
 
-    /// Stops both tasks and waits until they are gone, so their sockets are closed.
-    async fn close(self) {
+    /// Asks both tasks to stop.
+    fn abort(&self) {
         self.udp.abort();
         self.tcp.abort();
-        // A cancelled task's future (and so its socket) is dropped before its handle resolves.
+    }
+
+    /// Waits until both aborted tasks are gone, so their sockets are closed: a cancelled
+    /// task's future (and so its socket) is dropped before its handle resolves.
+    async fn closed(self) {
         let _ = self.udp.await;
         let _ = self.tcp.await;
     }
@@ -473,7 +482,7 @@ fn reply(message: Message, transport: Transport) -> Action {
     let Ok(bytes) = message.to_vec() else {
         return Action::Ignore;
     };
-    let limit = usize::from(message.max_payload().min(EDNS_PAYLOAD).max(512));
+    let limit = usize::from(message.max_payload().clamp(512, EDNS_PAYLOAD));
     if transport == Transport::Tcp || bytes.len() <= limit {
         return Action::Reply(bytes);
     }
@@ -593,9 +602,8 @@ async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Option<V
 
 /// Writes one message with its 2-byte length prefix.
 async fn write_frame<S: AsyncWrite + Unpin>(stream: &mut S, message: &[u8]) -> io::Result<()> {
-    let len = u16::try_from(message.len()).map_err(|_| {
-        io::Error::new(io::ErrorKind::InvalidInput, "dns message over 65535 bytes")
-    })?;
+    let len = u16::try_from(message.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "dns message over 65535 bytes"))?;
     let mut frame = Vec::with_capacity(message.len() + 2);
     frame.extend_from_slice(&len.to_be_bytes());
     frame.extend_from_slice(message);
@@ -725,7 +733,11 @@ mod tests {
             assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
             assert!(reply.metadata.authoritative);
             assert!(reply.metadata.recursion_desired);
-            let want = if name.to_lowercase().starts_with("db") { DB } else { WEB };
+            let want = if name.to_lowercase().starts_with("db") {
+                DB
+            } else {
+                WEB
+            };
             assert_eq!(a_records(&reply), vec![want], "{name}");
             assert_eq!(reply.answers[0].ttl, 0);
             // The answer's owner name is the client's spelling (0x20 case randomisation).
@@ -760,7 +772,11 @@ mod tests {
 
     #[test]
     fn ptr_answers_the_first_name_holding_the_address() {
-        let zone = zone(&[("web", &[WEB]), ("alias", &[WEB]), ("db", &[DB])], false, &[]);
+        let zone = zone(
+            &[("web", &[WEB]), ("alias", &[WEB]), ("db", &[DB])],
+            false,
+            &[],
+        );
         let reply = ask(
             &zone,
             &query(9, "2.0.89.10.in-addr.arpa.", RecordType::PTR),
@@ -808,7 +824,8 @@ mod tests {
         let upstream: SocketAddr = "127.0.0.1:53".parse().unwrap();
         let q = query(42, "example.com", RecordType::A);
         let bytes = q.to_vec().unwrap();
-        let Action::Forward { servfail } = answer(&zone(&[], true, &[upstream]), &bytes, Transport::Udp)
+        let Action::Forward { servfail } =
+            answer(&zone(&[], true, &[upstream]), &bytes, Transport::Udp)
         else {
             panic!("expected forward");
         };
