@@ -3,6 +3,9 @@
 //! `firewall`: published ports and NAT in berth's own nftables table.
 
 pub mod firewall;
+//! `dns`: the embedded DNS server answering container names on each network.
+
+pub mod dns;
 pub mod ipam;
 pub mod link;
 pub mod netns;
