@@ -59,6 +59,8 @@ pub enum Command {
     Login(crate::commands::login::LoginArgs),
     /// Log out from a registry
     Logout(crate::commands::login::LogoutArgs),
+    /// Manage networks (create, ls, inspect, rm, prune, connect, disconnect)
+    Network(crate::commands::network::NetworkArgs),
     /// Pull service images
     Pull(crate::commands::pull::PullArgs),
     /// Show the berth version information

@@ -4,7 +4,9 @@
 mod cli;
 mod commands;
 mod engine;
+mod dnsd;
 mod labels;
+mod net;
 mod progress;
 mod project;
 
@@ -40,15 +42,18 @@ fn main() -> ExitCode {
             &args[2..],
             &exe,
             &alloc::release_free_memory,
-            &container_network,
+            &net::ShimNetworking,
         );
         return ExitCode::from(code as u8);
     }
     if args.get(1).map(String::as_str) == Some(berth_engine::container::shim::MONITOR_VERB) {
         // No log subscriber here: its filter alone costs ~200 KiB in every monitor, which
         // lives as long as its container; the monitor reports its own errors on stderr.
-        let code = berth_engine::container::shim::monitor_main(&args[2..]);
+        let code = berth_engine::container::shim::monitor_main(&args[2..], &net::ShimNetworking);
         return ExitCode::from(code as u8);
+    }
+    if args.get(1).map(String::as_str) == Some(net::DNS_VERB) {
+        return ExitCode::from(dnsd::main(&args[2..]) as u8);
     }
     if args.get(1).map(String::as_str) == Some(berth_engine::container::exec::EXEC_VERB) {
         let code = berth_engine::container::exec::main(&args[2..]);
@@ -110,6 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 Command::Images(args) => commands::images::run(&settings, &args).map(|()| 0),
                 Command::Login(args) => commands::login::login(&settings, &args).map(|()| 0),
                 Command::Logout(args) => commands::login::logout(&settings, &args).map(|()| 0),
+                Command::Network(args) => commands::network::run(&settings, &args).map(|()| 0),
                 Command::Pull(args) => commands::pull::run(&settings, &args).map(|()| 0),
                 Command::Volume(args) => commands::volume::run(&settings, &args).map(|()| 0),
                 Command::Config(_) | Command::Version(_) => unreachable!("handled above"),
@@ -127,21 +133,6 @@ mod alloc {
         // is this process's global allocator, and no allocation is borrowed across the call.
         unsafe { libmimalloc_sys::mi_collect(true) }
     }
-}
-
-/// A container's own network namespace, between create and start: `lo` up (a private
-/// namespace starts with it down). Runs on a short-lived thread that enters the namespace, in
-/// the shim, whose single-threadedness only matters while libcontainer forks (done by now).
-fn container_network(
-    _config: &berth_engine::container::ContainerConfig,
-    pid: i32,
-) -> Result<(), String> {
-    let ns = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
-    berth_net::netns::run_in(&ns, || -> Result<(), String> {
-        let mut nl = berth_net::link::Netlink::open().map_err(|e| e.to_string())?;
-        nl.set_up("lo").map_err(|e| e.to_string())
-    })
-    .map_err(|e| e.to_string())?
 }
 
 /// Logs go to stderr (stdout is for data), without colour when `--ansi never`, `NO_COLOR`, or

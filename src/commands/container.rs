@@ -101,6 +101,63 @@ pub enum ContainerCommand {
     Top(crate::commands::container_ops::TopArgs),
     /// Display a live stream of container(s) resource usage statistics
     Stats(crate::commands::container_ops::StatsArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(PortArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    pub container: String,
+    /// PRIVATE_PORT[/PROTO]
+    pub port: Option<String>,
+}
+
+/// `port`: the running container's published ports, `80/tcp -> 0.0.0.0:32768`.
+fn port(ctx: &Ctx, a: &PortArgs) -> anyhow::Result<u8> {
+    let dir = ctx.resolve(&a.container)?;
+    let config = dir.config()?;
+    let eps = crate::net::store(ctx.root())
+        .map_err(anyhow::Error::msg)?
+        .container_endpoints(&dir.id)?;
+    let want = match &a.port {
+        None => None,
+        Some(p) => {
+            let (port, proto) = p.split_once('/').unwrap_or((p.as_str(), "tcp"));
+            let port: u16 = port
+                .parse()
+                .with_context(|| format!("invalid port {p:?}"))?;
+            Some((port, proto.to_string()))
+        }
+    };
+    let mut ports: Vec<_> = eps.iter().flat_map(|e| e.ports.iter()).collect();
+    ports.sort_by_key(|p| (p.container_port, p.protocol.clone()));
+    let mut found = false;
+    for p in ports {
+        if let Some((port, proto)) = &want
+            && (p.container_port != *port || p.protocol != *proto)
+        {
+            continue;
+        }
+        found = true;
+        let host = p
+            .host_ip
+            .map(|ip| ip.to_string())
+            .unwrap_or_else(|| "0.0.0.0".into());
+        if want.is_some() {
+            println!("{host}:{}", p.host_port);
+        } else {
+            println!("{}/{} -> {host}:{}", p.container_port, p.protocol, p.host_port);
+        }
+    }
+    if let Some((port, proto)) = want
+        && !found
+    {
+        bail!(
+            "no public port '{port}/{proto}' published for {}",
+            config.name
+        );
+    }
+    Ok(0)
 }
 
 #[derive(Debug, Args)]
@@ -238,10 +295,27 @@ pub struct RunArgs {
     /// Timeout (in seconds) to stop a container
     #[arg(long = "stop-timeout")]
     pub stop_timeout: Option<u64>,
-    /// Connect a container to a network (none, host, container:NAME; bridge networks come with
-    /// `berth network`)
+    /// Connect a container to a network (a network's name, none, host, container:NAME)
     #[arg(long, alias = "net", default_value = "default")]
-    pub network: String,
+    pub network: Vec<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias", alias = "net-alias", value_name = "list")]
+    pub network_alias: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
+    /// Publish a container's port(s) to the host ([IP:][HOST_PORT:]CONTAINER_PORT[/PROTO])
+    #[arg(short = 'p', long = "publish", value_name = "list")]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports
+    #[arg(long, value_name = "list")]
+    pub expose: Vec<String>,
     /// Logging driver for the container (json-file, local, none)
     #[arg(long = "log-driver")]
     pub log_driver: Option<String>,
@@ -458,8 +532,11 @@ pub fn run(settings: &Settings, args: &ContainerArgs) -> anyhow::Result<u8> {
                 a.force,
                 a.volumes,
             )?;
+            // What a shim killed before it could release is given back here.
+            crate::net::release(ctx.root(), &dir.id).map_err(anyhow::Error::msg)?;
             Ok(())
         }),
+        ContainerCommand::Port(a) => port(&ctx, a),
         ContainerCommand::Ls(a) => ls(&ctx, a).map(|()| 0),
         ContainerCommand::Inspect(a) => inspect(&ctx, a),
         ContainerCommand::Wait(a) => {
@@ -754,22 +831,8 @@ pub fn create(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Con
             _ => bail!("unknown log opt {opt:?}"),
         }
     }
-    let network = match a.network.as_str() {
-        "default" | "bridge" | "private" => NetworkConfig::Private,
-        "none" => NetworkConfig::None,
-        "host" => NetworkConfig::Host,
-        other if other.starts_with("container:") => {
-            let name = &other["container:".len()..];
-            let target = ctx
-                .store
-                .resolve(name)
-                .with_context(|| format!("--network {other}"))?;
-            NetworkConfig::Container(target.id)
-        }
-        other => bail!(
-            "network {other:?} not found (bridge networks come with `berth network`; use none or host)"
-        ),
-    };
+    let (network, networks) = network_mode(ctx, a)?;
+    let ports = published_ports(a, &image.config.exposed_ports, &networks)?;
     let (policy, retries) = a
         .restart
         .split_once(':')
@@ -845,6 +908,8 @@ pub fn create(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Con
             window_ms: None,
         },
         network,
+        networks,
+        ports,
         auto_remove: a.rm,
         extra_hosts,
         dns: DnsConfig {
@@ -855,6 +920,132 @@ pub fn create(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Con
         cgroup_parent: "berth".to_string(),
     };
     Ok(ctx.store.create(&config)?)
+}
+
+/// `--network` (repeatable, as in docker 20.10+): `none`, `host`, `container:NAME`, or the
+/// names of bridge networks (the first one is the default route). Without the flag the
+/// container gets `lo` only (berth has no implicit default bridge yet).
+fn network_mode(
+    ctx: &Ctx,
+    a: &RunArgs,
+) -> anyhow::Result<(NetworkConfig, Vec<berth_engine::container::EndpointConfig>)> {
+    let named: Vec<&String> = a
+        .network
+        .iter()
+        .filter(|n| !matches!(n.as_str(), "default" | "private"))
+        .collect();
+    let special = named
+        .iter()
+        .find(|n| matches!(n.as_str(), "none" | "host") || n.starts_with("container:"));
+    if let Some(mode) = special {
+        if named.len() > 1 {
+            bail!("conflicting options: --network {mode} cannot be combined with other networks");
+        }
+        if !a.publish.is_empty() || a.publish_all {
+            bail!("conflicting options: port publishing and the container's network mode ({mode})");
+        }
+        let config = match mode.as_str() {
+            "none" => NetworkConfig::None,
+            "host" => NetworkConfig::Host,
+            other => {
+                let name = &other["container:".len()..];
+                let target = ctx
+                    .store
+                    .resolve(name)
+                    .with_context(|| format!("--network {other}"))?;
+                NetworkConfig::Container(target.id)
+            }
+        };
+        return Ok((config, Vec::new()));
+    }
+    let store = crate::net::store(ctx.engine.stores.root.path()).map_err(anyhow::Error::msg)?;
+    let mut endpoints = Vec::new();
+    for (i, name) in named.iter().enumerate() {
+        let net = store.require(name)?;
+        endpoints.push(berth_engine::container::EndpointConfig {
+            network: net.name,
+            aliases: if i == 0 { a.network_alias.clone() } else { Vec::new() },
+            ipv4_address: if i == 0 { a.ip.clone() } else { None },
+            mac_address: if i == 0 { a.mac_address.clone() } else { None },
+            interface_name: None,
+        });
+    }
+    if endpoints.is_empty() && (a.ip.is_some() || !a.network_alias.is_empty()) {
+        bail!("--ip and --network-alias need a user-defined network (--network NAME)");
+    }
+    Ok((NetworkConfig::Private, endpoints))
+}
+
+/// `-p` specs (docker's syntax, ranges expanded) and, with `-P`, every exposed port (the
+/// image's and `--expose`) on a random host port.
+fn published_ports(
+    a: &RunArgs,
+    image_exposed: &[String],
+    networks: &[berth_engine::container::EndpointConfig],
+) -> anyhow::Result<Vec<berth_engine::container::PortConfig>> {
+    let mut out = Vec::new();
+    for spec in &a.publish {
+        out.extend(port_configs(spec)?);
+    }
+    if a.publish_all {
+        let mut exposed: Vec<String> = image_exposed.to_vec();
+        for e in &a.expose {
+            for p in port_configs(e)? {
+                exposed.push(format!("{}/{}", p.container_port, p.protocol));
+            }
+        }
+        for e in exposed {
+            let (port, proto) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
+            let container_port: u16 = port
+                .parse()
+                .with_context(|| format!("exposed port {e:?} is not a port number"))?;
+            if !out.iter().any(|p: &berth_engine::container::PortConfig| {
+                p.container_port == container_port && p.protocol == proto
+            }) {
+                out.push(berth_engine::container::PortConfig {
+                    host_ip: None,
+                    host_port: None,
+                    container_port,
+                    protocol: proto.to_string(),
+                });
+            }
+        }
+    }
+    if !out.is_empty() && networks.is_empty() {
+        bail!("publishing ports needs a network: add --network NAME (see `berth network create`)");
+    }
+    Ok(out)
+}
+
+/// One `-p`/`ports` short-syntax spec as port configs, one per container port. A host range
+/// for a single container port takes the range's first port.
+pub fn port_configs(spec: &str) -> anyhow::Result<Vec<berth_engine::container::PortConfig>> {
+    let parsed = berth_compose::canonical::ports::parse(spec)
+        .map_err(|e| anyhow::anyhow!("invalid port spec {spec:?}: {e}"))?;
+    parsed
+        .into_iter()
+        .map(|p| {
+            if p.protocol == "sctp" {
+                bail!("port {spec:?}: sctp is not supported (tcp, udp)");
+            }
+            if p.host_ip.contains(':') {
+                bail!("port {spec:?}: IPv6 host addresses are not supported yet");
+            }
+            let host_port = match p.published.split('-').next() {
+                None | Some("") => None,
+                Some(h) => Some(
+                    h.parse::<u16>()
+                        .with_context(|| format!("invalid host port in {spec:?}"))?,
+                ),
+            };
+            Ok(berth_engine::container::PortConfig {
+                host_ip: (!p.host_ip.is_empty()).then(|| p.host_ip.clone()),
+                host_port: host_port.filter(|p| *p != 0),
+                container_port: p.target,
+                protocol: p.protocol,
+            })
+        })
+        .collect()
 }
 
 /// Creates the named and anonymous volumes the mounts use (existing ones are kept as they
@@ -1164,7 +1355,9 @@ fn inspect(ctx: &Ctx, a: &NamesArgs) -> anyhow::Result<u8> {
             Ok(dir) => {
                 let config = dir.config()?;
                 let state = lifecycle::state(&dir)?;
-                out.push(inspect_json(&dir, &config, &state));
+                let mut value = inspect_json(&dir, &config, &state);
+                value["NetworkSettings"] = network_settings(ctx, &config)?;
+                out.push(value);
             }
             Err(e) => {
                 eprintln!("Error: {e:#}");
@@ -1174,6 +1367,62 @@ fn inspect(ctx: &Ctx, a: &NamesArgs) -> anyhow::Result<u8> {
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(u8::from(failed))
+}
+
+/// docker inspect's `NetworkSettings`: the endpoints the container holds now (addresses
+/// exist only while it runs) and its published ports.
+fn network_settings(ctx: &Ctx, c: &ContainerConfig) -> anyhow::Result<serde_json::Value> {
+    let eps = crate::net::store(ctx.root())
+        .map_err(anyhow::Error::msg)?
+        .container_endpoints(&c.id)?;
+    let mut networks = serde_json::Map::new();
+    for e in &c.networks {
+        let live = eps.iter().find(|ep| ep.network == e.network);
+        networks.insert(
+            e.network.clone(),
+            json!({
+                "Aliases": e.aliases,
+                "NetworkID": e.network,
+                "EndpointID": live.map(|l| l.host_veth.clone()).unwrap_or_default(),
+                "Gateway": live.and_then(|l| l.gateway).map(|g| g.to_string()).unwrap_or_default(),
+                "IPAddress": live.map(|l| l.ip.to_string()).unwrap_or_default(),
+                "IPPrefixLen": live.map(|l| l.prefix).unwrap_or(0),
+                "MacAddress": live.map(|l| l.mac.clone()).unwrap_or_default(),
+                "DNSNames": live.map(|l| l.names.clone()),
+            }),
+        );
+    }
+    let mut ports = serde_json::Map::new();
+    for p in &c.ports {
+        let key = format!("{}/{}", p.container_port, p.protocol);
+        let live: Vec<serde_json::Value> = eps
+            .iter()
+            .flat_map(|e| e.ports.iter())
+            .filter(|l| l.container_port == p.container_port && l.protocol == p.protocol)
+            .map(|l| {
+                json!({
+                    "HostIp": l.host_ip.map(|i| i.to_string()).unwrap_or_else(|| "0.0.0.0".into()),
+                    "HostPort": l.host_port.to_string(),
+                })
+            })
+            .collect();
+        ports.insert(
+            key,
+            if live.is_empty() {
+                serde_json::Value::Null
+            } else {
+                json!(live)
+            },
+        );
+    }
+    let first = eps.first();
+    Ok(json!({
+        "Networks": networks,
+        "Ports": ports,
+        "IPAddress": first.map(|l| l.ip.to_string()).unwrap_or_default(),
+        "Gateway": first.and_then(|l| l.gateway).map(|g| g.to_string()).unwrap_or_default(),
+        "MacAddress": first.map(|l| l.mac.clone()).unwrap_or_default(),
+    }))
 }
 
 /// docker inspect's shape for the fields berth has.

@@ -8,6 +8,7 @@ pub mod image;
 pub mod images;
 pub mod login;
 pub mod logs;
+pub mod network;
 pub mod pull;
 pub mod version;
 pub mod volume;

@@ -26,15 +26,22 @@ pub fn require_root() -> bool {
 pub struct Env {
     pub tmp: tempfile::TempDir,
     pub root: PathBuf,
+    /// Every berth command runs in this network namespace (`nsenter --net`), when set.
+    pub netns: Option<PathBuf>,
 }
 
 impl Env {
     pub fn new() -> Env {
+        Env::with_netns(None)
+    }
+
+    /// An environment whose berth commands all run inside the network namespace `netns`.
+    pub fn with_netns(netns: Option<PathBuf>) -> Env {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("root");
         let tar = tmp.path().join("rootfs.tar");
         std::fs::write(&tar, berth_testkit::image::busybox_rootfs_tar()).unwrap();
-        let env = Env { tmp, root };
+        let env = Env { tmp, root, netns };
         env.ok(&[
             "image",
             "import",
@@ -49,7 +56,16 @@ impl Env {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", ns.display()))
+                    .arg("--")
+                    .arg(env!("CARGO_BIN_EXE_berth"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_berth")),
+        };
         c.arg("--root")
             .arg(&self.root)
             .args(args)
@@ -134,7 +150,7 @@ impl Drop for Env {
     }
 }
 
-/// Nothing of the root is mounted, no shim of it runs, no cgroup of these containers exists.
+/// Nothing of the root is mounted, no shim (or DNS daemon) of it runs, no cgroup of these containers exists.
 pub fn assert_no_leaks(root: &Path, ids: &[String]) {
     let root_s = root.to_string_lossy().into_owned();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -183,7 +199,9 @@ pub fn shim_pids(root: &Path) -> Vec<i32> {
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        if args.iter().any(|a| a == "__shim" || a == "__monitor")
+        if args
+            .iter()
+            .any(|a| a == "__shim" || a == "__monitor" || a == "__dns")
             && args.iter().any(|a| a == &needle)
         {
             pids.push(pid);

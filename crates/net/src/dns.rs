@@ -76,6 +76,9 @@ pub struct Zone {
     pub records: BTreeMap<String, Vec<Ipv4Addr>>,
     /// Whether unknown names are forwarded upstream (false for `internal` networks).
     pub forward: bool,
+    /// Names answered only to one client address (after `records`): a container attached to
+    /// several networks asks one network's resolver, and sees the names of all of them.
+    pub client_records: BTreeMap<Ipv4Addr, BTreeMap<String, Vec<Ipv4Addr>>>,
 }
 
 /// The whole server's configuration: every zone to serve, and the upstream nameservers.
@@ -301,6 +304,8 @@ fn bind_socket(addr: SocketAddrV4, proto: &'static str) -> Result<Socket, DnsErr
 #[derive(Debug)]
 struct ZoneData {
     names: BTreeMap<String, Entry>,
+    /// Per client address, the extra names it may see.
+    client_names: BTreeMap<Ipv4Addr, BTreeMap<String, Entry>>,
     /// Each address and the first name (in name order) that holds it.
     reverse: BTreeMap<Ipv4Addr, String>,
     forward: bool,
@@ -316,37 +321,33 @@ struct Entry {
 
 impl ZoneData {
     fn new(zone: &Zone, upstreams: Arc<[SocketAddr]>) -> ZoneData {
-        let mut merged: BTreeMap<String, Vec<Ipv4Addr>> = BTreeMap::new();
-        for (name, addrs) in &zone.records {
-            let list = merged.entry(normalize(name)).or_default();
-            for addr in addrs {
-                if !list.contains(addr) {
-                    list.push(*addr);
-                }
-            }
-        }
+        let merged = merge_names(&zone.records);
         let mut reverse = BTreeMap::new();
         for (name, addrs) in &merged {
             for addr in addrs {
                 reverse.entry(*addr).or_insert_with(|| name.clone());
             }
         }
-        let names = merged
-            .into_iter()
-            .map(|(name, addrs)| {
-                let entry = Entry {
-                    addrs,
-                    next: AtomicUsize::new(0),
-                };
-                (name, entry)
-            })
-            .collect();
         ZoneData {
-            names,
+            names: entries(merged),
+            client_names: zone
+                .client_records
+                .iter()
+                .map(|(client, records)| (*client, entries(merge_names(records))))
+                .collect(),
             reverse,
             forward: zone.forward,
             upstreams,
         }
+    }
+
+    /// `name`'s entry: the zone's own, else one only `client` sees.
+    fn lookup(&self, name: &str, client: Option<Ipv4Addr>) -> Option<&Entry> {
+        self.names.get(name).or_else(|| {
+            client
+                .and_then(|c| self.client_names.get(&c))
+                .and_then(|names| names.get(name))
+        })
     }
 
     fn can_forward(&self) -> bool {
@@ -364,6 +365,33 @@ impl Entry {
         }
         addrs
     }
+}
+
+/// Records with normalised names, duplicates merged.
+fn merge_names(records: &BTreeMap<String, Vec<Ipv4Addr>>) -> BTreeMap<String, Vec<Ipv4Addr>> {
+    let mut merged: BTreeMap<String, Vec<Ipv4Addr>> = BTreeMap::new();
+    for (name, addrs) in records {
+        let list = merged.entry(normalize(name)).or_default();
+        for addr in addrs {
+            if !list.contains(addr) {
+                list.push(*addr);
+            }
+        }
+    }
+    merged
+}
+
+fn entries(merged: BTreeMap<String, Vec<Ipv4Addr>>) -> BTreeMap<String, Entry> {
+    merged
+        .into_iter()
+        .map(|(name, addrs)| {
+            let entry = Entry {
+                addrs,
+                next: AtomicUsize::new(0),
+            };
+            (name, entry)
+        })
+        .collect()
 }
 
 /// Lower case, without one trailing dot.
@@ -408,8 +436,13 @@ enum Action {
     Ignore,
 }
 
-/// Decides how to answer `packet` from `zone`'s data.
-fn answer(zone: &ZoneData, packet: &[u8], transport: Transport) -> Action {
+/// Decides how to answer `packet` from `zone`'s data, for a query from `client`.
+fn answer(
+    zone: &ZoneData,
+    packet: &[u8],
+    transport: Transport,
+    client: Option<Ipv4Addr>,
+) -> Action {
     let query = match Message::from_vec(packet) {
         Ok(query) => query,
         Err(_) => return format_error(packet),
@@ -426,7 +459,7 @@ fn answer(zone: &ZoneData, packet: &[u8], transport: Transport) -> Action {
     let name = normalize(&question.name().to_ascii());
     let in_class = question.query_class() == DNSClass::IN;
 
-    if let Some(entry) = zone.names.get(&name) {
+    if let Some(entry) = zone.lookup(&name, client) {
         let mut message = response(&query, zone, ResponseCode::NoError);
         message.metadata.authoritative = true;
         if in_class && question.query_type() == RecordType::A {
@@ -521,7 +554,7 @@ async fn serve_udp(socket: UdpSocket, data: watch::Receiver<Arc<ZoneData>>) {
             received = socket.recv_from(&mut buf) => {
                 let Ok((len, peer)) = received else { continue };
                 let zone = data.borrow().clone();
-                match answer(&zone, &buf[..len], Transport::Udp) {
+                match answer(&zone, &buf[..len], Transport::Udp, client_v4(peer)) {
                     Action::Reply(bytes) => {
                         let _ = socket.send_to(&bytes, peer).await;
                     }
@@ -569,12 +602,13 @@ async fn serve_tcp(listener: TcpListener, data: watch::Receiver<Arc<ZoneData>>) 
 /// Answers length-prefixed queries on one connection, one after another, until the client
 /// closes it, sends garbage or stays idle too long. Each query sees the zone's current data.
 async fn serve_tcp_connection(mut stream: TcpStream, data: watch::Receiver<Arc<ZoneData>>) {
+    let client = stream.peer_addr().ok().and_then(client_v4);
     loop {
         let Ok(Ok(Some(query))) = timeout(TCP_IDLE_TIMEOUT, read_frame(&mut stream)).await else {
             return;
         };
         let zone = data.borrow().clone();
-        let bytes = match answer(&zone, &query, Transport::Tcp) {
+        let bytes = match answer(&zone, &query, Transport::Tcp, client) {
             Action::Reply(bytes) => bytes,
             Action::Forward { servfail } => forward_tcp(&zone.upstreams, &query)
                 .await
@@ -584,6 +618,13 @@ async fn serve_tcp_connection(mut stream: TcpStream, data: watch::Receiver<Arc<Z
         if write_frame(&mut stream, &bytes).await.is_err() {
             return;
         }
+    }
+}
+
+fn client_v4(peer: SocketAddr) -> Option<Ipv4Addr> {
+    match peer {
+        SocketAddr::V4(v4) => Some(*v4.ip()),
+        SocketAddr::V6(_) => None,
     }
 }
 
@@ -691,8 +732,34 @@ mod tests {
                 .map(|(name, addrs)| (name.to_string(), addrs.to_vec()))
                 .collect(),
             forward,
+            client_records: BTreeMap::new(),
         };
         ZoneData::new(&zone, upstreams.into())
+    }
+
+    #[test]
+    fn client_records_are_seen_by_their_client_only() {
+        let mut z = Zone {
+            listen: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 53),
+            records: BTreeMap::new(),
+            forward: false,
+            client_records: BTreeMap::new(),
+        };
+        let client = Ipv4Addr::new(10, 0, 0, 2);
+        let other = Ipv4Addr::new(10, 1, 0, 5);
+        z.client_records
+            .insert(client, BTreeMap::from([("srv".to_string(), vec![other])]));
+        let data = ZoneData::new(&z, Vec::new().into());
+        let q = query(7, "srv", RecordType::A).to_vec().unwrap();
+        let Action::Reply(bytes) = answer(&data, &q, Transport::Udp, Some(client)) else {
+            panic!("no local answer for the client");
+        };
+        assert_eq!(a_records(&Message::from_vec(&bytes).unwrap()), vec![other]);
+        let Action::Reply(bytes) = answer(&data, &q, Transport::Udp, Some(other)) else {
+            panic!("no reply");
+        };
+        let reply = Message::from_vec(&bytes).unwrap();
+        assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
     }
 
     fn query(id: u16, name: &str, ty: RecordType) -> Message {
@@ -704,7 +771,7 @@ mod tests {
     }
 
     fn ask(zone: &ZoneData, message: &Message, transport: Transport) -> Message {
-        match answer(zone, &message.to_vec().unwrap(), transport) {
+        match answer(zone, &message.to_vec().unwrap(), transport, None) {
             Action::Reply(bytes) => Message::from_vec(&bytes).unwrap(),
             other => panic!("expected a reply, got {other:?}"),
         }
@@ -825,7 +892,7 @@ mod tests {
         let q = query(42, "example.com", RecordType::A);
         let bytes = q.to_vec().unwrap();
         let Action::Forward { servfail } =
-            answer(&zone(&[], true, &[upstream]), &bytes, Transport::Udp)
+            answer(&zone(&[], true, &[upstream]), &bytes, Transport::Udp, None)
         else {
             panic!("expected forward");
         };
@@ -843,11 +910,11 @@ mod tests {
     #[test]
     fn malformed_packets_are_ignored_or_formerr() {
         let zone = zone(&[("web", &[WEB])], false, &[]);
-        assert_eq!(answer(&zone, b"", Transport::Udp), Action::Ignore);
-        assert_eq!(answer(&zone, b"hello", Transport::Udp), Action::Ignore);
+        assert_eq!(answer(&zone, b"", Transport::Udp, None), Action::Ignore);
+        assert_eq!(answer(&zone, b"hello", Transport::Udp, None), Action::Ignore);
         // A header that promises a question which is not there.
         let header = [0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-        let Action::Reply(bytes) = answer(&zone, &header, Transport::Udp) else {
+        let Action::Reply(bytes) = answer(&zone, &header, Transport::Udp, None) else {
             panic!("expected FORMERR");
         };
         let reply = Message::from_vec(&bytes).unwrap();
@@ -857,12 +924,12 @@ mod tests {
         // The same header with QR set is an answer: never answered (no loops).
         let mut response = header;
         response[2] |= 0x80;
-        assert_eq!(answer(&zone, &response, Transport::Udp), Action::Ignore);
+        assert_eq!(answer(&zone, &response, Transport::Udp, None), Action::Ignore);
         // A well-formed answer is not answered either.
         let mut message = query(5, "web", RecordType::A);
         message.metadata.message_type = MessageType::Response;
         let bytes = message.to_vec().unwrap();
-        assert_eq!(answer(&zone, &bytes, Transport::Udp), Action::Ignore);
+        assert_eq!(answer(&zone, &bytes, Transport::Udp, None), Action::Ignore);
         // Two questions: FORMERR.
         let mut two = query(6, "web", RecordType::A);
         two.add_query(Query::query(Name::from_ascii("db").unwrap(), RecordType::A));
@@ -958,11 +1025,13 @@ nameserverx 10.1.1.1
                         listen,
                         records: BTreeMap::new(),
                         forward: true,
+                        client_records: BTreeMap::new(),
                     },
                     Zone {
                         listen,
                         records: BTreeMap::new(),
                         forward: true,
+                        client_records: BTreeMap::new(),
                     },
                 ],
                 upstreams: vec![SocketAddr::V4(listen)],

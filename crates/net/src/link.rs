@@ -16,7 +16,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -370,6 +371,27 @@ impl Netlink {
         self.set_link("attach to bridge", name, |m| {
             m.attributes.push(LinkAttribute::Controller(master));
         })
+    }
+
+    /// Turns hairpin mode on for bridge port `name` (a frame may leave by the port it came
+    /// in on): a container reaching its own published port through a host address gets its
+    /// DNATed packets back on its own port when the bridge itself is filtered
+    /// (`br_netfilter`).
+    pub fn set_hairpin(&mut self, name: &str) -> Result<(), LinkError> {
+        // Port options are changed by RTM_NEWLINK on the existing link (`ip link set … type
+        // bridge_slave`); RTM_SETLINK ignores IFLA_LINKINFO.
+        let op = "set hairpin mode";
+        let mut msg = LinkMessage::default();
+        msg.header.index = self.index(name)?;
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                true,
+            )])),
+        ]));
+        self.request(op, RouteNetlinkMessage::NewLink(msg), 0)?
+            .map_err(kernel(op, name))?;
+        Ok(())
     }
 
     /// Sets the hardware address of interface `name`.

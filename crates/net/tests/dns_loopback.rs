@@ -44,6 +44,7 @@ fn zone(listen: SocketAddrV4, records: &[(&str, &[Ipv4Addr])], forward: bool) ->
             .map(|(name, addrs)| (name.to_string(), addrs.to_vec()))
             .collect(),
         forward,
+        client_records: BTreeMap::new(),
     }
 }
 

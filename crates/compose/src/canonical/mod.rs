@@ -11,7 +11,7 @@
 //! Nodes already in long form are left untouched; rewritten nodes keep the location and tag of
 //! the node they came from, so later errors still point at what the user wrote.
 
-mod ports;
+pub mod ports;
 mod shellwords;
 mod volume;
 

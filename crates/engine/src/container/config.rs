@@ -54,6 +54,12 @@ pub struct ContainerConfig {
     pub log: LogConfig,
     pub restart: RestartPolicy,
     pub network: NetworkConfig,
+    /// The networks a `Private` namespace is attached to, in order (the first gives the
+    /// default route and carries the published ports). Empty: `lo` only. The binary gives
+    /// them meaning; the engine only carries them.
+    pub networks: Vec<EndpointConfig>,
+    /// Published ports (`-p`, compose `ports`), one entry per port (ranges expanded).
+    pub ports: Vec<PortConfig>,
     /// Remove the container when it exits (`run --rm`).
     pub auto_remove: bool,
     /// Extra `/etc/hosts` lines: (hostname, address).
@@ -228,7 +234,8 @@ pub struct RestartPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "mode", content = "path")]
 pub enum NetworkConfig {
-    /// A new network namespace with only `lo` (until the network issue attaches endpoints).
+    /// A new network namespace: `lo`, and an interface per entry of
+    /// [`ContainerConfig::networks`].
     #[default]
     Private,
     /// No network namespace of its own (`network_mode: host`).
@@ -240,6 +247,35 @@ pub enum NetworkConfig {
     /// Share another container's namespace (`container:x`, compose's `service:x`): the id,
     /// resolved to its init's namespace each time this container starts.
     Container(String),
+}
+
+/// One network a container is attached to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EndpointConfig {
+    /// The network's name.
+    pub network: String,
+    /// Extra DNS names on this network (compose `aliases`, `--network-alias`).
+    pub aliases: Vec<String>,
+    /// A fixed address (`ipv4_address`, `--ip`).
+    pub ipv4_address: Option<String>,
+    /// A fixed MAC (`mac_address`).
+    pub mac_address: Option<String>,
+    /// The interface name inside the container (`interface_name`); `eth<n>` when unset.
+    pub interface_name: Option<String>,
+}
+
+/// One published port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PortConfig {
+    /// The host address; every address when unset.
+    pub host_ip: Option<String>,
+    /// The host port; a free one is chosen at each start when unset.
+    pub host_port: Option<u16>,
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
 }
 
 /// `/etc/resolv.conf` settings.

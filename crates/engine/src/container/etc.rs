@@ -222,13 +222,15 @@ fn read_host(path: &Path) -> Result<String, EtcError> {
 }
 
 /// Writes `hostname`, `hosts` and `resolv.conf` for `cfg` into `container_dir`, each
-/// atomically; `addresses` are the container's own network addresses (none yet: its
-/// hostname maps to 127.0.0.1). A missing host file counts as empty.
+/// atomically; `addresses` are the container's own network addresses (without any, its
+/// hostname maps to 127.0.0.1); `embedded` are the networks' own resolvers, which come
+/// first and replace the host's servers. A missing host file counts as empty.
 pub fn write_etc_files(
     cfg: &ContainerConfig,
     container_dir: &Path,
     host: &HostFiles,
     addresses: &[IpAddr],
+    embedded: &[String],
 ) -> Result<EtcFiles, EtcError> {
     let files = EtcFiles::in_dir(container_dir);
     let host_network = cfg.network == NetworkConfig::Host;
@@ -238,7 +240,13 @@ pub fn write_etc_files(
         None
     };
     let hosts = hosts_content(cfg, addresses, host_hosts.as_deref())?;
-    let resolv = resolv_conf_content(&read_host(&host.resolv_conf)?, &cfg.dns, host_network)?;
+    let resolv = if embedded.is_empty() {
+        resolv_conf_content(&read_host(&host.resolv_conf)?, &cfg.dns, host_network)?
+    } else {
+        let mut dns = cfg.dns.clone();
+        dns.servers = embedded.iter().chain(&cfg.dns.servers).cloned().collect();
+        resolv_conf_content(&read_host(&host.resolv_conf)?, &dns, host_network)?
+    };
     write_atomic(
         &files.hostname,
         format!("{}\n", container_hostname(cfg)).as_bytes(),
@@ -346,7 +354,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut c = cfg();
         c.hostname = "box".into();
-        let files = write_etc_files(&c, dir.path(), &hf, &[]).unwrap();
+        let files = write_etc_files(&c, dir.path(), &hf, &[], &[]).unwrap();
         assert_eq!(files, EtcFiles::in_dir(dir.path()));
         assert_eq!(fs::read_to_string(&files.hostname).unwrap(), "box\n");
         assert!(
@@ -367,7 +375,7 @@ mod tests {
 
         c.network = NetworkConfig::Host;
         c.extra_hosts = vec![("db".into(), "10.0.0.5".into())];
-        write_etc_files(&c, dir.path(), &hf, &[]).unwrap();
+        write_etc_files(&c, dir.path(), &hf, &[], &[]).unwrap();
         assert_eq!(
             fs::read_to_string(&files.hosts).unwrap(),
             "127.0.0.1 localhost myhost\n10.0.0.5\tdb\n"

@@ -175,15 +175,12 @@ pub fn spawn(shim_exe: &Path, root: &Path, dir: &ContainerDir) -> Result<Spawned
 /// `settle` runs once the container is up, before the shim goes idle in its poll loop: the
 /// binary uses it to hand the start-up's freed memory back to the kernel (the engine knows
 /// nothing of the allocator).
-/// `network` prepares the container's own network namespace after the container is created
-/// and before its process starts (`lo` up now, endpoints with the network issue): networking
-/// is the binary's part, the engine knows none of it. It gets the config and the init's pid,
-/// and runs only for containers with a namespace of their own (not `host`, not joined ones).
+/// `network` is the binary's networking (the engine knows none of it), see [`Networking`].
 pub fn main(
     args: &[String],
     shim_exe: &Path,
     settle: &dyn Fn(),
-    network: &dyn Fn(&ContainerConfig, i32) -> Result<(), String>,
+    network: &dyn Networking,
 ) -> i32 {
     let (root, id) = match args {
         [flag, root, id] if flag == "--root" => (PathBuf::from(root), id.clone()),
@@ -206,6 +203,7 @@ pub fn main(
                 exe: shim_exe.to_path_buf(),
             };
             let code = shim.run(Some(handover));
+            network.release(&root, &id);
             report.send(&format!("exit {code}"));
             report.close();
             shim.remove_if_asked();
@@ -221,12 +219,52 @@ pub fn main(
     }
 }
 
+/// A container's networking, supplied by the binary: the engine carries
+/// [`ContainerConfig::networks`] and `ports` without knowing what they mean. Called only for
+/// containers with a namespace of their own (`Private`, `None`), in the shim (single-threaded
+/// until the runtime has forked: `prepare` must not start threads).
+pub trait Networking {
+    /// Before the bundle is written: reserve addresses and ports. The result goes into the
+    /// generated `/etc/hosts` and `/etc/resolv.conf`. An error fails the start.
+    fn prepare(&self, root: &Path, config: &ContainerConfig) -> Result<NetworkSetup, String>;
+    /// After the container is created, before its process runs: set up the namespace of
+    /// `pid` (`lo` up, interfaces, routes) and publish the container (DNS, ports).
+    fn attach(&self, root: &Path, config: &ContainerConfig, pid: i32) -> Result<(), String>;
+    /// After the container exited or failed to start: give back everything `prepare` and
+    /// `attach` took. Idempotent; never fails (problems are the binary's to report).
+    fn release(&self, root: &Path, id: &str);
+}
+
+/// What [`Networking::prepare`] found for the container's `/etc` files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkSetup {
+    /// The container's addresses (its hostname maps to the first).
+    pub addresses: Vec<std::net::IpAddr>,
+    /// Nameservers that come before the user's `dns` and replace the host's (the
+    /// networks' embedded resolvers).
+    pub nameservers: Vec<String>,
+}
+
+/// No networking beyond `lo` (tests, and tools that start containers without the binary).
+pub struct LoopbackOnly;
+
+impl Networking for LoopbackOnly {
+    fn prepare(&self, _: &Path, _: &ContainerConfig) -> Result<NetworkSetup, String> {
+        Ok(NetworkSetup::default())
+    }
+    fn attach(&self, _: &Path, _: &ContainerConfig, _: i32) -> Result<(), String> {
+        Ok(())
+    }
+    fn release(&self, _: &Path, _: &str) {}
+}
+
 /// The hidden verb of the shim's second stage (see [`Shim::hand_over`]).
 pub const MONITOR_VERB: &str = "__monitor";
 
 /// Entry point of `berth __monitor …`: the shim after its hand-over, with the descriptors its
-/// first stage left open. Returns the process exit code.
-pub fn monitor_main(args: &[String]) -> i32 {
+/// first stage left open. Returns the process exit code. `network` releases what the
+/// container held once it has exited.
+pub fn monitor_main(args: &[String], network: &dyn Networking) -> i32 {
     let mut report = ReportPipe::stdout();
     let mut shim = match Shim::adopt(args) {
         Ok(s) => s,
@@ -237,6 +275,9 @@ pub fn monitor_main(args: &[String]) -> i32 {
         }
     };
     let code = shim.run(None);
+    if let [root, id, ..] = args {
+        network.release(Path::new(root), id);
+    }
     report.send(&format!("exit {code}"));
     report.close();
     shim.remove_if_asked();
@@ -309,11 +350,7 @@ struct Shim {
 }
 
 impl Shim {
-    fn start(
-        root: &Path,
-        id: &str,
-        network: &dyn Fn(&ContainerConfig, i32) -> Result<(), String>,
-    ) -> Result<Shim, ShimError> {
+    fn start(root: &Path, id: &str, network: &dyn Networking) -> Result<Shim, ShimError> {
         let stores =
             Stores::open(root).map_err(|e| ShimError::Msg(format!("open state root: {e}")))?;
         let store = ContainerStore::open(&stores.root)?;
@@ -325,6 +362,7 @@ impl Shim {
         // container being up: the starter waits for our report before it can ask.
         let result = Self::launch(&stores, &store, &dir, &config, lock, network);
         if let Err(e) = &result {
+            network.release(root, id);
             let msg = e.to_string();
             let _ = dir.update_state(|s| {
                 s.status = if s.started_at.is_empty() {
@@ -350,7 +388,7 @@ impl Shim {
         dir: &ContainerDir,
         config: &ContainerConfig,
         lock: Lock,
-        network: &dyn Fn(&ContainerConfig, i32) -> Result<(), String>,
+        network: &dyn Networking,
     ) -> Result<Shim, ShimError> {
         let image_id = config
             .image_id
@@ -393,11 +431,20 @@ impl Shim {
             init_binary: init_binary(config),
             cgroup_v2: crate::container::spec::host_cgroup_v2(),
         };
+        let own_netns = matches!(config.network, NetworkConfig::Private | NetworkConfig::None);
+        let setup = if own_netns {
+            network
+                .prepare(stores.root.path(), config)
+                .map_err(|e| ShimError::Msg(format!("network setup: {e}")))?
+        } else {
+            NetworkSetup::default()
+        };
         crate::container::etc::write_etc_files(
             config,
             &dir.path,
             &crate::container::etc::HostFiles::default(),
-            &[],
+            &setup.addresses,
+            &setup.nameservers,
         )?;
         let spec = build_spec(config, &ctx)?;
         let bundle = dir.bundle_dir();
@@ -496,8 +543,10 @@ impl Shim {
             .set_nonblocking(true)
             .map_err(io_err("control socket"))?;
 
-        if matches!(config.network, NetworkConfig::Private | NetworkConfig::None) {
-            network(config, pid).map_err(|e| ShimError::Msg(format!("network setup: {e}")))?;
+        if own_netns {
+            network
+                .attach(stores.root.path(), config, pid)
+                .map_err(|e| ShimError::Msg(format!("network setup: {e}")))?;
         }
         let now = now_rfc3339();
         let shim_pid = std::process::id() as i32;

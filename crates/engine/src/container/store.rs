@@ -309,6 +309,19 @@ impl ContainerStore {
         Ok(())
     }
 
+    /// Rewrites a container's config through `f` (`network connect`/`disconnect`: the
+    /// networks it is attached to at its next start).
+    pub fn update_config(
+        &self,
+        dir: &ContainerDir,
+        f: impl FnOnce(&mut ContainerConfig),
+    ) -> Result<ContainerConfig, StoreError> {
+        let mut config = dir.config()?;
+        f(&mut config);
+        fsutil::write_json_atomic(&dir.config_file(), &config)?;
+        Ok(config)
+    }
+
     /// Removes the record: the directory is renamed away first (so it vanishes at once), then
     /// the name is released and the files deleted. The caller has stopped the container and
     /// unmounted its rootfs.

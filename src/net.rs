@@ -1,0 +1,405 @@
+//! The binary's networking: what `crates/net` is asked to do for a container, when. The shim
+//! calls [`ShimNetworking`] (engine's `Networking` hooks) at each start and exit; the CLI's
+//! network verbs, `rm` and the DNS daemon use the rest.
+//!
+//! - `prepare` (before the container exists, single-threaded): addresses reserved, host ports
+//!   checked and chosen, endpoint records written, the firewall table rewritten when the
+//!   container publishes ports.
+//! - `attach` (container created, not started): a veth per network into its namespace,
+//!   configured there; the DNS daemon told to reload (started when none runs).
+//! - `release` (container exited or failed to start; also `rm`): records, addresses and
+//!   host-side veths go, the firewall and DNS follow.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use berth_engine::container::ContainerConfig;
+use berth_engine::container::shim::{NetworkSetup, Networking};
+use berth_net::firewall;
+use berth_net::ipam::{self, IpNet, Pool};
+use berth_net::network::{Endpoint, EndpointRequest, NetworkStore, PublishedPort};
+use serde::Deserialize;
+
+use crate::labels;
+
+/// Hidden verb of the DNS daemon (`berth __dns ROOT`).
+pub const DNS_VERB: &str = "__dns";
+
+/// The network store of a state root.
+pub fn store(root: &Path) -> Result<NetworkStore, String> {
+    NetworkStore::open(root.join("networks")).map_err(|e| e.to_string())
+}
+
+/// `<root>/daemon.json`: the settings of berth's networking, in the spelling of Docker's
+/// daemon.json: `default-address-pools` (`[{"base": "10.10.0.0/16", "size": 24}]`) and `dns`
+/// (the upstream servers of the embedded resolvers, `ip` or `ip:port`; the host's
+/// `/etc/resolv.conf` when unset).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct DaemonConfig {
+    pub default_address_pools: Vec<PoolConfig>,
+    pub dns: Vec<String>,
+}
+
+/// One `default-address-pools` entry.
+#[derive(Debug, Deserialize)]
+pub struct PoolConfig {
+    pub base: String,
+    pub size: u8,
+}
+
+impl DaemonConfig {
+    /// The root's `daemon.json`, or defaults when there is none.
+    pub fn load(root: &Path) -> Result<DaemonConfig, String> {
+        let path = root.join("daemon.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{}: {e}\nhint: see `berth network --help` for the keys", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DaemonConfig::default()),
+            Err(e) => Err(format!("read {}: {e}", path.display())),
+        }
+    }
+
+    /// The address pools new networks take subnets from.
+    pub fn pools(&self) -> Result<Vec<Pool>, String> {
+        if self.default_address_pools.is_empty() {
+            return Ok(ipam::default_pools());
+        }
+        self.default_address_pools
+            .iter()
+            .map(|p| {
+                let base: IpNet = p
+                    .base
+                    .parse()
+                    .map_err(|e| format!("daemon.json default-address-pools: {e}"))?;
+                Pool::new(base, p.size).map_err(|e| format!("daemon.json default-address-pools: {e}"))
+            })
+            .collect()
+    }
+
+    /// Upstream resolvers: `dns`, else the host's.
+    pub fn upstreams(&self) -> Vec<SocketAddr> {
+        if self.dns.is_empty() {
+            let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            return berth_net::dns::upstreams_from_resolv_conf(&text);
+        }
+        self.dns
+            .iter()
+            .filter_map(|s| {
+                s.parse::<SocketAddr>()
+                    .ok()
+                    .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+            })
+            .collect()
+    }
+}
+
+/// The nftables table of a state root: `berth` for the default root, else `berth_` and 8 hex
+/// digits of the root's path (several roots — test runs — on one host keep their own rules).
+pub fn table_name(root: &Path) -> String {
+    if root == Path::new("/var/lib/berth") {
+        return "berth".to_string();
+    }
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
+    format!(
+        "berth_{}",
+        d[..4].iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// Rewrites the root's firewall table from the records: every network's rules and every
+/// endpoint's published ports; removes the table when no network is left.
+pub fn sync_firewall(root: &Path, store: &NetworkStore) -> Result<(), String> {
+    let table = table_name(root);
+    let nets = store.list().map_err(|e| e.to_string())?;
+    if nets.is_empty() {
+        return firewall::remove(&table).map_err(|e| e.to_string());
+    }
+    let mut ruleset = firewall::Ruleset {
+        table,
+        networks: Vec::new(),
+        ports: Vec::new(),
+    };
+    for net in &nets {
+        ruleset.networks.push(firewall::NetworkRules {
+            bridge: net.bridge.clone(),
+            subnet: net.ipam.subnet,
+            internal: net.internal,
+        });
+        for ep in store.endpoints(&net.name).map_err(|e| e.to_string())? {
+            for p in &ep.ports {
+                ruleset.ports.push(firewall::PortMap {
+                    host_ip: p.host_ip,
+                    host_port: p.host_port,
+                    protocol: if p.protocol == "udp" {
+                        firewall::Protocol::Udp
+                    } else {
+                        firewall::Protocol::Tcp
+                    },
+                    container_ip: ep.ip,
+                    container_port: p.container_port,
+                });
+            }
+        }
+    }
+    firewall::apply(&ruleset).map_err(|e| e.to_string())
+}
+
+/// The DNS names of a container on its networks: its name, short id, hostname when the user
+/// gave one, its compose service, then each network's aliases.
+pub fn dns_names(config: &ContainerConfig) -> Vec<String> {
+    let mut names = vec![config.name.clone(), config.id[..12.min(config.id.len())].to_string()];
+    if !config.hostname.is_empty() {
+        names.push(config.hostname.clone());
+    }
+    if let Some(service) = config.labels.get(labels::SERVICE) {
+        names.push(service.clone());
+    }
+    names
+}
+
+fn endpoint_requests(config: &ContainerConfig) -> Result<Vec<EndpointRequest>, String> {
+    config
+        .networks
+        .iter()
+        .map(|n| {
+            Ok(EndpointRequest {
+                network: n.network.clone(),
+                aliases: n.aliases.clone(),
+                ipv4_address: match &n.ipv4_address {
+                    Some(ip) => Some(ip.parse::<Ipv4Addr>().map_err(|_| {
+                        format!("network {}: ipv4_address {ip:?} is not an IPv4 address", n.network)
+                    })?),
+                    None => None,
+                },
+                mac: match &n.mac_address {
+                    Some(m) => Some(berth_net::network::parse_mac(m).ok_or_else(|| {
+                        format!("network {}: mac_address {m:?} is not a MAC address", n.network)
+                    })?),
+                    None => None,
+                },
+                ifname: n.interface_name.clone(),
+            })
+        })
+        .collect()
+}
+
+fn published(config: &ContainerConfig) -> Result<Vec<PublishedPort>, String> {
+    config
+        .ports
+        .iter()
+        .map(|p| {
+            Ok(PublishedPort {
+                host_ip: match p.host_ip.as_deref() {
+                    None | Some("") | Some("0.0.0.0") => None,
+                    Some(ip) => Some(ip.parse::<Ipv4Addr>().map_err(|_| {
+                        format!("port {}: host ip {ip:?} is not an IPv4 address", p.container_port)
+                    })?),
+                },
+                host_port: p.host_port.unwrap_or(0),
+                container_port: p.container_port,
+                protocol: if p.protocol.is_empty() {
+                    "tcp".into()
+                } else {
+                    p.protocol.clone()
+                },
+            })
+        })
+        .collect()
+}
+
+/// The engine's networking hooks, as the shim runs them.
+pub struct ShimNetworking;
+
+impl Networking for ShimNetworking {
+    fn prepare(&self, root: &Path, config: &ContainerConfig) -> Result<NetworkSetup, String> {
+        if config.networks.is_empty() {
+            if !config.ports.is_empty() {
+                return Err("published ports need a network (the container has none)".into());
+            }
+            return Ok(NetworkSetup::default());
+        }
+        let store = store(root)?;
+        let requests = endpoint_requests(config)?;
+        let ports = published(config)?;
+        let eps = store
+            .reserve(&config.id, &config.name, &dns_names(config), &requests, &ports)
+            .map_err(|e| e.to_string())?;
+        if eps.iter().any(|e| !e.ports.is_empty()) {
+            // The shim is single-threaded here; `nft` runs as a child process.
+            if let Err(e) = sync_firewall(root, &store) {
+                let _ = store.release(&config.id);
+                let _ = sync_firewall(root, &store);
+                return Err(e);
+            }
+        }
+        let nameservers = eps
+            .first()
+            .map(|e| vec![gateway_of(&store, e)])
+            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .collect();
+        Ok(NetworkSetup {
+            addresses: eps.iter().map(|e| IpAddr::V4(e.ip)).collect(),
+            nameservers,
+        })
+    }
+
+    fn attach(&self, root: &Path, config: &ContainerConfig, pid: i32) -> Result<(), String> {
+        let ns = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        if config.networks.is_empty() {
+            return berth_net::netns::run_in(&ns, || -> Result<(), String> {
+                let mut nl = berth_net::link::Netlink::open().map_err(|e| e.to_string())?;
+                nl.set_up("lo").map_err(|e| e.to_string())
+            })
+            .map_err(|e| e.to_string())?;
+        }
+        let store = store(root)?;
+        let eps = store
+            .container_endpoints(&config.id)
+            .map_err(|e| e.to_string())?;
+        store.plug(&eps, &ns).map_err(|e| e.to_string())?;
+        dns_reload(root, true)
+    }
+
+    fn release(&self, root: &Path, id: &str) {
+        if let Err(e) = release(root, id) {
+            eprintln!("network release of {id}: {e}");
+        }
+    }
+}
+
+/// The embedded resolver's address for an endpoint's network.
+fn gateway_of(store: &NetworkStore, ep: &Endpoint) -> Option<String> {
+    store
+        .get(&ep.network)
+        .ok()
+        .flatten()
+        .map(|n| n.ipam.gateway.to_string())
+}
+
+/// Gives back everything container `id` holds on networks; the firewall and the DNS daemon
+/// follow. Idempotent, and cheap for a container without endpoints.
+pub fn release(root: &Path, id: &str) -> Result<(), String> {
+    let dir = root.join("networks");
+    if !dir.exists() {
+        return Ok(());
+    }
+    let store = store(root)?;
+    let eps = store.release(id).map_err(|e| e.to_string())?;
+    let mut errors = Vec::new();
+    if eps.iter().any(|e| !e.ports.is_empty())
+        && let Err(e) = sync_firewall(root, &store)
+    {
+        errors.push(e);
+    }
+    if !eps.is_empty()
+        && let Err(e) = dns_reload(root, false)
+    {
+        errors.push(e);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+fn dns_socket(root: &Path) -> PathBuf {
+    root.join("run").join("dns.sock")
+}
+
+/// Tells the root's DNS daemon to reload its records and waits until it has; with no
+/// endpoint left anywhere it tells it to exit instead. With `spawn`, starts the daemon when
+/// none answers. All of it under `run/dns.spawn.lock`, so a daemon is never told to exit
+/// while another process is attaching a container.
+pub fn dns_reload(root: &Path, spawn: bool) -> Result<(), String> {
+    let run = root.join("run");
+    std::fs::create_dir_all(&run).map_err(|e| format!("create {}: {e}", run.display()))?;
+    let lock_path = run.join("dns.spawn.lock");
+    let _lock = berth_engine::fsutil::Lock::exclusive(&lock_path)
+        .map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
+    let idle = !spawn && !any_endpoint(root)?;
+    let request = if idle { "exit" } else { "reload" };
+    match poke(&dns_socket(root), request) {
+        Ok(()) => Ok(()),
+        Err(_) if spawn => start_daemon(root),
+        // No daemon: nothing to tell.
+        Err(_) => Ok(()),
+    }
+}
+
+fn any_endpoint(root: &Path) -> Result<bool, String> {
+    let store = store(root)?;
+    for net in store.list().map_err(|e| e.to_string())? {
+        if !store
+            .endpoints(&net.name)
+            .map_err(|e| e.to_string())?
+            .is_empty()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn poke(socket: &Path, request: &str) -> Result<(), String> {
+    let mut s = UnixStream::connect(socket).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(format!("{request}\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    BufReader::new(&s)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    match line.trim() {
+        "ok" => Ok(()),
+        "" => Err("the DNS daemon closed the connection".into()),
+        other => Err(format!("DNS daemon: {other}")),
+    }
+}
+
+/// Starts `berth __dns ROOT` detached (own session, stdio away from the caller, errors in
+/// `run/dns.log`) through a short-lived launcher, so the daemon is nobody's child, and waits
+/// for it to say it serves.
+fn start_daemon(root: &Path) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("find berth's binary: {e}"))?;
+    let log_path = root.join("run").join("dns.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("open {}: {e}", log_path.display()))?;
+    let mut child = Command::new(&exe)
+        .arg(DNS_VERB)
+        .arg("--launch")
+        .arg(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("start the DNS daemon: {e}"))?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = BufReader::new(out).read_line(&mut line);
+    }
+    let _ = child.wait();
+    if line.trim() == "ready" {
+        Ok(())
+    } else {
+        Err(format!(
+            "the DNS daemon did not start (see {}): {}",
+            log_path.display(),
+            line.trim()
+        ))
+    }
+}

@@ -1,0 +1,528 @@
+//! End-to-end tests of berth's networking as root: bridges, addresses, DNS by name, published
+//! ports, isolation and teardown. Each test runs every berth command inside a throw-away
+//! network namespace of its own (`nsenter --net`), so the host's interfaces, routes and
+//! nftables are never touched, and traffic stays on that namespace's loopback and on the
+//! bridges berth makes there. Afterwards the namespace must hold nothing but `lo`: no link,
+//! address, nft table, DNS daemon or address allocation of berth's.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::*;
+
+/// A named network namespace (`ip netns add`), with `lo` up; deleted on drop.
+struct NetNs {
+    name: String,
+    path: PathBuf,
+}
+
+impl NetNs {
+    fn new(tag: &str) -> NetNs {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "bt-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let st = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
+        assert!(st.success(), "ip netns add {name}");
+        let ns = NetNs {
+            path: PathBuf::from("/run/netns").join(&name),
+            name,
+        };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NS ARGS…`, which must succeed; its stdout.
+    fn ip(&self, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .arg("-n")
+            .arg(&self.name)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn links(&self) -> Vec<String> {
+        self.ip(&["-o", "link", "show"])
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            .collect()
+    }
+
+    fn nft_tables(&self) -> String {
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", self.path.display()))
+            .args(["nft", "list", "tables"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `f` on a thread inside the namespace (sockets made there stay there).
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        berth_net::netns::run_in(&self.path, f).unwrap()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A state root whose commands run in their own namespace; on drop every container and
+/// network is removed and the namespace is checked for leftovers.
+struct NetEnv {
+    env: Env,
+    ns: NetNs,
+}
+
+impl NetEnv {
+    fn new(tag: &str) -> NetEnv {
+        let ns = NetNs::new(tag);
+        let env = Env::with_netns(Some(ns.path.clone()));
+        // Names outside the networks go to an upstream on the namespace's loopback where
+        // nothing listens (refused at once): never to the host's real nameservers.
+        std::fs::write(env.root.join("daemon.json"), r#"{"dns": ["127.0.0.1"]}"#).unwrap();
+        NetEnv { env, ns }
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.env.ok(args)
+    }
+
+    /// A detached container on `flags` running `script`.
+    fn daemon(&self, name: &str, flags: &[&str], script: &str) -> String {
+        let mut args = vec!["container", "run", "-d", "--name", name];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
+        self.ok(&args).trim().to_string()
+    }
+
+    /// A detached busybox httpd on port 80 answering `body`.
+    fn web(&self, name: &str, flags: &[&str], body: &str) {
+        self.daemon(
+            name,
+            flags,
+            &format!("mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 80 -h /www"),
+        );
+    }
+
+    fn ip_of(&self, name: &str, network: &str) -> String {
+        let v = self.env.inspect(name);
+        v["NetworkSettings"]["Networks"][network]["IPAddress"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// `sh -c script` in a throw-away container; (code, stdout, stderr).
+    fn sh(&self, flags: &[&str], script: &str) -> (i32, String, String) {
+        self.env.sh(flags, script)
+    }
+}
+
+impl Drop for NetEnv {
+    fn drop(&mut self) {
+        let ids = self.env.ok(&["container", "ls", "-a", "-q", "--no-trunc"]);
+        for id in ids.lines() {
+            let _ = self.env.run(&["container", "rm", "-f", id]);
+        }
+        let nets = self.env.ok(&["network", "ls", "--format", "json"]);
+        for line in nets.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let _ = self.env.run(&["network", "rm", v["Name"].as_str().unwrap()]);
+        }
+        if std::thread::panicking() {
+            return;
+        }
+        eventually("the DNS daemon exits", || {
+            !shim_pids(&self.env.root).is_empty()
+        });
+        assert_eq!(self.ns.links(), ["lo"], "links left in the namespace");
+        let addrs = self.ns.ip(&["-o", "-4", "addr", "show"]);
+        assert_eq!(addrs.lines().count(), 1, "addresses left: {addrs}");
+        let tables = self.ns.nft_tables();
+        assert!(!tables.contains("berth"), "nft tables left: {tables}");
+        let ipam = std::fs::read_to_string(self.env.root.join("networks/ipam.json"))
+            .unwrap_or_default();
+        assert!(!ipam.contains("addresses\": {\n"), "addresses left: {ipam}");
+    }
+}
+
+/// Polls `pending` (true while the condition is not met yet) for up to 10 s.
+fn eventually(what: &str, mut pending: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pending() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// `wget` from a throw-away container on `network`: the body, or None.
+fn fetch(e: &NetEnv, network: &str, url: &str) -> Option<String> {
+    let (code, out, _) = e.sh(
+        &["--network", network],
+        &format!("timeout 3 wget -q -O - {url}"),
+    );
+    (code == 0).then_some(out)
+}
+
+/// An HTTP GET from a thread in the test's namespace (the "host").
+fn host_get(ns: &NetNs, addr: SocketAddr) -> std::io::Result<String> {
+    ns.run(move || {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+        let mut body = String::new();
+        s.read_to_string(&mut body)?;
+        Ok(body)
+    })
+}
+
+#[test]
+fn containers_reach_each_other_by_name_alias_and_id() {
+    if !require_root() {
+        return;
+    }
+    let e = NetEnv::new("dns");
+    let id = e.ok(&["network", "create", "appnet"]).trim().to_string();
+    assert_eq!(id.len(), 64);
+    e.web("web1", &["--network", "appnet", "--network-alias", "www"], "hello-web1");
+    let short = e.env.id_of("web1")[..12].to_string();
+    for name in ["web1", "www", short.as_str()] {
+        let mut body = None;
+        eventually("httpd answers", || {
+            body = fetch(&e, "appnet", &format!("http://{name}/"));
+            body.is_none()
+        });
+        assert_eq!(body.unwrap().trim(), "hello-web1", "by {name}");
+    }
+    // The container's resolver is the network's gateway; its hosts file has its address.
+    let net: serde_json::Value =
+        serde_json::from_str(&e.ok(&["network", "inspect", "appnet"])).unwrap();
+    let gateway = net[0]["IPAM"]["Config"][0]["Gateway"].as_str().unwrap().to_string();
+    let (_, resolv, _) = e.sh(&["--network", "appnet"], "cat /etc/resolv.conf");
+    assert!(resolv.contains(&format!("nameserver {gateway}")), "{resolv}");
+    let ip = e.ip_of("web1", "appnet");
+    assert!(net[0]["Containers"].to_string().contains(&ip));
+    // The records follow the containers: once web1 is gone, the name is too.
+    e.ok(&["container", "rm", "-f", "web1"]);
+    let (code, _, _) = e.sh(&["--network", "appnet"], "nslookup web1");
+    assert_ne!(code, 0, "web1 still resolves after its removal");
+}
+
+#[test]
+fn replicas_answer_round_robin_on_one_name() {
+    if !require_root() {
+        return;
+    }
+    let e = NetEnv::new("rr");
+    e.ok(&["network", "create", "rr"]);
+    for i in 1..=3 {
+        e.daemon(
+            &format!("rep{i}"),
+            &["--network", "rr", "--network-alias", "svc"],
+            "exec sleep 600",
+        );
+    }
+    let ips: std::collections::BTreeSet<String> =
+        (1..=3).map(|i| e.ip_of(&format!("rep{i}"), "rr")).collect();
+    let (code, out, err) = e.sh(
+        &["--network", "rr"],
+        "for i in 1 2 3; do nslookup svc | grep -A9 '^Name' | grep Address | head -1; echo --; done; nslookup svc",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (firsts, last) = out.rsplit_once("--\n").unwrap();
+    let answered: std::collections::BTreeSet<String> = last
+        .lines()
+        .filter_map(|l| l.strip_prefix("Address: "))
+        .map(|a| a.trim().to_string())
+        .collect();
+    assert_eq!(answered, ips, "all replicas in one answer:\n{out}");
+    let firsts: std::collections::BTreeSet<&str> =
+        firsts.lines().filter(|l| l.starts_with("Address")).collect();
+    assert!(firsts.len() > 1, "the first address never rotates:\n{out}");
+}
+
+#[test]
+fn networks_are_isolated_and_a_container_on_two_reaches_both() {
+    if !require_root() {
+        return;
+    }
+    let e = NetEnv::new("iso");
+    e.ok(&["network", "create", "left"]);
+    e.ok(&["network", "create", "right"]);
+    e.web("lft", &["--network", "left"], "left");
+    e.web("rgt", &["--network", "right"], "right");
+    let l_ip = e.ip_of("lft", "left");
+    let r_ip = e.ip_of("rgt", "right");
+    eventually("httpd on left", || {
+        fetch(&e, "left", &format!("http://{l_ip}/")).is_none()
+    });
+    // From right, left is unreachable (by address; its name is unknown there).
+    assert_eq!(fetch(&e, "right", &format!("http://{l_ip}/")), None);
+    let (code, _, _) = e.sh(&["--network", "right"], "nslookup lft");
+    assert_ne!(code, 0, "a name of another network resolves");
+    // On both networks: both answer, by name, and the interfaces are eth0 and eth1.
+    let (code, out, err) = e.sh(
+        &["--network", "left", "--network", "right"],
+        "timeout 3 wget -q -O - http://lft/ && timeout 3 wget -q -O - http://rgt/ && ip -o -4 addr show",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("left\nright\n"), "{out}");
+    assert!(out.contains(" eth0 ") && out.contains(" eth1 "), "{out}");
+    assert!(!out.contains(&r_ip) && !out.contains(&l_ip), "{out}");
+}
+
+#[test]
+fn internal_network_has_no_default_route() {
+    if !require_root() {
+        return;
+    }
+    let e = NetEnv::new("int");
+    e.ok(&["network", "create", "--internal", "closed"]);
+    e.ok(&["network", "create", "open"]);
+    let (_, closed, _) = e.sh(&["--network", "closed"], "ip route");
+    assert!(!closed.contains("default"), "{closed}");
+    let (_, open, _) = e.sh(&["--network", "open"], "ip route");
+    assert!(open.contains("default via"), "{open}");
+}
+
+#[test]
+fn published_ports_answer_from_host_and_from_containers() {
+    if !require_root() {
+        return;
+    }
+    let e = NetEnv::new("ports");
+    e.ok(&["network", "create", "pub"]);
+    e.web("site", &["--network", "pub", "-p", "127.0.0.1:18080:80", "-p", "80"], "published");
+    // The random host port, as `container port` tells it.
+    let all = e.ok(&["container", "port", "site"]);
+    assert!(all.contains("80/tcp -> 127.0.0.1:18080"), "{all}");
+    let random_line = all
+        .lines()
+        .find(|l| l.contains("0.0.0.0:"))
+        .unwrap_or_else(|| panic!("no random port: {all}"));
+    let random: u16 = random_line.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(random > 1024);
+    let mut body = Ok(String::new());
+    eventually("the published port answers on 127.0.0.1", || {
+        body = host_get(&e.ns, "127.0.0.1:18080".parse().unwrap());
+        body.is_err()
+    });
+    assert!(body.unwrap().ends_with("published\n"));
+    // The random one on loopback too.
+    let b = host_get(&e.ns, SocketAddr::from((Ipv4Addr::LOCALHOST, random))).unwrap();
+    assert!(b.ends_with("published\n"), "{b}");
+    // From another container through the host's address (the gateway), and from the
+    // container itself (hairpin).
+    let net: serde_json::Value =
+        serde_json::from_str(&e.ok(&["network", "inspect", "pub"])).unwrap();
+    let gw = net[0]["IPAM"]["Config"][0]["Gateway"].as_str().unwrap().to_string();
+    assert_eq!(
+        fetch(&e, "pub", &format!("http://{gw}:{random}/")).as_deref(),
+        Some("published\n")
+    );
+    let (code, out, err) = e.env.sh(&[], "true");
+    assert_eq!(code, 0, "{out}{err}");
+    let out = e.ok(&[
+        "container",
+        "exec",
+        "site",
+        "timeout",
+        "3",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        &format!("http://{gw}:{random}/"),
+    ]);
+    assert_eq!(out, "published\n");
+    // A port another program holds: a clear error, and nothing half-made stays.
+    let holder = e.ns.run(|| std::net::TcpListener::bind("0.0.0.0:18081").unwrap());
+    let out = e.env.run(&[
+        "container", "run", "-d", "--name", "clash", "--network", "pub", "-p", "18081:80", IMAGE,
+        "sleep", "60",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains("18081") && err.contains("already allocated"), "{err}");
+    // A port another container publishes.
+    let out = e.env.run(&[
+        "container", "run", "--rm", "--network", "pub", "-p", "18080:80", IMAGE, "true",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains("by container site"), "{err}");
+    drop(holder);
+    let net: serde_json::Value =
+        serde_json::from_str(&e.ok(&["network", "inspect", "pub"])).unwrap();
+    assert_eq!(
+        net[0]["Containers"].as_object().unwrap().len(),
+        1,
+        "only site is attached: {net}"
+    );
+    // Stopping the container takes its rules away: the port is closed again.
+    e.ok(&["container", "stop", "-t", "1", "site"]);
+    assert!(host_get(&e.ns, "127.0.0.1:18080".parse().unwrap()).is_err());
+}
+
+/// A one-answer DNS server for the test's upstream: every A query gets `answer`.
+fn fake_upstream(ns: &NetNs, addr: &'static str, answer: Ipv4Addr) -> std::thread::JoinHandle<()> {
+    let sock = ns.run(move || UdpSocket::bind(addr).unwrap());
+    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            if n < 12 {
+                continue;
+            }
+            let q = &buf[..n];
+            // Header: same id, response + recursion available, one question, one answer.
+            let mut r = vec![q[0], q[1], 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+            // The question as asked (up to its end: name, type, class).
+            let mut i = 12;
+            while i < n && q[i] != 0 {
+                i += q[i] as usize + 1;
+            }
+            let end = (i + 5).min(n);
+            r.extend_from_slice(&q[12..end]);
+            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+            r.extend_from_slice(&answer.octets());
+            let _ = sock.send_to(&r, from);
+            if q.windows(4).any(|w| w == b"stop") {
+                break;
+            }
+        }
+    })
+}
+
+#[test]
+fn names_outside_the_network_are_forwarded_upstream() {
+    if !require_root() {
+        return;
+    }
+    let e = NetEnv::new("fwd");
+    std::fs::write(e.env.root.join("daemon.json"), r#"{"dns": ["127.0.0.2"]}"#).unwrap();
+    let upstream = fake_upstream(&e.ns, "127.0.0.2:53", Ipv4Addr::new(10, 1, 2, 3));
+    e.ok(&["network", "create", "fwd"]);
+    e.daemon("here", &["--network", "fwd"], "exec sleep 600");
+    let (code, out, err) = e.sh(&["--network", "fwd"], "nslookup outside.test");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("10.1.2.3"), "{out}");
+    // A local name is answered locally, not by the upstream.
+    let (_, out, _) = e.sh(&["--network", "fwd"], "nslookup here");
+    assert!(out.contains(&e.ip_of("here", "fwd")) && !out.contains("10.1.2.3"), "{out}");
+    let _ = e.sh(&["--network", "fwd"], "nslookup stop.test");
+    upstream.join().unwrap();
+}
+
+#[test]
+fn ipam_skips_subnets_in_use_and_honours_requests() {
+    if !require_root() {
+        return;
+    }
+    let e = NetEnv::new("ipam");
+    // The first default pool's first subnet is taken by an interface of the "host".
+    // (A bridge: this kernel has no dummy driver.)
+    e.ns.ip(&["link", "add", "busy0", "type", "bridge"]);
+    e.ns.ip(&["addr", "add", "172.17.0.1/16", "dev", "busy0"]);
+    e.ns.ip(&["link", "set", "busy0", "up"]);
+    e.ok(&["network", "create", "auto"]);
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["network", "inspect", "auto"])).unwrap();
+    let subnet = v[0]["IPAM"]["Config"][0]["Subnet"].as_str().unwrap().to_string();
+    assert_ne!(subnet, "172.17.0.0/16");
+    e.ok(&[
+        "network", "create", "--subnet", "10.77.0.0/24", "--gateway", "10.77.0.254", "fixed",
+    ]);
+    e.daemon("pinned", &["--network", "fixed", "--ip", "10.77.0.50"], "exec sleep 600");
+    assert_eq!(e.ip_of("pinned", "fixed"), "10.77.0.50");
+    // An overlapping request names the conflict; a taken address too.
+    let out = e.env.run(&["network", "create", "--subnet", "10.77.0.0/16", "overlap"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fixed"));
+    let out = e.env.run(&[
+        "container", "run", "--rm", "--network", "fixed", "--ip", "10.77.0.50", IMAGE, "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    // A network in use is not removed.
+    let out = e.env.run(&["network", "rm", "fixed"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pinned"));
+    e.ok(&["container", "rm", "-f", "pinned"]);
+    e.ns.ip(&["link", "del", "busy0"]);
+}
+
+#[test]
+fn connect_and_disconnect_a_running_container() {
+    if !require_root() {
+        return;
+    }
+    let e = NetEnv::new("conn");
+    e.ok(&["network", "create", "a"]);
+    e.ok(&["network", "create", "b"]);
+    e.web("srv", &["--network", "b"], "on-b");
+    e.daemon("cli", &["--network", "a"], "exec sleep 600");
+    let get = |e: &NetEnv| {
+        e.env
+            .run(&["container", "exec", "cli", "timeout", "3", "wget", "-q", "-O", "-", "http://srv/"])
+    };
+    assert!(!get(&e).status.success());
+    e.ok(&["network", "connect", "--alias", "client", "b", "cli"]);
+    let out = get(&e);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "on-b\n");
+    let v = e.env.inspect("cli");
+    assert!(v["NetworkSettings"]["Networks"]["b"]["IPAddress"].as_str().unwrap() != "");
+    e.ok(&["network", "disconnect", "b", "cli"]);
+    assert!(!get(&e).status.success());
+    let links = e.ok(&["container", "exec", "cli", "ip", "-o", "link"]);
+    assert!(!links.contains("eth1"), "{links}");
+}
+
+#[test]
+fn network_verbs() {
+    if !require_root() {
+        return;
+    }
+    let e = NetEnv::new("verbs");
+    e.ok(&["network", "create", "--label", "team=x", "-o", "com.docker.network.driver.mtu=1400", "one"]);
+    e.ok(&["network", "create", "two"]);
+    let out = e.env.run(&["network", "create", "one"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let ls = e.ok(&["network", "ls"]);
+    assert!(ls.starts_with("NETWORK ID"), "{ls}");
+    assert!(ls.contains(" one ") && ls.contains(" two "), "{ls}");
+    assert_eq!(e.ok(&["network", "ls", "-q", "--filter", "label=team=x"]).lines().count(), 1);
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["network", "inspect", "one"])).unwrap();
+    assert_eq!(v[0]["Labels"]["team"], "x");
+    let bridge = v[0]["Options"]["com.docker.network.bridge.name"].as_str().unwrap().to_string();
+    let link = e.ns.ip(&["-o", "link", "show", &bridge]);
+    assert!(link.contains("mtu 1400"), "{link}");
+    e.daemon("user", &["--network", "two"], "exec sleep 600");
+    e.ok(&["container", "stop", "-t", "0", "user"]);
+    // prune keeps networks a container is configured on, even stopped.
+    let pruned = e.ok(&["network", "prune", "-f"]);
+    assert_eq!(pruned, "Deleted Networks:\none\n");
+    assert_eq!(e.ok(&["network", "rm", "two"]).is_empty(), false, "two is in use by user");
+}
