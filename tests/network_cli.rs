@@ -179,10 +179,12 @@ fn eventually(what: &str, mut pending: impl FnMut() -> bool) {
     }
 }
 
-/// `wget` from a throw-away container on `network`: the body, or None.
+/// `wget` from a throw-away container on `network`: the body, or None. (`--init`: as pid 1,
+/// `timeout` could not kill a wget hanging on a dropped connection; busybox's own `wget -T`
+/// crashes in Debian's busybox-static.)
 fn fetch(e: &NetEnv, network: &str, url: &str) -> Option<String> {
     let (code, out, _) = e.sh(
-        &["--network", network],
+        &["--init", "--network", network],
         &format!("timeout 3 wget -q -O - {url}"),
     );
     (code == 0).then_some(out)
@@ -286,7 +288,7 @@ fn networks_are_isolated_and_a_container_on_two_reaches_both() {
     assert_ne!(code, 0, "a name of another network resolves");
     // On both networks: both answer, by name, and the interfaces are eth0 and eth1.
     let (code, out, err) = e.sh(
-        &["--network", "left", "--network", "right"],
+        &["--init", "--network", "left", "--network", "right"],
         "timeout 3 wget -q -O - http://lft/ && timeout 3 wget -q -O - http://rgt/ && ip -o -4 addr show",
     );
     assert_eq!(code, 0, "{out}{err}");
@@ -525,4 +527,51 @@ fn network_verbs() {
     let pruned = e.ok(&["network", "prune", "-f"]);
     assert_eq!(pruned, "Deleted Networks:\none\n");
     assert_eq!(e.ok(&["network", "rm", "two"]).is_empty(), false, "two is in use by user");
+}
+
+#[test]
+fn udp_port_reaches_the_container() {
+    if !require_root() {
+        return;
+    }
+    let e = NetEnv::new("udp");
+    e.ok(&["network", "create", "dgram"]);
+    e.daemon(
+        "udp",
+        &["--network", "dgram", "-p", "127.0.0.1:15353:5353/udp"],
+        "exec sleep 600",
+    );
+    assert_eq!(
+        e.ok(&["container", "port", "udp", "5353/udp"]),
+        "127.0.0.1:15353\n"
+    );
+    // busybox has no UDP server here: the test binds one inside the container's namespace.
+    let pid = e.env.inspect("udp")["State"]["Pid"].as_i64().unwrap();
+    let ns = PathBuf::from(format!("/proc/{pid}/ns/net"));
+    let server = berth_net::netns::run_in(&ns, || UdpSocket::bind("0.0.0.0:5353").unwrap()).unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let echo = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        let (n, from) = server.recv_from(&mut buf).unwrap();
+        server.send_to(&buf[..n], from).unwrap();
+        (buf[..n].to_vec(), from)
+    });
+    let reply = e.ns.run(|| {
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.send_to(b"datagram", "127.0.0.1:15353").unwrap();
+        let mut buf = [0u8; 64];
+        let n = c.recv(&mut buf).unwrap();
+        buf[..n].to_vec()
+    });
+    let (got, from) = echo.join().unwrap();
+    assert_eq!(got, b"datagram");
+    assert_eq!(reply, b"datagram");
+    // Loopback traffic arrives masqueraded as the gateway.
+    let net: serde_json::Value =
+        serde_json::from_str(&e.ok(&["network", "inspect", "dgram"])).unwrap();
+    let gw = net[0]["IPAM"]["Config"][0]["Gateway"].as_str().unwrap();
+    assert_eq!(from.ip().to_string(), gw);
 }
