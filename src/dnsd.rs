@@ -73,7 +73,14 @@ fn launch(root: &Path) -> i32 {
         let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line);
     }
     // The daemon is not waited for: it outlives this launcher and is re-parented.
-    print!("{}", if line.is_empty() { "error: no answer\n" } else { &line });
+    print!(
+        "{}",
+        if line.is_empty() {
+            "error: no answer\n"
+        } else {
+            &line
+        }
+    );
     let _ = std::io::stdout().flush();
     0
 }
@@ -103,8 +110,7 @@ fn serve(root: &Path) -> Result<(), String> {
             use std::os::fd::AsRawFd;
             let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
         }
-        let listener =
-            tokio::net::UnixListener::from_std(listener).map_err(|e| e.to_string())?;
+        let listener = tokio::net::UnixListener::from_std(listener).map_err(|e| e.to_string())?;
         loop {
             let (stream, _) = match listener.accept().await {
                 Ok(s) => s,
@@ -222,7 +228,10 @@ fn load(root: &Path) -> Config {
                 }
                 zones.push(Zone {
                     listen: SocketAddrV4::new(net.ipam.gateway, 53),
-                    records: per_network.get(net.name.as_str()).cloned().unwrap_or_default(),
+                    records: per_network
+                        .get(net.name.as_str())
+                        .cloned()
+                        .unwrap_or_default(),
                     forward: !net.internal,
                     client_records,
                 });

@@ -3,8 +3,8 @@
 
 mod cli;
 mod commands;
-mod engine;
 mod dnsd;
+mod engine;
 mod labels;
 mod net;
 mod progress;

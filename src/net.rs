@@ -58,8 +58,12 @@ impl DaemonConfig {
     pub fn load(root: &Path) -> Result<DaemonConfig, String> {
         let path = root.join("daemon.json");
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{}: {e}\nhint: see `berth network --help` for the keys", path.display())),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                format!(
+                    "{}: {e}\nhint: see `berth network --help` for the keys",
+                    path.display()
+                )
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DaemonConfig::default()),
             Err(e) => Err(format!("read {}: {e}", path.display())),
         }
@@ -77,7 +81,8 @@ impl DaemonConfig {
                     .base
                     .parse()
                     .map_err(|e| format!("daemon.json default-address-pools: {e}"))?;
-                Pool::new(base, p.size).map_err(|e| format!("daemon.json default-address-pools: {e}"))
+                Pool::new(base, p.size)
+                    .map_err(|e| format!("daemon.json default-address-pools: {e}"))
             })
             .collect()
     }
@@ -109,7 +114,10 @@ pub fn table_name(root: &Path) -> String {
     let d = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
     format!(
         "berth_{}",
-        d[..4].iter().map(|b| format!("{b:02x}")).collect::<String>()
+        d[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     )
 }
 
@@ -154,7 +162,10 @@ pub fn sync_firewall(root: &Path, store: &NetworkStore) -> Result<(), String> {
 /// The DNS names of a container on its networks: its name, short id, hostname when the user
 /// gave one, its compose service, then each network's aliases.
 pub fn dns_names(config: &ContainerConfig) -> Vec<String> {
-    let mut names = vec![config.name.clone(), config.id[..12.min(config.id.len())].to_string()];
+    let mut names = vec![
+        config.name.clone(),
+        config.id[..12.min(config.id.len())].to_string(),
+    ];
     if !config.hostname.is_empty() {
         names.push(config.hostname.clone());
     }
@@ -174,13 +185,19 @@ fn endpoint_requests(config: &ContainerConfig) -> Result<Vec<EndpointRequest>, S
                 aliases: n.aliases.clone(),
                 ipv4_address: match &n.ipv4_address {
                     Some(ip) => Some(ip.parse::<Ipv4Addr>().map_err(|_| {
-                        format!("network {}: ipv4_address {ip:?} is not an IPv4 address", n.network)
+                        format!(
+                            "network {}: ipv4_address {ip:?} is not an IPv4 address",
+                            n.network
+                        )
                     })?),
                     None => None,
                 },
                 mac: match &n.mac_address {
                     Some(m) => Some(berth_net::network::parse_mac(m).ok_or_else(|| {
-                        format!("network {}: mac_address {m:?} is not a MAC address", n.network)
+                        format!(
+                            "network {}: mac_address {m:?} is not a MAC address",
+                            n.network
+                        )
                     })?),
                     None => None,
                 },
@@ -199,7 +216,10 @@ fn published(config: &ContainerConfig) -> Result<Vec<PublishedPort>, String> {
                 host_ip: match p.host_ip.as_deref() {
                     None | Some("") | Some("0.0.0.0") => None,
                     Some(ip) => Some(ip.parse::<Ipv4Addr>().map_err(|_| {
-                        format!("port {}: host ip {ip:?} is not an IPv4 address", p.container_port)
+                        format!(
+                            "port {}: host ip {ip:?} is not an IPv4 address",
+                            p.container_port
+                        )
                     })?),
                 },
                 host_port: p.host_port.unwrap_or(0),
@@ -229,7 +249,13 @@ impl Networking for ShimNetworking {
         let requests = endpoint_requests(config)?;
         let ports = published(config)?;
         let eps = store
-            .reserve(&config.id, &config.name, &dns_names(config), &requests, &ports)
+            .reserve(
+                &config.id,
+                &config.name,
+                &dns_names(config),
+                &requests,
+                &ports,
+            )
             .map_err(|e| e.to_string())?;
         if eps.iter().any(|e| !e.ports.is_empty()) {
             // The shim is single-threaded here; `nft` runs as a child process.

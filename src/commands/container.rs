@@ -146,7 +146,10 @@ fn port(ctx: &Ctx, a: &PortArgs) -> anyhow::Result<u8> {
         if want.is_some() {
             println!("{host}:{}", p.host_port);
         } else {
-            println!("{}/{} -> {host}:{}", p.container_port, p.protocol, p.host_port);
+            println!(
+                "{}/{} -> {host}:{}",
+                p.container_port, p.protocol, p.host_port
+            );
         }
     }
     if let Some((port, proto)) = want
@@ -964,7 +967,11 @@ fn network_mode(
         let net = store.require(name)?;
         endpoints.push(berth_engine::container::EndpointConfig {
             network: net.name,
-            aliases: if i == 0 { a.network_alias.clone() } else { Vec::new() },
+            aliases: if i == 0 {
+                a.network_alias.clone()
+            } else {
+                Vec::new()
+            },
             ipv4_address: if i == 0 { a.ip.clone() } else { None },
             mac_address: if i == 0 { a.mac_address.clone() } else { None },
             interface_name: None,

@@ -173,7 +173,11 @@ fn key_values(items: &[String]) -> BTreeMap<String, String> {
 
 /// Creates a network (the CLI's and compose's way): subnet from the request or the pools of
 /// `daemon.json`, avoiding host routes; the firewall follows.
-pub fn create_network(root: &Root, store: &NetworkStore, req: &CreateRequest) -> anyhow::Result<Network> {
+pub fn create_network(
+    root: &Root,
+    store: &NetworkStore,
+    req: &CreateRequest,
+) -> anyhow::Result<Network> {
     let config = net::DaemonConfig::load(root.path()).map_err(anyhow::Error::msg)?;
     let pools = config.pools().map_err(anyhow::Error::msg)?;
     let routes = if req.ipam.is_some() {
@@ -388,7 +392,12 @@ fn ls(ctx: &Ctx, a: &LsArgs) -> anyhow::Result<()> {
                 "SCOPE".to_string(),
             ]];
             for n in &nets {
-                rows.push(vec![id(n), n.name.clone(), n.driver.clone(), "local".into()]);
+                rows.push(vec![
+                    id(n),
+                    n.name.clone(),
+                    n.driver.clone(),
+                    "local".into(),
+                ]);
             }
             write!(out, "{}", super::tabwrite(&rows, 10, 3))?;
         }

@@ -911,7 +911,10 @@ mod tests {
     fn malformed_packets_are_ignored_or_formerr() {
         let zone = zone(&[("web", &[WEB])], false, &[]);
         assert_eq!(answer(&zone, b"", Transport::Udp, None), Action::Ignore);
-        assert_eq!(answer(&zone, b"hello", Transport::Udp, None), Action::Ignore);
+        assert_eq!(
+            answer(&zone, b"hello", Transport::Udp, None),
+            Action::Ignore
+        );
         // A header that promises a question which is not there.
         let header = [0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
         let Action::Reply(bytes) = answer(&zone, &header, Transport::Udp, None) else {
@@ -924,7 +927,10 @@ mod tests {
         // The same header with QR set is an answer: never answered (no loops).
         let mut response = header;
         response[2] |= 0x80;
-        assert_eq!(answer(&zone, &response, Transport::Udp, None), Action::Ignore);
+        assert_eq!(
+            answer(&zone, &response, Transport::Udp, None),
+            Action::Ignore
+        );
         // A well-formed answer is not answered either.
         let mut message = query(5, "web", RecordType::A);
         message.metadata.message_type = MessageType::Response;

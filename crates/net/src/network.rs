@@ -373,7 +373,7 @@ impl NetworkStore {
                 out.push(ep);
             }
         }
-        out.sort_by(|a, b| natural_ifname_key(&a.ifname).cmp(&natural_ifname_key(&b.ifname)));
+        out.sort_by_key(|e| natural_ifname_key(&e.ifname));
         Ok(out)
     }
 
@@ -451,8 +451,8 @@ impl NetworkStore {
             labels: req.labels.clone(),
             options: req.options.clone(),
         };
-        let result = write_json(&self.record_path(&net.name), &net)
-            .and_then(|()| self.ensure_bridge(&net));
+        let result =
+            write_json(&self.record_path(&net.name), &net).and_then(|()| self.ensure_bridge(&net));
         if let Err(e) = result {
             let _ = self.remove_locked(&net.name, true);
             return Err(e);
@@ -648,7 +648,10 @@ impl NetworkStore {
         let _lock = self.lock()?;
         let path = self.endpoints_dir(&req.network).join(format!("{id}.json"));
         if read_json::<Endpoint>(&path)?.is_some() {
-            return Err(NetworkError::Exists(format!("{name} in network {}", req.network)));
+            return Err(NetworkError::Exists(format!(
+                "{name} in network {}",
+                req.network
+            )));
         }
         let route = !self
             .container_endpoints(id)?
@@ -815,10 +818,7 @@ impl NetworkStore {
 
 fn port_in_use(p: &PublishedPort, by: String) -> NetworkError {
     NetworkError::PortInUse {
-        addr: p
-            .host_ip
-            .unwrap_or(Ipv4Addr::UNSPECIFIED)
-            .to_string(),
+        addr: p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED).to_string(),
         port: p.host_port,
         protocol: p.protocol.clone(),
         by,
@@ -984,12 +984,14 @@ fn random_id() -> Result<String, NetworkError> {
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, NetworkError> {
     match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| NetworkError::Corrupt {
-                path: path.to_path_buf(),
-                source,
-            }),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| NetworkError::Corrupt {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err("read", path)(e)),
     }

@@ -176,12 +176,7 @@ pub fn spawn(shim_exe: &Path, root: &Path, dir: &ContainerDir) -> Result<Spawned
 /// binary uses it to hand the start-up's freed memory back to the kernel (the engine knows
 /// nothing of the allocator).
 /// `network` is the binary's networking (the engine knows none of it), see [`Networking`].
-pub fn main(
-    args: &[String],
-    shim_exe: &Path,
-    settle: &dyn Fn(),
-    network: &dyn Networking,
-) -> i32 {
+pub fn main(args: &[String], shim_exe: &Path, settle: &dyn Fn(), network: &dyn Networking) -> i32 {
     let (root, id) = match args {
         [flag, root, id] if flag == "--root" => (PathBuf::from(root), id.clone()),
         _ => {
