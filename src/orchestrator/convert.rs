@@ -1,0 +1,1539 @@
+//! A compose service → the engine's [`ContainerConfig`], key by key as `docker compose` maps a
+//! service onto the Docker engine's container config (its `pkg/compose/create.go`), with the
+//! same precedence rules as `berth container create` (`src/commands/container.rs`).
+//!
+//! Pure but for three reads the Docker CLI also does on the client side: `label_file`s, a
+//! `security_opt: seccomp=<file>` profile, and `/dev/urandom` for the id and the names of
+//! anonymous volumes. Keys berth cannot honour and whose absence would change what the
+//! container does are refused with an error naming the service and the key; keys that only
+//! matter elsewhere (`depends_on`, `healthcheck`, `scale`, …) or never on Linux are ignored.
+
+// Wired into `up`/`run` by the orchestrator; until then only the tests use this module.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+use berth_compose::model::{
+    Project, ServiceConfig, ServiceNetworkConfig, ServiceVolumeConfig, Ulimit,
+};
+use berth_engine::container::spec::{self, CommandOverride};
+use berth_engine::container::{
+    ContainerConfig, DeviceConfig, DnsConfig, EndpointConfig, LogConfig, MountConfig, MountKind,
+    NetworkConfig, PortConfig, ProcessConfig, ResourceConfig, RestartPolicy, SeccompConfig,
+    SecurityConfig,
+};
+use berth_engine::images::ImageRecord;
+
+use crate::labels;
+
+/// One container of a service, as the orchestrator is about to create it.
+pub struct ServiceInstance<'a> {
+    pub project: &'a Project,
+    /// The service's key.
+    pub service: &'a str,
+    /// Replica number, 1-based.
+    pub number: u32,
+    /// A `berth run` container: named `<project>-<service>-run-<12 hex>`, labelled
+    /// `oneoff=True`.
+    pub oneoff: bool,
+    /// The resolved image (its config gives the defaults).
+    pub image: &'a ImageRecord,
+    /// The service's config hash (computed by the caller).
+    pub config_hash: String,
+    /// The project directory.
+    pub working_dir: String,
+    /// The compose files, absolute.
+    pub config_files: Vec<String>,
+    /// `network_mode: service:x` / `container:x` resolved by the caller to a container id.
+    pub join_container: Option<String>,
+}
+
+/// The container's name: `container_name`, else `<project>-<service>-<n>`.
+pub fn container_name(project: &Project, service: &str, number: u32) -> String {
+    match project.service(service) {
+        Some(s) if !s.container_name.is_empty() => s.container_name.clone(),
+        _ => format!("{}-{service}-{number}", project.name),
+    }
+}
+
+/// A project network's engine name: its `name:`, else `<project>_<key>` (external: its name or
+/// key).
+pub fn network_name(project: &Project, key: &str) -> String {
+    match project.networks.get(key) {
+        Some(Some(n)) if !n.name.is_empty() => n.name.clone(),
+        Some(Some(n)) if n.external.0 => key.to_string(),
+        _ => format!("{}_{key}", project.name),
+    }
+}
+
+/// A project volume's engine name: `name:`, else `<project>_<key>` (external: its name or key).
+pub fn volume_name(project: &Project, key: &str) -> String {
+    match project.volumes.get(key) {
+        Some(Some(v)) if !v.name.is_empty() => v.name.clone(),
+        Some(Some(v)) if v.external.0 => key.to_string(),
+        _ => format!("{}_{key}", project.name),
+    }
+}
+
+/// The whole config of one container of a service (id: a fresh
+/// [`berth_engine::container::store::new_id`]; created now). `auto_remove` is left false:
+/// `run --rm` sets it; a `run --name` replaces `name` afterwards.
+pub fn container_config(inst: &ServiceInstance) -> anyhow::Result<ContainerConfig> {
+    let svc = inst
+        .project
+        .service(inst.service)
+        .with_context(|| format!("no such service: {}", inst.service))?;
+    Conv { inst, svc }.build()
+}
+
+/// The conversion of one service, with the error helper every key uses.
+struct Conv<'a> {
+    inst: &'a ServiceInstance<'a>,
+    svc: &'a ServiceConfig,
+}
+
+impl Conv<'_> {
+    /// `service "web": key: message`.
+    fn err(&self, key: &str, msg: impl std::fmt::Display) -> anyhow::Error {
+        anyhow!("service {:?}: {key}: {msg}", self.inst.service)
+    }
+
+    fn build(&self) -> anyhow::Result<ContainerConfig> {
+        self.refuse_unsupported()?;
+        let svc = self.svc;
+        let image = &self.inst.image.config;
+        let id = berth_engine::container::store::new_id();
+        let name = if self.inst.oneoff {
+            format!(
+                "{}-{}-run-{}",
+                self.inst.project.name,
+                self.inst.service,
+                &id[..12]
+            )
+        } else {
+            container_name(self.inst.project, self.inst.service, self.inst.number)
+        };
+        let mounts = self.mounts()?;
+        let (network, networks) = self.networking()?;
+        let ports = self.ports(&network)?;
+        Ok(ContainerConfig {
+            id,
+            name,
+            created: berth_engine::container::shim::now_rfc3339(),
+            image_name: svc.image.clone(),
+            image_id: Some(self.inst.image.id.clone()),
+            process: self.process()?,
+            hostname: svc.hostname.clone(),
+            domainname: svc.domainname.clone(),
+            labels: self.labels()?,
+            mounts,
+            read_only: svc.read_only,
+            security: self.security()?,
+            resources: self.resources()?,
+            ulimits: self.ulimits()?,
+            sysctls: svc.sysctls.clone(),
+            devices: self.devices()?,
+            init: svc.init.unwrap_or(false),
+            stop_signal: if svc.stop_signal.is_empty() {
+                image.stop_signal.clone().unwrap_or_default()
+            } else {
+                svc.stop_signal.clone()
+            },
+            stop_timeout: match svc.stop_grace_period {
+                // Whole seconds, truncated, as docker compose's `ToSeconds`.
+                Some(d) if d.as_nanos() < 0 => {
+                    return Err(self.err("stop_grace_period", "must not be negative"));
+                }
+                Some(d) => Some(d.as_nanos() as u64 / 1_000_000_000),
+                None => None,
+            },
+            log: self.log()?,
+            restart: self.restart()?,
+            network,
+            networks,
+            ports,
+            auto_remove: false,
+            extra_hosts: svc
+                .extra_hosts
+                .0
+                .iter()
+                .flat_map(|(host, ips)| ips.iter().map(|ip| (host.clone(), ip.clone())))
+                .collect(),
+            dns: DnsConfig {
+                servers: svc.dns.clone(),
+                search: svc.dns_search.clone(),
+                options: svc.dns_opt.clone(),
+            },
+            cgroup_parent: if svc.cgroup_parent.is_empty() {
+                format!("berth/{}", self.inst.project.name)
+            } else {
+                svc.cgroup_parent.clone()
+            },
+        })
+    }
+
+    /// Keys whose effect berth cannot give: an error rather than a container that silently
+    /// behaves differently.
+    fn refuse_unsupported(&self) -> anyhow::Result<()> {
+        let s = self.svc;
+        let unsupported = |key: &str| self.err(key, "not supported by berth");
+        let set = [
+            ("pid", !s.pid.is_empty()),
+            ("ipc", !s.ipc.is_empty()),
+            ("uts", !s.uts.is_empty()),
+            ("userns_mode", !s.userns_mode.is_empty()),
+            ("cgroup", !s.cgroup.is_empty() && s.cgroup != "private"),
+            (
+                "runtime",
+                !s.runtime.is_empty() && s.runtime != "runc" && s.runtime != "youki",
+            ),
+            ("gpus", !s.gpus.is_empty()),
+            ("secrets", !s.secrets.is_empty()),
+            ("configs", !s.configs.is_empty()),
+            ("volumes_from", !s.volumes_from.is_empty()),
+            ("external_links", !s.external_links.is_empty()),
+            ("storage_opt", !s.storage_opt.is_empty()),
+            ("device_cgroup_rules", !s.device_cgroup_rules.is_empty()),
+            ("blkio_config", s.blkio_config.is_some()),
+            ("cpu_period", s.cpu_period != 0),
+            ("cpu_quota", s.cpu_quota != 0),
+            ("cpu_rt_period", s.cpu_rt_period != 0),
+            ("cpu_rt_runtime", s.cpu_rt_runtime != 0),
+            ("mem_swappiness", s.mem_swappiness.bytes() != 0),
+            ("oom_kill_disable", s.oom_kill_disable),
+            ("use_api_socket", s.use_api_socket),
+            ("post_start", !s.post_start.is_empty()),
+            ("pre_stop", !s.pre_stop.is_empty()),
+            ("provider", s.provider.is_some()),
+            ("models", !s.models.is_empty()),
+        ];
+        if let Some((key, _)) = set.iter().find(|(_, on)| *on) {
+            return Err(unsupported(key));
+        }
+        if s.image.is_empty() {
+            return Err(if s.build.is_some() {
+                self.err(
+                    "build",
+                    "building images is not supported by berth yet; set `image:` to a built image",
+                )
+            } else {
+                self.err("image", "no image given")
+            });
+        }
+        if let Some(deploy) = &s.deploy {
+            for (which, r) in [
+                ("limits", &deploy.resources.limits),
+                ("reservations", &deploy.resources.reservations),
+            ] {
+                let Some(r) = r else { continue };
+                if !r.devices.is_empty() {
+                    return Err(unsupported(&format!("deploy.resources.{which}.devices")));
+                }
+                if !r.generic_resources.is_empty() {
+                    return Err(unsupported(&format!(
+                        "deploy.resources.{which}.generic_resources"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// argv (image ENTRYPOINT/CMD under `entrypoint`/`command`, as Docker resolves them), env
+    /// (image env under `environment`, which already holds the `env_file`s), cwd, user.
+    fn process(&self) -> anyhow::Result<ProcessConfig> {
+        let svc = self.svc;
+        let image = &self.inst.image.config;
+        // compose's string form is split into words (no `sh -c`), so both are exec forms.
+        let entrypoint = svc
+            .entrypoint
+            .as_ref()
+            .map(|e| CommandOverride::Exec(e.args()));
+        let command = svc
+            .command
+            .as_ref()
+            .map(|c| CommandOverride::Exec(c.args()));
+        let args = spec::resolve_command(image, entrypoint.as_ref(), command.as_ref())
+            .map_err(|e| self.err("command", e))?;
+        // A variable without a value (unset in the environment) removes the image's, as the
+        // engine does with a `NAME` entry.
+        let own: Vec<String> = svc
+            .environment
+            .iter()
+            .map(|(k, v)| match v {
+                Some(v) => format!("{k}={v}"),
+                None => k.clone(),
+            })
+            .collect();
+        let env = spec::merge_env(&image.env, &[&own]);
+        let non_empty = |s: &String| !s.is_empty();
+        Ok(ProcessConfig {
+            args,
+            env,
+            cwd: Some(&svc.working_dir)
+                .filter(|w| non_empty(w))
+                .or(image.working_dir.as_ref().filter(|w| non_empty(w)))
+                .cloned()
+                .unwrap_or_else(|| "/".to_string()),
+            user: Some(&svc.user)
+                .filter(|u| non_empty(u))
+                .or(image.user.as_ref())
+                .cloned()
+                .unwrap_or_default(),
+            group_add: svc.group_add.clone(),
+            tty: svc.tty,
+            stdin_open: svc.stdin_open,
+        })
+    }
+
+    /// Image labels < `label_file`s < `labels` < compose's own.
+    fn labels(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        let inst = self.inst;
+        let mut out = inst.image.config.labels.clone();
+        for (i, file) in self.svc.label_file.iter().enumerate() {
+            let path = self.absolute(file);
+            let values = berth_compose::dotenv::read_file(&path, &|_| None)
+                .map_err(|e| self.err(&format!("label_file[{i}]"), e))?;
+            out.extend(values);
+        }
+        out.extend(self.svc.labels.clone());
+        let own = [
+            (labels::PROJECT, inst.project.name.clone()),
+            (labels::SERVICE, inst.service.to_string()),
+            (labels::CONTAINER_NUMBER, inst.number.to_string()),
+            (
+                labels::ONEOFF,
+                if inst.oneoff { "True" } else { "False" }.to_string(),
+            ),
+            (labels::CONFIG_HASH, inst.config_hash.clone()),
+            (labels::WORKING_DIR, inst.working_dir.clone()),
+            (labels::CONFIG_FILES, inst.config_files.join(",")),
+            (
+                labels::VERSION,
+                crate::commands::version::VERSION.to_string(),
+            ),
+            (labels::IMAGE, inst.image.id.to_string()),
+        ];
+        for (k, v) in own {
+            out.insert(k.to_string(), v);
+        }
+        Ok(out)
+    }
+
+    /// A path from the compose file: absolute already (the loader's paths phase), else taken
+    /// relative to the project directory.
+    fn absolute(&self, p: &str) -> PathBuf {
+        let path = Path::new(p);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            Path::new(&self.inst.working_dir).join(path)
+        }
+    }
+
+    /// `volumes`, then `tmpfs`, then the image's `VOLUME`s no mount covers (anonymous
+    /// volumes, as the engine gives them).
+    fn mounts(&self) -> anyhow::Result<Vec<MountConfig>> {
+        let mut mounts: Vec<MountConfig> = Vec::new();
+        let mut push = |m: MountConfig, key: String| -> anyhow::Result<()> {
+            let t = m.target.trim_end_matches('/');
+            if mounts.iter().any(|o| o.target.trim_end_matches('/') == t) {
+                return Err(self.err(&key, format!("duplicate mount point {}", m.target)));
+            }
+            mounts.push(m);
+            Ok(())
+        };
+        for (i, v) in self.svc.volumes.iter().enumerate() {
+            let key = format!("volumes[{i}]");
+            push(self.volume(v, &key)?, key)?;
+        }
+        for (i, t) in self.svc.tmpfs.iter().enumerate() {
+            let key = format!("tmpfs[{i}]");
+            push(self.tmpfs_entry(t, &key)?, key)?;
+        }
+        for target in &self.inst.image.config.volumes {
+            let t = target.trim_end_matches('/');
+            if !mounts.iter().any(|m| m.target.trim_end_matches('/') == t) {
+                mounts.push(MountConfig {
+                    target: target.clone(),
+                    read_only: false,
+                    kind: MountKind::Volume {
+                        name: berth_engine::volumes::random_name()?,
+                        nocopy: false,
+                        anonymous: true,
+                        subpath: None,
+                    },
+                });
+            }
+        }
+        Ok(mounts)
+    }
+
+    /// One long-syntax `volumes:` entry.
+    fn volume(&self, v: &ServiceVolumeConfig, key: &str) -> anyhow::Result<MountConfig> {
+        if !v.target.starts_with('/') {
+            return Err(self.err(
+                key,
+                format!("the target {:?} must be an absolute path", v.target),
+            ));
+        }
+        let kind = match v.r#type.as_str() {
+            "volume" => {
+                let opts = v.volume.as_ref();
+                let subpath = opts.map(|o| o.subpath.clone()).filter(|s| !s.is_empty());
+                if let Some(s) = &subpath
+                    && (s.starts_with('/')
+                        || Path::new(s).components().any(|c| c.as_os_str() == ".."))
+                {
+                    return Err(self.err(
+                        key,
+                        format!("subpath {s:?} must be relative and stay inside the volume"),
+                    ));
+                }
+                let nocopy = opts.is_some_and(|o| o.nocopy);
+                if v.source.is_empty() {
+                    MountKind::Volume {
+                        name: berth_engine::volumes::random_name()?,
+                        nocopy,
+                        anonymous: true,
+                        subpath,
+                    }
+                } else {
+                    // A key of the top-level `volumes:` by its engine name; anything else
+                    // (consistency lets none through) as written, as docker compose does.
+                    let name = if self.inst.project.volumes.contains_key(&v.source) {
+                        volume_name(self.inst.project, &v.source)
+                    } else {
+                        v.source.clone()
+                    };
+                    MountKind::Volume {
+                        name,
+                        nocopy,
+                        anonymous: false,
+                        subpath,
+                    }
+                }
+            }
+            "bind" => {
+                if v.source.is_empty() {
+                    return Err(self.err(key, "a bind mount needs a source"));
+                }
+                let bind = v.bind.as_ref();
+                if let Some(b) = bind
+                    && !b.recursive.is_empty()
+                    && b.recursive != "enabled"
+                {
+                    return Err(
+                        self.err(&format!("{key}.bind.recursive"), "not supported by berth")
+                    );
+                }
+                let propagation = bind
+                    .map(|b| b.propagation.clone())
+                    .filter(|p| !p.is_empty());
+                if let Some(p) = &propagation
+                    && !matches!(
+                        p.as_str(),
+                        "rprivate" | "private" | "rshared" | "shared" | "rslave" | "slave"
+                    )
+                {
+                    return Err(self.err(
+                        &format!("{key}.bind.propagation"),
+                        format!("invalid propagation mode {p:?}"),
+                    ));
+                }
+                MountKind::Bind {
+                    source: self.absolute(&v.source),
+                    propagation,
+                    create_host_path: bind.is_some_and(|b| b.create_host_path),
+                }
+            }
+            "tmpfs" => {
+                let t = v.tmpfs.as_ref();
+                let size = t.map(|t| t.size.bytes()).unwrap_or(0);
+                if size < 0 {
+                    return Err(self.err(&format!("{key}.tmpfs.size"), "must not be negative"));
+                }
+                MountKind::Tmpfs {
+                    size: (size > 0).then_some(size as u64),
+                    mode: t.map(|t| t.mode).filter(|m| *m != 0),
+                }
+            }
+            other => {
+                return Err(self.err(
+                    key,
+                    format!("mounts of type {other:?} are not supported (volume, bind, tmpfs)"),
+                ));
+            }
+        };
+        Ok(MountConfig {
+            target: v.target.clone(),
+            read_only: v.read_only,
+            kind,
+        })
+    }
+
+    /// One `tmpfs:` entry: `PATH[:size=…,mode=…,ro]`. `noexec`, `nosuid` and `nodev` are what
+    /// berth mounts anyway; options that would lift them are refused.
+    fn tmpfs_entry(&self, t: &str, key: &str) -> anyhow::Result<MountConfig> {
+        let (path, opts) = t.split_once(':').unwrap_or((t, ""));
+        if !path.starts_with('/') {
+            return Err(self.err(key, format!("the target {path:?} must be an absolute path")));
+        }
+        let mut size = None;
+        let mut mode = None;
+        let mut read_only = false;
+        for o in opts.split(',').filter(|o| !o.is_empty()) {
+            match o.split_once('=') {
+                Some(("size", v)) => {
+                    let b = berth_compose::units::ByteSize::parse(v)
+                        .map_err(|e| self.err(key, format!("invalid size {v:?}: {e}")))?
+                        .bytes();
+                    size = (b > 0).then_some(b as u64);
+                }
+                Some(("mode", v)) => {
+                    mode = Some(
+                        u32::from_str_radix(v, 8)
+                            .map_err(|_| self.err(key, format!("invalid mode {v:?}")))?,
+                    );
+                }
+                None if o == "ro" => read_only = true,
+                None if matches!(o, "rw" | "noexec" | "nosuid" | "nodev") => {}
+                _ => return Err(self.err(key, format!("tmpfs option {o:?} is not supported"))),
+            }
+        }
+        Ok(MountConfig {
+            target: path.to_string(),
+            read_only,
+            kind: MountKind::Tmpfs { size, mode },
+        })
+    }
+
+    /// `privileged`, `cap_add`/`cap_drop`, `security_opt`.
+    fn security(&self) -> anyhow::Result<SecurityConfig> {
+        let svc = self.svc;
+        let mut security = SecurityConfig {
+            privileged: svc.privileged,
+            cap_add: svc.cap_add.clone(),
+            cap_drop: svc.cap_drop.clone(),
+            ..Default::default()
+        };
+        for (i, opt) in svc.security_opt.iter().enumerate() {
+            let key = format!("security_opt[{i}]");
+            let (k, v) = opt.split_once(['=', ':']).unwrap_or((opt.as_str(), "true"));
+            match k {
+                "no-new-privileges" => match v {
+                    "true" => security.no_new_privileges = true,
+                    "false" => security.no_new_privileges = false,
+                    _ => return Err(self.err(&key, format!("invalid value {opt:?}"))),
+                },
+                "seccomp" if v == "unconfined" => security.seccomp = SeccompConfig::Unconfined,
+                "seccomp" => {
+                    // Read here, as the docker CLI reads the profile on the client side.
+                    let path = self.absolute(v);
+                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                        self.err(
+                            &key,
+                            format!("cannot read seccomp profile {}: {e}", path.display()),
+                        )
+                    })?;
+                    security.seccomp = SeccompConfig::Profile(text);
+                }
+                // berth applies neither SELinux labels nor AppArmor profiles.
+                "label" | "apparmor" => {}
+                _ => {
+                    return Err(self.err(&key, format!("{opt:?} is not supported by berth")));
+                }
+            }
+        }
+        Ok(security)
+    }
+
+    /// The service's limits, with `deploy.resources` winning where set (as docker compose's
+    /// `setLimits`/`setReservations`: memory, cpus and pids limits, memory reservation).
+    fn resources(&self) -> anyhow::Result<ResourceConfig> {
+        let svc = self.svc;
+        let bytes = |b: berth_compose::units::ByteSize| (b.bytes() != 0).then_some(b.bytes());
+        let nano_cpus = |cpus: f32, key: &str| -> anyhow::Result<Option<i64>> {
+            if cpus < 0.0 || !cpus.is_finite() {
+                return Err(self.err(key, format!("invalid number of CPUs {cpus}")));
+            }
+            // Through the decimal text, so `0.1` is 100000000 and not f32's 100000001.
+            let c: f64 = cpus.to_string().parse().unwrap_or(f64::from(cpus));
+            Ok((cpus > 0.0).then(|| (c * 1e9).round() as i64))
+        };
+        let non_negative = |v: i64, key: &str| -> anyhow::Result<Option<i64>> {
+            if v < 0 && v != -1 {
+                return Err(self.err(key, format!("invalid value {v}")));
+            }
+            Ok((v != 0).then_some(v))
+        };
+        let mut r = ResourceConfig {
+            memory: non_negative(svc.mem_limit.bytes(), "mem_limit")?,
+            memory_swap: non_negative(svc.memswap_limit.bytes(), "memswap_limit")?,
+            memory_reservation: non_negative(svc.mem_reservation.bytes(), "mem_reservation")?,
+            nano_cpus: nano_cpus(svc.cpus, "cpus")?,
+            cpu_shares: match svc.cpu_shares {
+                0 => None,
+                n if n > 0 => Some(n as u64),
+                n => return Err(self.err("cpu_shares", format!("invalid value {n}"))),
+            },
+            cpuset_cpus: Some(svc.cpuset.clone()).filter(|s| !s.is_empty()),
+            cpuset_mems: None,
+            pids_limit: (svc.pids_limit != 0).then_some(svc.pids_limit),
+            oom_score_adj: match svc.oom_score_adj {
+                0 => None,
+                n @ -1000..=1000 => Some(n as i32),
+                n => {
+                    return Err(self.err("oom_score_adj", format!("{n} is outside -1000..1000")));
+                }
+            },
+            shm_size: match svc.shm_size.bytes() {
+                0 => None,
+                n if n > 0 => Some(n as u64),
+                n => return Err(self.err("shm_size", format!("invalid size {n}"))),
+            },
+        };
+        let resources = self.svc.deploy.as_ref().map(|d| &d.resources);
+        if let Some(l) = resources.and_then(|r| r.limits.as_ref()) {
+            if let Some(m) = bytes(l.memory) {
+                r.memory = non_negative(m, "deploy.resources.limits.memory")?;
+            }
+            if let Some(c) = nano_cpus(l.cpus, "deploy.resources.limits.cpus")? {
+                r.nano_cpus = Some(c);
+            }
+            if l.pids > 0 {
+                r.pids_limit = Some(l.pids);
+            }
+        }
+        // A CPU reservation is a swarm placement hint and pids only a limit: only memory.
+        if let Some(m) = resources
+            .and_then(|r| r.reservations.as_ref())
+            .and_then(|r| bytes(r.memory))
+        {
+            r.memory_reservation = non_negative(m, "deploy.resources.reservations.memory")?;
+        }
+        Ok(r)
+    }
+
+    /// `ulimits`: one value is soft and hard; -1 is unlimited.
+    fn ulimits(&self) -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
+        let limit = |name: &str, v: i64| -> anyhow::Result<u64> {
+            match v {
+                -1 => Ok(u64::MAX),
+                v if v >= 0 => Ok(v as u64),
+                v => Err(self.err(&format!("ulimits.{name}"), format!("invalid value {v}"))),
+            }
+        };
+        self.svc
+            .ulimits
+            .iter()
+            .map(|(name, u)| {
+                let (soft, hard) = match *u {
+                    Ulimit::Single(v) => (v, v),
+                    Ulimit::Pair { soft, hard } => (soft, hard),
+                };
+                Ok((name.clone(), (limit(name, soft)?, limit(name, hard)?)))
+            })
+            .collect()
+    }
+
+    /// `devices` (long syntax: source, target, permissions); CDI names are refused.
+    fn devices(&self) -> anyhow::Result<Vec<DeviceConfig>> {
+        self.svc
+            .devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let key = format!("devices[{i}]");
+                let target = if d.target.is_empty() {
+                    &d.source
+                } else {
+                    &d.target
+                };
+                let perms = if d.permissions.is_empty() {
+                    "rwm"
+                } else {
+                    d.permissions.as_str()
+                };
+                if !d.source.starts_with('/') || !target.starts_with('/') {
+                    return Err(self.err(
+                        &key,
+                        format!(
+                            "{:?}: device paths must be absolute (CDI devices are not supported)",
+                            d.source
+                        ),
+                    ));
+                }
+                if !perms.chars().all(|c| "rwm".contains(c)) {
+                    return Err(self.err(&key, format!("invalid device permissions {perms:?}")));
+                }
+                Ok(DeviceConfig {
+                    host_path: PathBuf::from(&d.source),
+                    container_path: target.clone(),
+                    permissions: perms.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// `logging`: `json-file` (the default), `local` or `none`, with `max-size` and
+    /// `max-file`. Options that only decorate log entries are ignored.
+    fn log(&self) -> anyhow::Result<LogConfig> {
+        let mut log = LogConfig::default();
+        let Some(l) = &self.svc.logging else {
+            return Ok(log);
+        };
+        match l.driver.as_str() {
+            "" => {}
+            "json-file" | "local" | "none" => log.driver = l.driver.clone(),
+            other => {
+                return Err(self.err(
+                    "logging.driver",
+                    format!("{other:?} is not supported (json-file, local, none)"),
+                ));
+            }
+        }
+        for (k, v) in &l.options {
+            let key = format!("logging.options.{k}");
+            match k.as_str() {
+                "max-size" if v == "-1" => log.max_size = 0,
+                "max-size" => {
+                    log.max_size = berth_compose::units::ByteSize::parse(v)
+                        .map_err(|e| self.err(&key, format!("invalid size {v:?}: {e}")))?
+                        .bytes()
+                        .max(0) as u64;
+                }
+                "max-file" => {
+                    log.max_file = v
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| self.err(&key, format!("invalid count {v:?}")))?;
+                }
+                "compress" | "tag" | "labels" | "labels-regex" | "env" | "env-regex" => {}
+                _ => return Err(self.err(&key, "unknown log option")),
+            }
+        }
+        Ok(log)
+    }
+
+    /// `restart`, overridden by `deploy.restart_policy` (condition `none`/`on-failure`/`any`
+    /// → `no`/`on-failure`/`always`, as docker compose maps it).
+    fn restart(&self) -> anyhow::Result<RestartPolicy> {
+        let mut policy = RestartPolicy {
+            name: "no".to_string(),
+            ..Default::default()
+        };
+        if !self.svc.restart.is_empty() {
+            let r = &self.svc.restart;
+            let (name, retries) = r.split_once(':').unwrap_or((r.as_str(), "0"));
+            if !matches!(name, "no" | "always" | "on-failure" | "unless-stopped") {
+                return Err(self.err("restart", format!("invalid restart policy {r:?}")));
+            }
+            policy.name = name.to_string();
+            policy.max_retries = retries
+                .parse()
+                .map_err(|_| self.err("restart", format!("invalid retry count in {r:?}")))?;
+        }
+        let Some(p) = self
+            .svc
+            .deploy
+            .as_ref()
+            .and_then(|d| d.restart_policy.as_ref())
+        else {
+            return Ok(policy);
+        };
+        policy.name = match p.condition.as_str() {
+            // docker compose hands an empty condition to the engine, which does not restart.
+            "none" | "no" | "" => "no",
+            "on-failure" => "on-failure",
+            "any" | "always" => "always",
+            "unless-stopped" => "unless-stopped",
+            other => {
+                return Err(self.err(
+                    "deploy.restart_policy.condition",
+                    format!("invalid condition {other:?} (none, on-failure, any)"),
+                ));
+            }
+        }
+        .to_string();
+        policy.max_retries = match p.max_attempts {
+            None => 0,
+            Some(n) => u32::try_from(n).map_err(|_| {
+                self.err(
+                    "deploy.restart_policy.max_attempts",
+                    format!("{n} is too large"),
+                )
+            })?,
+        };
+        let millis = |d: Option<berth_compose::units::Duration>, key: &str| match d {
+            None => Ok(None),
+            Some(d) if d.as_nanos() < 0 => Err(self.err(key, "must not be negative")),
+            Some(d) => Ok(Some(d.as_nanos() as u64 / 1_000_000)),
+        };
+        policy.delay_ms = millis(p.delay, "deploy.restart_policy.delay")?;
+        policy.window_ms = millis(p.window, "deploy.restart_policy.window")?;
+        Ok(policy)
+    }
+
+    /// `network_mode` and `networks`.
+    fn networking(&self) -> anyhow::Result<(NetworkConfig, Vec<EndpointConfig>)> {
+        let svc = self.svc;
+        let mode = svc.network_mode.as_str();
+        let special = match mode {
+            "" => None,
+            "host" => Some(NetworkConfig::Host),
+            "none" => Some(NetworkConfig::None),
+            m if m.starts_with("service:") || m.starts_with("container:") => {
+                let id = self.inst.join_container.clone().ok_or_else(|| {
+                    self.err(
+                        "network_mode",
+                        format!("{m:?}: the container to join is not running"),
+                    )
+                })?;
+                Some(NetworkConfig::Container(id))
+            }
+            m => {
+                return Err(self.err(
+                    "network_mode",
+                    format!(
+                        "{m:?} is not supported (host, none, service:NAME, container:NAME, \
+                         or networks:)"
+                    ),
+                ));
+            }
+        };
+        if let Some(config) = special {
+            if !svc.networks.is_empty() {
+                return Err(self.err(
+                    "networks",
+                    format!("cannot be combined with network_mode {mode:?}"),
+                ));
+            }
+            return Ok((config, Vec::new()));
+        }
+        // `links: [db:database]` in another service: `database` names this one on the networks
+        // the two share.
+        let link_aliases = |network: &str| -> Vec<String> {
+            let mut out = Vec::new();
+            for (name, other) in &self.inst.project.services {
+                if name == self.inst.service || !other.networks.contains_key(network) {
+                    continue;
+                }
+                for link in &other.links {
+                    if let Some((target, alias)) = link.split_once(':')
+                        && target == self.inst.service
+                        && alias != target
+                    {
+                        out.push(alias.to_string());
+                    }
+                }
+            }
+            out
+        };
+        let none = ServiceNetworkConfig::default();
+        let mut keys: Vec<(&String, &ServiceNetworkConfig)> = svc
+            .networks
+            .iter()
+            .map(|(k, v)| (k, v.as_ref().unwrap_or(&none)))
+            .collect();
+        // compose-go's NetworksByPriority: higher `priority` first, then by key.
+        keys.sort_by(|a, b| b.1.priority.cmp(&a.1.priority).then(a.0.cmp(b.0)));
+        let mut endpoints = Vec::new();
+        for (i, (key, n)) in keys.iter().enumerate() {
+            let at = |k: &str| format!("networks.{key}.{k}");
+            if !n.ipv6_address.is_empty() {
+                return Err(self.err(&at("ipv6_address"), "IPv6 is not supported by berth yet"));
+            }
+            if !n.link_local_ips.is_empty() {
+                return Err(self.err(&at("link_local_ips"), "not supported by berth"));
+            }
+            if !n.driver_opts.is_empty() {
+                return Err(self.err(&at("driver_opts"), "not supported by berth"));
+            }
+            if n.gw_priority != 0 {
+                return Err(self.err(
+                    &at("gw_priority"),
+                    "not supported by berth: the first network (by priority) is the gateway",
+                ));
+            }
+            let mut aliases = n.aliases.clone();
+            for a in link_aliases(key) {
+                if !aliases.contains(&a) {
+                    aliases.push(a);
+                }
+            }
+            let non_empty = |s: &String| (!s.is_empty()).then(|| s.clone());
+            let mac = non_empty(&n.mac_address).or_else(|| {
+                if i == 0 {
+                    non_empty(&svc.mac_address)
+                } else {
+                    None
+                }
+            });
+            endpoints.push(EndpointConfig {
+                network: network_name(self.inst.project, key),
+                aliases,
+                ipv4_address: non_empty(&n.ipv4_address),
+                mac_address: mac,
+                interface_name: non_empty(&n.interface_name),
+            });
+        }
+        Ok((NetworkConfig::Private, endpoints))
+    }
+
+    /// `ports` (long syntax) through the same parser as `container run -p`. With
+    /// `network_mode: host` or `none` they are dropped, as the engine drops them.
+    fn ports(&self, network: &NetworkConfig) -> anyhow::Result<Vec<PortConfig>> {
+        let ports = &self.svc.ports;
+        match network {
+            _ if ports.is_empty() => return Ok(Vec::new()),
+            NetworkConfig::Host | NetworkConfig::None => return Ok(Vec::new()),
+            NetworkConfig::Container(_) | NetworkConfig::Join(_) => {
+                return Err(self.err(
+                    "ports",
+                    "cannot publish ports of a container that shares another's network",
+                ));
+            }
+            NetworkConfig::Private if self.svc.networks.is_empty() => {
+                return Err(self.err("ports", "publishing ports needs a network"));
+            }
+            NetworkConfig::Private => {}
+        }
+        let mut out = Vec::new();
+        for (i, p) in ports.iter().enumerate() {
+            let key = format!("ports[{i}]");
+            let mut spec = String::new();
+            if !p.host_ip.is_empty() {
+                if p.host_ip.contains(':') {
+                    spec.push_str(&format!("[{}]:", p.host_ip));
+                } else {
+                    spec.push_str(&format!("{}:", p.host_ip));
+                }
+            }
+            if !p.published.is_empty() || !p.host_ip.is_empty() {
+                spec.push_str(&format!("{}:", p.published));
+            }
+            let protocol = if p.protocol.is_empty() {
+                "tcp"
+            } else {
+                p.protocol.as_str()
+            };
+            spec.push_str(&format!("{}/{protocol}", p.target));
+            let configs =
+                crate::commands::container::port_configs(&spec).map_err(|e| self.err(&key, e))?;
+            out.extend(configs);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_compose::discovery::ConfigFile;
+    use berth_compose::loader::{self, LoadOptions};
+    use berth_engine::digest::Digest;
+    use berth_engine::images::ImageConfig;
+
+    fn load(yaml: &str) -> Project {
+        let files = vec![ConfigFile {
+            name: "/proj/compose.yaml".into(),
+            path: Some("/proj/compose.yaml".into()),
+            content: yaml.into(),
+        }];
+        let mut env = loader::Environment::new();
+        env.insert("FROM_SHELL".into(), "shell".into());
+        let mut opts = LoadOptions::new(files, PathBuf::from("/proj"), env);
+        opts.explicit_name = Some("demo".into());
+        match loader::load(&opts) {
+            Ok(l) => l.project,
+            Err(e) => panic!("test project does not load: {e}"),
+        }
+    }
+
+    fn image() -> ImageRecord {
+        ImageRecord {
+            id: Digest::of_bytes(b"image"),
+            manifest_digest: None,
+            repo_tags: Vec::new(),
+            repo_digests: Vec::new(),
+            created: None,
+            architecture: "amd64".into(),
+            os: "linux".into(),
+            variant: None,
+            config: ImageConfig {
+                entrypoint: Some(vec!["/entry".into()]),
+                cmd: Some(vec!["serve".into(), "--port=80".into()]),
+                env: vec!["PATH=/img/bin".into(), "A=image".into(), "B=image".into()],
+                working_dir: Some("/app".into()),
+                user: Some("app".into()),
+                volumes: vec!["/data".into(), "/cache".into()],
+                labels: BTreeMap::from([
+                    ("img".into(), "1".into()),
+                    ("shared".into(), "image".into()),
+                    (labels::PROJECT.into(), "spoofed".into()),
+                ]),
+                stop_signal: Some("SIGQUIT".into()),
+                ..Default::default()
+            },
+            layers: Vec::new(),
+            size: 0,
+        }
+    }
+
+    fn inst<'a>(
+        project: &'a Project,
+        image: &'a ImageRecord,
+        service: &'a str,
+    ) -> ServiceInstance<'a> {
+        ServiceInstance {
+            project,
+            service,
+            number: 2,
+            oneoff: false,
+            image,
+            config_hash: "abc123".into(),
+            working_dir: "/proj".into(),
+            config_files: vec!["/proj/compose.yaml".into(), "/proj/override.yaml".into()],
+            join_container: None,
+        }
+    }
+
+    fn convert(yaml: &str) -> anyhow::Result<ContainerConfig> {
+        let p = load(yaml);
+        let img = image();
+        container_config(&inst(&p, &img, "web"))
+    }
+
+    fn ok(yaml: &str) -> ContainerConfig {
+        match convert(yaml) {
+            Ok(c) => c,
+            Err(e) => panic!("conversion failed: {e:#}"),
+        }
+    }
+
+    fn err(yaml: &str) -> String {
+        match convert(yaml) {
+            Ok(c) => panic!("conversion succeeded: {c:?}"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn names() {
+        let p = load(
+            "services:\n  web: {image: x}\n  db: {image: x, container_name: the-db}\n\
+             networks:\n  back: {}\n  named: {name: custom}\n  ext: {external: true}\n\
+             volumes:\n  data: {}\n  old: {external: true}\n  n: {name: vol-n}\n",
+        );
+        assert_eq!(container_name(&p, "web", 3), "demo-web-3");
+        assert_eq!(container_name(&p, "db", 1), "the-db");
+        assert_eq!(network_name(&p, "back"), "demo_back");
+        assert_eq!(network_name(&p, "default"), "demo_default");
+        assert_eq!(network_name(&p, "named"), "custom");
+        assert_eq!(network_name(&p, "ext"), "ext");
+        assert_eq!(volume_name(&p, "data"), "demo_data");
+        assert_eq!(volume_name(&p, "old"), "old");
+        assert_eq!(volume_name(&p, "n"), "vol-n");
+    }
+
+    #[test]
+    fn defaults_come_from_the_image() {
+        let c = ok("services:\n  web:\n    image: busybox\n");
+        assert_eq!(c.id.len(), 64);
+        assert_eq!(c.name, "demo-web-2");
+        assert_eq!(c.image_name, "busybox");
+        assert_eq!(c.image_id, Some(Digest::of_bytes(b"image")));
+        assert_eq!(c.process.args, ["/entry", "serve", "--port=80"]);
+        assert_eq!(c.process.env, ["PATH=/img/bin", "A=image", "B=image"]);
+        assert_eq!(c.process.cwd, "/app");
+        assert_eq!(c.process.user, "app");
+        assert_eq!(c.hostname, "");
+        assert_eq!(c.stop_signal, "SIGQUIT");
+        assert_eq!(c.stop_timeout, None);
+        assert_eq!(c.restart.name, "no");
+        assert_eq!(c.log, LogConfig::default());
+        assert_eq!(c.cgroup_parent, "berth/demo");
+        assert!(!c.init && !c.read_only && !c.auto_remove);
+        assert_eq!(c.network, NetworkConfig::Private);
+        // The implicit default network.
+        assert_eq!(c.networks.len(), 1);
+        assert_eq!(c.networks[0].network, "demo_default");
+        assert!(c.networks[0].aliases.is_empty());
+        // Image VOLUMEs as anonymous volumes.
+        let targets: Vec<_> = c.mounts.iter().map(|m| m.target.as_str()).collect();
+        assert_eq!(targets, ["/data", "/cache"]);
+        assert!(c.mounts.iter().all(|m| matches!(
+            &m.kind,
+            MountKind::Volume { anonymous: true, name, .. } if name.len() == 64
+        )));
+    }
+
+    #[test]
+    fn entrypoint_and_command_override_as_docker() {
+        let c = ok("services:\n  web:\n    image: x\n    command: run 'a b'\n");
+        assert_eq!(c.process.args, ["/entry", "run", "a b"]);
+        // An entrypoint drops the image's CMD too.
+        let c = ok("services:\n  web:\n    image: x\n    entrypoint: [/bin/sh, -c]\n");
+        assert_eq!(c.process.args, ["/bin/sh", "-c"]);
+        let c = ok("services:\n  web:\n    image: x\n    entrypoint: /e\n    command: [x, y]\n");
+        assert_eq!(c.process.args, ["/e", "x", "y"]);
+        let e = err("services:\n  web:\n    image: x\n    entrypoint: []\n");
+        assert!(e.starts_with("service \"web\": command: "), "{e}");
+    }
+
+    #[test]
+    fn process_settings() {
+        let c = ok(
+            "services:\n  web:\n    image: x\n    environment:\n      A: svc\n      B:\n      \
+             C: 'x=y'\n      FROM_SHELL:\n    working_dir: /w\n    user: '1000:1000'\n    \
+             group_add: [audio, '44']\n    tty: true\n    stdin_open: true\n    hostname: h\n    \
+             domainname: example.org\n",
+        );
+        // B has no value (unset in the environment): the image's B goes, as with the engine.
+        assert_eq!(
+            c.process.env,
+            ["PATH=/img/bin", "A=svc", "C=x=y", "FROM_SHELL=shell"]
+        );
+        assert_eq!(c.process.cwd, "/w");
+        assert_eq!(c.process.user, "1000:1000");
+        assert_eq!(c.process.group_add, ["audio", "44"]);
+        assert!(c.process.tty && c.process.stdin_open);
+        assert_eq!(c.hostname, "h");
+        assert_eq!(c.domainname, "example.org");
+    }
+
+    #[test]
+    fn labels_layered_with_compose_labels_last() {
+        let c = ok(
+            "services:\n  web:\n    image: x\n    labels:\n      shared: svc\n      \
+             com.docker.compose.service: spoofed\n      mine: '1'\n",
+        );
+        let l = &c.labels;
+        assert_eq!(l["img"], "1");
+        assert_eq!(l["shared"], "svc");
+        assert_eq!(l["mine"], "1");
+        assert_eq!(l[labels::PROJECT], "demo");
+        assert_eq!(l[labels::SERVICE], "web");
+        assert_eq!(l[labels::CONTAINER_NUMBER], "2");
+        assert_eq!(l[labels::ONEOFF], "False");
+        assert_eq!(l[labels::CONFIG_HASH], "abc123");
+        assert_eq!(l[labels::WORKING_DIR], "/proj");
+        assert_eq!(
+            l[labels::CONFIG_FILES],
+            "/proj/compose.yaml,/proj/override.yaml"
+        );
+        assert_eq!(l[labels::VERSION], crate::commands::version::VERSION);
+        assert_eq!(l[labels::IMAGE], Digest::of_bytes(b"image").to_string());
+    }
+
+    #[test]
+    fn label_files_under_labels() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("labels");
+        std::fs::write(&file, "# c\nfrom_file=1\nshared=file\n").expect("write");
+        let c = ok(&format!(
+            "services:\n  web:\n    image: x\n    label_file: {}\n    labels: {{shared: svc}}\n",
+            file.display()
+        ));
+        assert_eq!(c.labels["from_file"], "1");
+        assert_eq!(c.labels["shared"], "svc");
+        let e = err("services:\n  web:\n    image: x\n    label_file: /nonexistent/l\n");
+        assert!(e.starts_with("service \"web\": label_file[0]: "), "{e}");
+    }
+
+    #[test]
+    fn oneoff_containers() {
+        let p = load("services:\n  web: {image: x, container_name: fixed}\n");
+        let img = image();
+        let mut i = inst(&p, &img, "web");
+        i.oneoff = true;
+        let c = container_config(&i).expect("converts");
+        assert_eq!(c.name, format!("demo-web-run-{}", &c.id[..12]));
+        assert_eq!(c.labels[labels::ONEOFF], "True");
+        let i = inst(&p, &img, "web");
+        assert_eq!(container_config(&i).expect("converts").name, "fixed");
+        let i = inst(&p, &img, "nope");
+        assert!(container_config(&i).is_err());
+    }
+
+    #[test]
+    fn volumes_long_and_short() {
+        let c = ok(
+            "services:\n  web:\n    image: x\n    volumes:\n      - data:/data:ro\n      \
+             - ext:/ext\n      - /anon\n      - ./src:/src\n      \
+             - type: volume\n        source: data\n        target: /sub\n        \
+             volume: {nocopy: true, subpath: a/b}\n      \
+             - type: bind\n        source: /host\n        target: /b\n        \
+             bind: {propagation: rshared, create_host_path: false}\n      \
+             - type: tmpfs\n        target: /t\n        tmpfs: {size: 1m, mode: 0o700}\n    \
+             tmpfs: [/run, '/tmp:size=64k,mode=1777,ro,noexec']\n\
+             volumes:\n  data: {}\n  ext: {external: true, name: outside}\n",
+        );
+        let m = |t: &str| {
+            c.mounts
+                .iter()
+                .find(|m| m.target == t)
+                .unwrap_or_else(|| panic!("no mount at {t}"))
+        };
+        assert_eq!(
+            m("/data"),
+            &MountConfig {
+                target: "/data".into(),
+                read_only: true,
+                kind: MountKind::Volume {
+                    name: "demo_data".into(),
+                    nocopy: false,
+                    anonymous: false,
+                    subpath: None
+                }
+            }
+        );
+        assert!(matches!(&m("/ext").kind, MountKind::Volume { name, .. } if name == "outside"));
+        assert!(matches!(
+            &m("/anon").kind,
+            MountKind::Volume {
+                anonymous: true,
+                ..
+            }
+        ));
+        assert_eq!(
+            m("/src").kind,
+            MountKind::Bind {
+                source: "/proj/src".into(),
+                propagation: None,
+                create_host_path: true
+            }
+        );
+        assert_eq!(
+            m("/sub").kind,
+            MountKind::Volume {
+                name: "demo_data".into(),
+                nocopy: true,
+                anonymous: false,
+                subpath: Some("a/b".into())
+            }
+        );
+        assert_eq!(
+            m("/b").kind,
+            MountKind::Bind {
+                source: "/host".into(),
+                propagation: Some("rshared".into()),
+                create_host_path: false
+            }
+        );
+        assert_eq!(
+            m("/t").kind,
+            MountKind::Tmpfs {
+                size: Some(1 << 20),
+                mode: Some(0o700)
+            }
+        );
+        assert_eq!(
+            m("/run").kind,
+            MountKind::Tmpfs {
+                size: None,
+                mode: None
+            }
+        );
+        assert!(m("/tmp").read_only);
+        assert_eq!(
+            m("/tmp").kind,
+            MountKind::Tmpfs {
+                size: Some(64 << 10),
+                mode: Some(0o1777)
+            }
+        );
+        // The image's /data is covered; /cache still gets an anonymous volume.
+        assert_eq!(c.mounts.iter().filter(|m| m.target == "/data").count(), 1);
+        assert!(matches!(
+            &m("/cache").kind,
+            MountKind::Volume {
+                anonymous: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bad_mounts_are_refused() {
+        let e = err("services:\n  web:\n    image: x\n    tmpfs: ['/t:exec']\n");
+        assert!(e.starts_with("service \"web\": tmpfs[0]: "), "{e}");
+        // The loader already merged `volumes` entries by target; `tmpfs` may still clash.
+        let e = err("services:\n  web:\n    image: x\n    volumes: [/a]\n    tmpfs: [/a/]\n");
+        assert!(e.contains("tmpfs[0]: duplicate mount point /a/"), "{e}");
+        let e = err(
+            "services:\n  web:\n    image: x\n    volumes:\n      - type: image\n        \
+             source: alpine\n        target: /i\n",
+        );
+        assert!(e.starts_with("service \"web\": volumes[0]: "), "{e}");
+        let e = err(
+            "services:\n  web:\n    image: x\n    volumes:\n      - type: volume\n        \
+             source: d\n        target: /i\n        volume: {subpath: ../x}\n\
+             volumes:\n  d: {}\n",
+        );
+        assert!(e.contains("subpath"), "{e}");
+    }
+
+    #[test]
+    fn security_and_resources() {
+        let c = ok(
+            "services:\n  web:\n    image: x\n    read_only: true\n    privileged: true\n    \
+             cap_add: [NET_ADMIN]\n    cap_drop: [ALL]\n    \
+             security_opt: ['no-new-privileges:true', 'seccomp:unconfined', 'label:disable']\n    \
+             mem_limit: 1g\n    memswap_limit: -1\n    mem_reservation: 100m\n    cpus: 0.1\n    \
+             cpu_shares: 512\n    cpuset: '0-1'\n    pids_limit: 50\n    oom_score_adj: -500\n    \
+             shm_size: 128m\n    ulimits:\n      nproc: 100\n      nofile: {soft: 10, hard: 20}\n      \
+             core: -1\n    sysctls: {net.core.somaxconn: '1024'}\n    \
+             devices: ['/dev/fuse', '/dev/a:/dev/b:r']\n    init: true\n    \
+             stop_signal: SIGINT\n    stop_grace_period: 1m30s\n",
+        );
+        assert!(c.read_only);
+        let s = &c.security;
+        assert!(s.privileged && s.no_new_privileges);
+        assert_eq!(s.cap_add, ["NET_ADMIN"]);
+        assert_eq!(s.cap_drop, ["ALL"]);
+        assert_eq!(s.seccomp, SeccompConfig::Unconfined);
+        let r = &c.resources;
+        assert_eq!(r.memory, Some(1 << 30));
+        assert_eq!(r.memory_swap, Some(-1));
+        assert_eq!(r.memory_reservation, Some(100 << 20));
+        assert_eq!(r.nano_cpus, Some(100_000_000));
+        assert_eq!(r.cpu_shares, Some(512));
+        assert_eq!(r.cpuset_cpus.as_deref(), Some("0-1"));
+        assert_eq!(r.pids_limit, Some(50));
+        assert_eq!(r.oom_score_adj, Some(-500));
+        assert_eq!(r.shm_size, Some(128 << 20));
+        assert_eq!(c.ulimits["nproc"], (100, 100));
+        assert_eq!(c.ulimits["nofile"], (10, 20));
+        assert_eq!(c.ulimits["core"], (u64::MAX, u64::MAX));
+        assert_eq!(c.sysctls["net.core.somaxconn"], "1024");
+        assert_eq!(
+            c.devices,
+            [
+                DeviceConfig {
+                    host_path: "/dev/fuse".into(),
+                    container_path: "/dev/fuse".into(),
+                    permissions: "rwm".into()
+                },
+                DeviceConfig {
+                    host_path: "/dev/a".into(),
+                    container_path: "/dev/b".into(),
+                    permissions: "r".into()
+                }
+            ]
+        );
+        assert!(c.init);
+        assert_eq!(c.stop_signal, "SIGINT");
+        assert_eq!(c.stop_timeout, Some(90));
+    }
+
+    #[test]
+    fn deploy_resources_win() {
+        let c = ok(
+            "services:\n  web:\n    image: x\n    mem_limit: 1g\n    cpus: 2\n    \
+             pids_limit: 5\n    mem_reservation: 1m\n    deploy:\n      resources:\n        \
+             limits: {memory: 512m, cpus: '1.5', pids: 9}\n        \
+             reservations: {memory: 2m, cpus: '0.5'}\n",
+        );
+        let r = &c.resources;
+        assert_eq!(r.memory, Some(512 << 20));
+        assert_eq!(r.nano_cpus, Some(1_500_000_000));
+        assert_eq!(r.pids_limit, Some(9));
+        assert_eq!(r.memory_reservation, Some(2 << 20));
+    }
+
+    #[test]
+    fn logging() {
+        let c = ok(
+            "services:\n  web:\n    image: x\n    logging:\n      driver: local\n      \
+             options: {max-size: 1m, max-file: '2', tag: x}\n",
+        );
+        assert_eq!(
+            c.log,
+            LogConfig {
+                driver: "local".into(),
+                max_size: 1 << 20,
+                max_file: 2
+            }
+        );
+        let e = err("services:\n  web:\n    image: x\n    logging: {driver: syslog}\n");
+        assert!(e.starts_with("service \"web\": logging.driver: "), "{e}");
+        let e = err("services:\n  web:\n    image: x\n    logging: {options: {max-file: '0'}}\n");
+        assert!(e.contains("logging.options.max-file"), "{e}");
+    }
+
+    #[test]
+    fn restart_policies() {
+        let c = ok("services:\n  web: {image: x, restart: 'on-failure:3'}\n");
+        assert_eq!(
+            (c.restart.name.as_str(), c.restart.max_retries),
+            ("on-failure", 3)
+        );
+        let c = ok("services:\n  web: {image: x, restart: unless-stopped}\n");
+        assert_eq!(c.restart.name, "unless-stopped");
+        let c = ok(
+            "services:\n  web:\n    image: x\n    restart: always\n    deploy:\n      \
+             restart_policy: {condition: on-failure, max_attempts: 4, delay: 5s, window: 1m}\n",
+        );
+        assert_eq!(
+            c.restart,
+            RestartPolicy {
+                name: "on-failure".into(),
+                max_retries: 4,
+                delay_ms: Some(5000),
+                window_ms: Some(60_000)
+            }
+        );
+        for (cond, want) in [("none", "no"), ("any", "always")] {
+            let c = ok(&format!(
+                "services:\n  web:\n    image: x\n    deploy:\n      \
+                 restart_policy: {{condition: {cond}}}\n"
+            ));
+            assert_eq!(c.restart.name, want);
+        }
+        let e = err("services:\n  web: {image: x, restart: sometimes}\n");
+        assert!(e.starts_with("service \"web\": restart: "), "{e}");
+    }
+
+    #[test]
+    fn networks_by_priority_with_aliases_and_links() {
+        let p = load(
+            "services:\n  web:\n    image: x\n    mac_address: 02:00:00:00:00:01\n    \
+             networks:\n      a:\n      b:\n        aliases: [www]\n        \
+             ipv4_address: 10.1.0.5\n        interface_name: eth9\n      \
+             c:\n        priority: 10\n        mac_address: 02:00:00:00:00:09\n  \
+             app:\n    image: x\n    links: ['web:site', 'web']\n    networks: [b]\n  \
+             other:\n    image: x\n    links: ['web:elsewhere']\n    networks: [a]\n\
+             networks:\n  a: {}\n  b: {name: bee}\n  c: {}\n",
+        );
+        let img = image();
+        let c = container_config(&inst(&p, &img, "web")).expect("converts");
+        let nets: Vec<_> = c.networks.iter().map(|n| n.network.as_str()).collect();
+        assert_eq!(nets, ["demo_c", "demo_a", "bee"]);
+        // The service's own MAC goes to the first network only when it has none of its own.
+        assert_eq!(
+            c.networks[0].mac_address.as_deref(),
+            Some("02:00:00:00:00:09")
+        );
+        assert_eq!(c.networks[1].mac_address, None);
+        assert_eq!(c.networks[1].aliases, ["elsewhere"]);
+        let b = &c.networks[2];
+        assert_eq!(b.aliases, ["www", "site"]);
+        assert_eq!(b.ipv4_address.as_deref(), Some("10.1.0.5"));
+        assert_eq!(b.interface_name.as_deref(), Some("eth9"));
+
+        let p = load("services:\n  web:\n    image: x\n    mac_address: 02:00:00:00:00:01\n");
+        let c = container_config(&inst(&p, &img, "web")).expect("converts");
+        assert_eq!(
+            c.networks[0].mac_address.as_deref(),
+            Some("02:00:00:00:00:01")
+        );
+    }
+
+    #[test]
+    fn network_modes() {
+        let c = ok("services:\n  web: {image: x, network_mode: host, ports: ['80:80']}\n");
+        assert_eq!(c.network, NetworkConfig::Host);
+        assert!(c.networks.is_empty() && c.ports.is_empty());
+        let c = ok("services:\n  web: {image: x, network_mode: none}\n");
+        assert_eq!(c.network, NetworkConfig::None);
+        assert!(c.networks.is_empty());
+
+        let yaml = "services:\n  db: {image: x}\n  web: {image: x, network_mode: 'service:db'}\n";
+        let e = err(yaml);
+        assert!(e.starts_with("service \"web\": network_mode: "), "{e}");
+        let p = load(yaml);
+        let img = image();
+        let mut i = inst(&p, &img, "web");
+        i.join_container = Some("f".repeat(64));
+        let c = container_config(&i).expect("converts");
+        assert_eq!(c.network, NetworkConfig::Container("f".repeat(64)));
+        assert!(c.networks.is_empty());
+
+        let e = err("services:\n  web: {image: x, network_mode: bridge}\n");
+        assert!(e.starts_with("service \"web\": network_mode: "), "{e}");
+        let e = err("services:\n  web:\n    image: x\n    networks:\n      \
+             default: {ipv6_address: 'fd00::5'}\n");
+        assert!(e.contains("networks.default.ipv6_address"), "{e}");
+    }
+
+    #[test]
+    fn ports() {
+        let c = ok(
+            "services:\n  web:\n    image: x\n    ports:\n      - '8080:80'\n      \
+             - '127.0.0.1::53/udp'\n      - 9000-9001:90-91\n      \
+             - {target: 443, published: '8443-8450', host_ip: 127.0.0.2}\n      - '7000'\n",
+        );
+        let got: Vec<_> = c
+            .ports
+            .iter()
+            .map(|p| {
+                (
+                    p.host_ip.as_deref(),
+                    p.host_port,
+                    p.container_port,
+                    p.protocol.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (None, Some(8080), 80, "tcp"),
+                (Some("127.0.0.1"), None, 53, "udp"),
+                (None, Some(9000), 90, "tcp"),
+                (None, Some(9001), 91, "tcp"),
+                (Some("127.0.0.2"), Some(8443), 443, "tcp"),
+                (None, None, 7000, "tcp"),
+            ]
+        );
+        let e = err("services:\n  web:\n    image: x\n    ports: ['1:1', '80/sctp']\n");
+        assert!(e.starts_with("service \"web\": ports[1]: "), "{e}");
+    }
+
+    #[test]
+    fn misc_keys() {
+        let c = ok(
+            "services:\n  web:\n    image: x\n    extra_hosts: ['a=1.2.3.4', 'b:5.6.7.8']\n    \
+             dns: 9.9.9.9\n    dns_search: [example.org]\n    dns_opt: [ndots:2]\n    \
+             cgroup_parent: custom\n    expose: ['81']\n",
+        );
+        assert_eq!(
+            c.extra_hosts,
+            [
+                ("a".to_string(), "1.2.3.4".to_string()),
+                ("b".to_string(), "5.6.7.8".to_string())
+            ]
+        );
+        assert_eq!(c.dns.servers, ["9.9.9.9"]);
+        assert_eq!(c.dns.search, ["example.org"]);
+        assert_eq!(c.dns.options, ["ndots:2"]);
+        assert_eq!(c.cgroup_parent, "custom");
+        assert!(c.ports.is_empty());
+    }
+
+    #[test]
+    fn unsupported_keys_are_refused() {
+        for (key, yaml) in [
+            ("pid", "pid: host"),
+            ("ipc", "ipc: host"),
+            ("userns_mode", "userns_mode: host"),
+            ("gpus", "gpus: all"),
+            ("volumes_from", "volumes_from: [other]"),
+            ("secrets", "secrets: [s]"),
+            ("configs", "configs: [c]"),
+        ] {
+            let e = err(&format!(
+                "services:\n  web:\n    image: x\n    {yaml}\n  other: {{image: x}}\n\
+                 secrets:\n  s: {{file: /etc/hostname}}\nconfigs:\n  c: {{file: /etc/hostname}}\n"
+            ));
+            assert_eq!(e, format!("service \"web\": {key}: not supported by berth"));
+        }
+        let e = err("services:\n  web:\n    build: .\n");
+        assert!(e.starts_with("service \"web\": build: "), "{e}");
+    }
+}

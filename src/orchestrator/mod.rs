@@ -1,0 +1,3 @@
+//! The orchestrator: compose services → containers.
+
+pub mod convert;
