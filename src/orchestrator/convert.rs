@@ -1493,6 +1493,20 @@ mod tests {
         );
         let e = err("services:\n  web:\n    image: x\n    ports: ['1:1', '80/sctp']\n");
         assert!(e.starts_with("service \"web\": ports[1]: "), "{e}");
+        // A project loaded without normalisation may leave a service on no network at all.
+        let mut p = load("services:\n  web: {image: x, ports: ['80']}\n");
+        if let Some(web) = p.services.get_mut("web") {
+            web.networks.clear();
+        }
+        let img = image();
+        let e = format!(
+            "{:#}",
+            container_config(&inst(&p, &img, "web")).unwrap_err()
+        );
+        assert_eq!(
+            e,
+            "service \"web\": ports: publishing ports needs a network"
+        );
     }
 
     #[test]
