@@ -59,6 +59,14 @@ pub enum Command {
     Login(crate::commands::login::LoginArgs),
     /// Log out from a registry
     Logout(crate::commands::login::LogoutArgs),
+    /// Stop and remove containers, networks
+    Down(crate::commands::down::DownArgs),
+    /// View output from containers
+    Logs(crate::commands::project_logs::ProjectLogsArgs),
+    /// List containers
+    Ps(crate::commands::ps::PsArgs),
+    /// Create and start containers
+    Up(crate::commands::up::UpArgs),
     /// Manage networks (create, ls, inspect, rm, prune, connect, disconnect)
     Network(crate::commands::network::NetworkArgs),
     /// Pull service images

@@ -22,3 +22,7 @@ pub const CONFIG_FILES: &str = "com.docker.compose.project.config_files";
 pub const VERSION: &str = "com.docker.compose.version";
 /// The image id (`sha256:…`) the container was created from.
 pub const IMAGE: &str = "com.docker.compose.image";
+/// A network's key in the compose file.
+pub const NETWORK: &str = "com.docker.compose.network";
+/// A volume's key in the compose file.
+pub const VOLUME: &str = "com.docker.compose.volume";

@@ -665,6 +665,24 @@ fn exit_code(
     Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(255))
 }
 
+/// A service's image by its `pull_policy` (or `up --pull`): `always` pulls, `never` only
+/// looks, `missing` (the default, and the `daily`/`weekly`/`every_*` policies between their
+/// refreshes) pulls when absent.
+pub fn image_for(ctx: &Ctx, image: &str, policy: &str) -> anyhow::Result<ImageRecord> {
+    match policy {
+        "always" => {
+            let reference = Reference::parse(image)?;
+            let rt = engine::runtime()?;
+            Ok(rt.block_on(ctx.engine.pull(&reference, None))?.image)
+        }
+        "never" => crate::commands::image::resolve(&ctx.engine, image).with_context(|| {
+            format!("image {image} is not present and its pull policy is \"never\"")
+        }),
+        "build" => bail!("pull_policy build: building images is not supported yet"),
+        _ => find_or_pull(ctx, image),
+    }
+}
+
 fn find_or_pull(ctx: &Ctx, image: &str) -> anyhow::Result<ImageRecord> {
     if let Ok(record) = crate::commands::image::resolve(&ctx.engine, image) {
         return Ok(record);
@@ -1325,7 +1343,7 @@ fn human_duration(d: Duration) -> String {
     }
 }
 
-fn ago(rfc: &str) -> String {
+pub fn ago(rfc: &str) -> String {
     since(rfc)
         .map(|d| format!("{} ago", human_duration(d)))
         .unwrap_or_default()

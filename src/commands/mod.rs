@@ -4,12 +4,16 @@
 pub mod config;
 pub mod container;
 pub mod container_ops;
+pub mod down;
 pub mod image;
 pub mod images;
 pub mod login;
 pub mod logs;
 pub mod network;
+pub mod project_logs;
+pub mod ps;
 pub mod pull;
+pub mod up;
 pub mod version;
 pub mod volume;
 

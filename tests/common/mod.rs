@@ -2,6 +2,8 @@
 //! imported, `berth` invocations against it, and the leak check run when it is dropped.
 #![allow(dead_code)]
 
+pub mod net;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

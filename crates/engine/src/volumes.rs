@@ -411,7 +411,8 @@ impl VolumeStore {
             })
     }
 
-    fn get_if_exists(&self, name: &str) -> Result<Option<Volume>, VolumeError> {
+    /// The volume named `name`, if there is one.
+    pub fn get_if_exists(&self, name: &str) -> Result<Option<Volume>, VolumeError> {
         if validate_name(name).is_err() {
             return Ok(None);
         }

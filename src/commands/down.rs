@@ -1,0 +1,117 @@
+//! `berth down`: stop and remove the project's containers (dependents first), its networks,
+//! and with `-v` its volumes.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use berth_engine::volumes::VolumeStore;
+use clap::Args;
+
+use crate::cli::Settings;
+use crate::commands::container::Ctx;
+use crate::orchestrator::convert;
+use crate::orchestrator::execute::{Progress, stop_and_remove, stop_parallel};
+use crate::orchestrator::observe::{Observed, project_containers};
+use crate::project::{self, LoadFlags};
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Remove named volumes declared in the "volumes" section of the Compose file and
+    /// anonymous volumes attached to containers
+    #[arg(short, long)]
+    pub volumes: bool,
+    /// Remove containers for services not defined in the Compose file
+    #[arg(long = "remove-orphans")]
+    pub remove_orphans: bool,
+    /// Specify a shutdown timeout in seconds
+    #[arg(short = 't', long)]
+    pub timeout: Option<u64>,
+    /// Remove images used by services ("local"|"all")
+    #[arg(long)]
+    pub rmi: Option<String>,
+    pub services: Vec<String>,
+}
+
+pub fn run(settings: &Settings, args: &DownArgs) -> anyhow::Result<u8> {
+    if args.rmi.is_some() {
+        bail!("--rmi is not supported yet");
+    }
+    let loaded = project::load(settings, &LoadFlags::default())?;
+    let project = &loaded.loaded.project;
+    let ctx = Ctx::open(settings)?;
+    let _lock = crate::commands::up::project_lock(ctx.root(), &project.name)?;
+    let timeout = args.timeout.map(Duration::from_secs);
+    let progress = Progress::new();
+    let all = project_containers(&ctx.store, &project.name)?;
+    let selected = |o: &Observed| args.services.is_empty() || args.services.iter().any(|s| s == o.service());
+    let known = |o: &Observed| project.services.contains_key(o.service());
+    let orphans: Vec<&Observed> = all.iter().filter(|o| !known(o) && !o.oneoff()).collect();
+    if !orphans.is_empty() && !args.remove_orphans && args.services.is_empty() {
+        crate::project::warn(&format!(
+            "Found orphan containers ({}) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.",
+            orphans.iter().map(|o| o.config.name.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    // Dependents first, level by level; orphans (with --remove-orphans) before all.
+    let levels = crate::commands::up::graph(project)?.stop_levels();
+    let mut batches: Vec<Vec<&Observed>> = Vec::new();
+    if args.remove_orphans {
+        batches.push(orphans.clone());
+    }
+    for level in &levels {
+        batches.push(
+            all.iter()
+                .filter(|o| level.iter().any(|s| s == o.service()) && selected(o))
+                .collect(),
+        );
+    }
+    for batch in &batches {
+        stop_parallel(&ctx, batch, timeout, &progress)?;
+    }
+    for o in batches.iter().flatten() {
+        stop_and_remove(&ctx, &o.dir, timeout, args.volumes)?;
+        progress.line("Container", &o.config.name, "Removed");
+    }
+    if !args.services.is_empty() {
+        return Ok(0);
+    }
+    // Networks the project made (external ones are never removed).
+    let store = crate::net::store(ctx.root()).map_err(anyhow::Error::msg)?;
+    let mut keys: Vec<String> = project.networks.keys().cloned().collect();
+    if project.services.values().any(|s| s.network_mode.is_empty() && s.networks.is_empty())
+        && !keys.iter().any(|k| k == "default")
+    {
+        keys.push("default".into());
+    }
+    for key in keys {
+        let def = project.networks.get(&key).cloned().flatten().unwrap_or_default();
+        if def.external.0 {
+            continue;
+        }
+        let name = convert::network_name(project, &key);
+        if store.get(&name)?.is_none() {
+            continue;
+        }
+        match crate::commands::network::remove_network(&ctx.engine.stores.root, &store, &name) {
+            Ok(()) => progress.line("Network", &name, "Removed"),
+            Err(e) => crate::project::warn(&format!("network {name}: {e:#}")),
+        }
+    }
+    if args.volumes {
+        let vstore = VolumeStore::open(&ctx.engine.stores.root)?;
+        let users = ctx.store.volume_users()?;
+        let users_of = |name: &str| users.get(name).cloned().unwrap_or_default();
+        for (key, def) in &project.volumes {
+            if def.as_ref().is_some_and(|d| d.external.0) {
+                continue;
+            }
+            let name = convert::volume_name(project, key);
+            if vstore.get_if_exists(&name)?.is_none() {
+                continue;
+            }
+            vstore.remove(&name, true, &users_of)?;
+            progress.line("Volume", &name, "Removed");
+        }
+    }
+    Ok(0)
+}

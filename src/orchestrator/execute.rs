@@ -1,0 +1,345 @@
+//! Execute: networks and volumes first, then the plan's removals, then its levels one after
+//! another, the operations of a level in parallel (one thread each: every operation is a
+//! few blocking engine calls). Progress lines as docker compose prints them.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use berth_compose::model::Project;
+use berth_engine::container::lifecycle;
+use berth_engine::container::store::ContainerDir;
+use berth_engine::images::ImageRecord;
+use berth_engine::volumes::{VolumeOptions, VolumeStore};
+use berth_net::ipam::SubnetConfig;
+use berth_net::network::CreateRequest;
+
+use crate::commands::container::Ctx;
+use crate::labels;
+use crate::orchestrator::convert::{self, ServiceInstance};
+use crate::orchestrator::observe::Observed;
+use crate::orchestrator::plan::Op;
+
+/// Progress lines on stderr (` ✔ Container p-web-1  Started`), one writer at a time.
+pub struct Progress {
+    lock: Mutex<()>,
+}
+
+impl Progress {
+    pub fn new() -> Progress {
+        Progress {
+            lock: Mutex::new(()),
+        }
+    }
+
+    pub fn line(&self, kind: &str, name: &str, what: &str) {
+        let _g = self.lock.lock();
+        let _ = writeln!(std::io::stderr(), " \u{2714} {kind} {name}  {what}");
+    }
+}
+
+/// What `up` needs to know beyond the project.
+pub struct UpContext<'a> {
+    pub ctx: &'a Ctx,
+    pub project: &'a Project,
+    pub working_dir: String,
+    pub config_files: Vec<String>,
+    pub images: BTreeMap<String, ImageRecord>,
+    pub hashes: BTreeMap<String, String>,
+    pub no_start: bool,
+    pub stop_timeout: Option<Duration>,
+    pub progress: Progress,
+}
+
+/// The project networks the services use (and `default` when a service has no
+/// `networks:`), created unless they exist; external ones must exist.
+pub fn ensure_networks(ctx: &Ctx, project: &Project, progress: &Progress) -> anyhow::Result<()> {
+    let root = &ctx.engine.stores.root;
+    let store = crate::net::store(root.path()).map_err(anyhow::Error::msg)?;
+    let mut used: Vec<String> = Vec::new();
+    for svc in project.services.values() {
+        if !svc.network_mode.is_empty() {
+            continue;
+        }
+        if svc.networks.is_empty() {
+            used.push("default".into());
+        }
+        used.extend(svc.networks.keys().cloned());
+    }
+    used.sort();
+    used.dedup();
+    for key in used {
+        let def = project.networks.get(&key).cloned().flatten().unwrap_or_default();
+        let name = convert::network_name(project, &key);
+        if def.external.0 {
+            if store.get(&name)?.is_none() {
+                bail!(
+                    "network {name} declared as external, but could not be found\nhint: create it with `berth network create {name}`"
+                );
+            }
+            continue;
+        }
+        if let Some(existing) = store.get(&name)? {
+            if existing.labels.get(labels::PROJECT).map(String::as_str) != Some(&project.name) {
+                crate::project::warn(&format!(
+                    "a network with name {name} exists but was not created by berth for this project.\nSet `external: true` to use an existing network"
+                ));
+            }
+            continue;
+        }
+        if !def.driver.is_empty() && def.driver != "bridge" {
+            bail!("network {key}: driver {:?} is not supported (bridge)", def.driver);
+        }
+        let ipam = match def.ipam.config.first() {
+            Some(pool) => Some(
+                SubnetConfig::from_compose(&pool.subnet, &pool.ip_range, &pool.gateway)
+                    .with_context(|| format!("network {key}: ipam"))?,
+            ),
+            None => None,
+        };
+        let mut net_labels: BTreeMap<String, String> = def
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        net_labels.insert(labels::PROJECT.into(), project.name.clone());
+        net_labels.insert(labels::NETWORK.into(), key.clone());
+        net_labels.insert(labels::VERSION.into(), crate::commands::version::VERSION.into());
+        let req = CreateRequest {
+            name: name.clone(),
+            driver: "bridge".into(),
+            ipam,
+            internal: def.internal,
+            enable_ipv6: def.enable_ipv6.unwrap_or(false),
+            labels: net_labels,
+            options: def
+                .driver_opts
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        crate::commands::network::create_network(root, &store, &req)
+            .with_context(|| format!("network {key}"))?;
+        progress.line("Network", &name, "Created");
+    }
+    Ok(())
+}
+
+/// The project's named volumes, created unless they exist; external ones must exist.
+pub fn ensure_volumes(ctx: &Ctx, project: &Project, progress: &Progress) -> anyhow::Result<()> {
+    let store = VolumeStore::open(&ctx.engine.stores.root)?;
+    for (key, def) in &project.volumes {
+        let def = def.clone().unwrap_or_default();
+        let name = convert::volume_name(project, key);
+        if def.external.0 {
+            if store.get_if_exists(&name)?.is_none() {
+                bail!(
+                    "external volume \"{name}\" not found\nhint: create it with `berth volume create {name}`"
+                );
+            }
+            continue;
+        }
+        if store.get_if_exists(&name)?.is_some() {
+            continue;
+        }
+        let mut opts = VolumeOptions::default();
+        for (k, v) in &def.labels {
+            opts.labels.insert(k.clone(), v.clone());
+        }
+        opts.labels.insert(labels::PROJECT.into(), project.name.clone());
+        opts.labels.insert(labels::VOLUME.into(), key.clone());
+        opts.labels
+            .insert(labels::VERSION.into(), crate::commands::version::VERSION.into());
+        if !def.driver.is_empty() && def.driver != "local" {
+            bail!("volume {key}: driver {:?} is not supported (local)", def.driver);
+        }
+        for (k, v) in &def.driver_opts {
+            opts.driver_opts.insert(k.clone(), v.clone());
+        }
+        store.create(&name, &opts)?;
+        progress.line("Volume", &name, "Created");
+    }
+    Ok(())
+}
+
+impl UpContext<'_> {
+    fn instance(&self, service: &str, number: u32) -> anyhow::Result<ServiceInstance<'_>> {
+        let image = self
+            .images
+            .get(service)
+            .with_context(|| format!("service {service}: no image"))?;
+        let svc = self
+            .project
+            .services
+            .get(service)
+            .with_context(|| format!("no service {service}"))?;
+        let join_container = match svc.network_mode.split_once(':') {
+            Some(("service", other)) => Some(self.running_container_of(other)?),
+            Some(("container", other)) => Some(self.ctx.resolve(other)?.id),
+            _ => None,
+        };
+        Ok(ServiceInstance {
+            project: self.project,
+            service,
+            number,
+            oneoff: false,
+            image,
+            config_hash: self.hashes.get(service).cloned().unwrap_or_default(),
+            working_dir: self.working_dir.clone(),
+            config_files: self.config_files.clone(),
+            join_container,
+        })
+    }
+
+    fn running_container_of(&self, service: &str) -> anyhow::Result<String> {
+        let all = crate::orchestrator::observe::project_containers(
+            &self.ctx.store,
+            &self.project.name,
+        )?;
+        all.iter()
+            .find(|o| o.service() == service && !o.oneoff() && o.running())
+            .or_else(|| all.iter().find(|o| o.service() == service && !o.oneoff()))
+            .map(|o| o.dir.id.clone())
+            .with_context(|| format!("service {service} has no container to share a network namespace with"))
+    }
+
+    fn create(&self, service: &str, number: u32) -> anyhow::Result<ContainerDir> {
+        let inst = self.instance(service, number)?;
+        let config = convert::container_config(&inst)?;
+        crate::commands::container::ensure_volumes(self.ctx, &config.mounts)?;
+        let dir = self.ctx.store.create(&config)?;
+        self.progress.line("Container", &config.name, "Created");
+        Ok(dir)
+    }
+
+    fn start(&self, dir: &ContainerDir) -> anyhow::Result<()> {
+        if self.no_start {
+            return Ok(());
+        }
+        let name = dir.config().map(|c| c.name).unwrap_or_else(|_| dir.id.clone());
+        lifecycle::detach(
+            lifecycle::start(&self.ctx.shim_exe, self.ctx.root(), dir, true)
+                .with_context(|| format!("container {name}"))?,
+        );
+        self.progress.line("Container", &name, "Started");
+        Ok(())
+    }
+
+    fn remove(&self, id: &str) -> anyhow::Result<()> {
+        let dir = self.ctx.store.dir_of(id);
+        let name = dir.config().map(|c| c.name).unwrap_or_else(|_| id.to_string());
+        stop_and_remove(self.ctx, &dir, self.stop_timeout, false)?;
+        self.progress.line("Container", &name, "Removed");
+        Ok(())
+    }
+
+    /// One operation of the plan.
+    pub fn run_op(&self, op: &Op) -> anyhow::Result<()> {
+        match op {
+            Op::Create { service, number } => {
+                let dir = self.create(service, *number)?;
+                self.start(&dir)
+            }
+            Op::Start { id, .. } => self.start(&self.ctx.store.dir_of(id)),
+            Op::Remove { id, .. } => self.remove(id),
+            Op::Recreate {
+                service,
+                number,
+                old,
+            } => {
+                // As docker compose: the old container stops and steps aside under a
+                // temporary name, the new one takes the name, then the old one goes.
+                let old_dir = self.ctx.store.dir_of(old);
+                let old_name = old_dir.config()?.name;
+                lifecycle::stop(&self.ctx.store, &old_dir, self.stop_timeout)
+                    .with_context(|| format!("stop {old_name}"))?;
+                self.ctx
+                    .store
+                    .rename(&old_dir, &format!("{}_{old_name}", &old[..12]))?;
+                let dir = match self.create(service, *number) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        let _ = self.ctx.store.rename(&old_dir, &old_name);
+                        return Err(e);
+                    }
+                };
+                stop_and_remove(self.ctx, &old_dir, self.stop_timeout, false)?;
+                self.progress.line("Container", &old_name, "Recreated");
+                self.start(&dir)
+            }
+        }
+    }
+
+    /// Runs operations in parallel; every error is reported, the first is returned.
+    pub fn run_parallel(&self, ops: &[Op]) -> anyhow::Result<()> {
+        let errors: Vec<anyhow::Error> = std::thread::scope(|s| {
+            let handles: Vec<_> = ops.iter().map(|op| s.spawn(move || self.run_op(op))).collect();
+            handles
+                .into_iter()
+                .filter_map(|h| match h.join() {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e),
+                    Err(_) => Some(anyhow::anyhow!("an operation panicked")),
+                })
+                .collect()
+        });
+        let mut errors = errors.into_iter();
+        match errors.next() {
+            None => Ok(()),
+            Some(first) => {
+                for e in errors {
+                    eprintln!("error: {e:#}");
+                }
+                Err(first)
+            }
+        }
+    }
+}
+
+/// Stops (gracefully, then kills) and removes a container; with `volumes`, its anonymous
+/// volumes too. Networking is released by its shim (and here again, for a dead shim).
+pub fn stop_and_remove(
+    ctx: &Ctx,
+    dir: &ContainerDir,
+    timeout: Option<Duration>,
+    volumes: bool,
+) -> anyhow::Result<()> {
+    let state = lifecycle::state(dir)?;
+    if matches!(
+        state.status,
+        berth_engine::container::Status::Running | berth_engine::container::Status::Paused
+    ) {
+        lifecycle::stop(&ctx.store, dir, timeout)?;
+    }
+    lifecycle::remove(&ctx.engine.stores.root, &ctx.store, dir, true, volumes)?;
+    crate::net::release(ctx.root(), &dir.id).map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
+/// Stops containers of one level in parallel.
+pub fn stop_parallel(ctx: &Ctx, containers: &[&Observed], timeout: Option<Duration>, progress: &Progress) -> anyhow::Result<()> {
+    let errors: Vec<anyhow::Error> = std::thread::scope(|s| {
+        let handles: Vec<_> = containers
+            .iter()
+            .map(|o| {
+                s.spawn(move || -> anyhow::Result<()> {
+                    if o.running() {
+                        lifecycle::stop(&ctx.store, &o.dir, timeout)?;
+                        progress.line("Container", &o.config.name, "Stopped");
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().ok().and_then(Result::err))
+            .collect()
+    });
+    match errors.into_iter().next() {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
+}

@@ -1,0 +1,333 @@
+//! End-to-end scenarios of the orchestrator (`up`, `down`, `ps`, `logs`) as root, in the style
+//! of docker/compose's `pkg/e2e`: one intent each, checks on observed state, polling instead
+//! of sleeps. Every command runs in a throw-away network namespace with its own state root;
+//! afterwards nothing of berth's is left (containers, networks, links, nft tables, DNS).
+
+use std::path::PathBuf;
+use std::process::Output;
+
+mod common;
+
+use common::net::*;
+use common::*;
+
+/// A project directory with a compose file, driven through one NetEnv.
+struct Compose {
+    e: NetEnv,
+    dir: PathBuf,
+    name: String,
+}
+
+impl Compose {
+    fn new(tag: &str, yaml: &str) -> Compose {
+        let e = NetEnv::new(tag);
+        let dir = e.env.tmp.path().join("project");
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = Compose {
+            e,
+            dir,
+            name: format!("p{tag}"),
+        };
+        c.write(yaml);
+        c
+    }
+
+    fn write(&self, yaml: &str) {
+        std::fs::write(self.dir.join("compose.yaml"), yaml.replace("IMAGE", IMAGE)).unwrap();
+    }
+
+    fn args<'a>(&'a self, verb: &[&'a str]) -> Vec<&'a str> {
+        let mut a = vec![
+            "--project-directory",
+            self.dir.to_str().unwrap(),
+            "-p",
+            self.name.as_str(),
+        ];
+        a.extend_from_slice(verb);
+        a
+    }
+
+    fn run(&self, verb: &[&str]) -> Output {
+        self.e.env.run(&self.args(verb))
+    }
+
+    fn ok(&self, verb: &[&str]) -> (String, String) {
+        let out = self.run(verb);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "berth {verb:?} failed ({:?}):\n{}{stderr}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        (String::from_utf8(out.stdout).unwrap(), stderr)
+    }
+
+    /// `ps -a --format json`, one value per container.
+    fn ps(&self) -> Vec<serde_json::Value> {
+        self.ok(&["ps", "-a", "--format", "json"])
+            .0
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn ids(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .ps()
+            .iter()
+            .map(|c| {
+                (
+                    c["Name"].as_str().unwrap().to_string(),
+                    c["ID"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Compose {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let out = self.run(&["down", "-v", "--remove-orphans", "-t", "1"]);
+            assert!(
+                out.status.success(),
+                "down: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(self.e.ok(&["container", "ls", "-a", "-q"]), "", "down left containers");
+            assert_eq!(self.e.ok(&["network", "ls", "-q"]), "", "down left networks");
+        }
+    }
+}
+
+const WEB_AND_CLIENT: &str = r#"
+services:
+  web:
+    image: IMAGE
+    command: ["sh", "-c", "mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 80 -h /www"]
+    ports: ["127.0.0.1:18090:80"]
+  client:
+    image: IMAGE
+    command: ["sleep", "600"]
+    depends_on: [web]
+volumes:
+  data: {}
+"#;
+
+#[test]
+fn up_is_idempotent_and_down_leaves_nothing() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new("idem", WEB_AND_CLIENT);
+    let (_, err) = c.ok(&["up", "-d"]);
+    assert!(err.contains("Network pidem_default  Created"), "{err}");
+    assert!(err.contains("Container pidem-web-1  Started"), "{err}");
+    let first = c.ids();
+    assert_eq!(
+        first.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["pidem-client-1", "pidem-web-1"]
+    );
+    let ps = c.ps();
+    assert!(ps.iter().all(|p| p["State"] == "running"), "{ps:?}");
+    // Unchanged: nothing is recreated.
+    let (_, err) = c.ok(&["up", "-d"]);
+    assert!(!err.contains("Created") && err.contains("Running"), "{err}");
+    assert_eq!(c.ids(), first);
+    // The client reaches web by its service name, and the host by the published port.
+    let out = c.e.ok(&[
+        "container", "exec", "pidem-client-1", "wget", "-q", "-O", "-", "http://web/",
+    ]);
+    assert_eq!(out, "hello-from-web\n");
+    let table = c.ok(&["ps"]).0;
+    assert!(table.contains("127.0.0.1:18090->80/tcp"), "{table}");
+    let (_, err) = c.ok(&["down"]);
+    assert!(err.contains("Container pidem-web-1  Removed"), "{err}");
+    assert!(err.contains("Network pidem_default  Removed"), "{err}");
+    assert!(c.ps().is_empty());
+    // down again: nothing to do, still fine.
+    c.ok(&["down"]);
+}
+
+#[test]
+fn a_changed_service_is_recreated_alone() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new("recr", WEB_AND_CLIENT);
+    c.ok(&["up", "-d"]);
+    let before = c.ids();
+    c.write(&WEB_AND_CLIENT.replace(r#"command: ["sleep", "600"]"#, r#"command: ["sleep", "601"]"#));
+    let (_, err) = c.ok(&["up", "-d"]);
+    assert!(err.contains("Recreated"), "{err}");
+    let after = c.ids();
+    assert_eq!(before[1], after[1], "web must be untouched");
+    assert_ne!(before[0].1, after[0].1, "client must be a new container");
+    assert_eq!(after[0].0, "precr-client-1");
+}
+
+#[test]
+fn scale_up_and_down_keeps_the_lowest_numbers() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "scale",
+        "services:\n  w:\n    image: IMAGE\n    command: [\"sleep\", \"600\"]\n",
+    );
+    c.ok(&["up", "-d", "--scale", "w=3"]);
+    let names: Vec<String> = c.ids().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["pscale-w-1", "pscale-w-2", "pscale-w-3"]);
+    // All three answer on the service name.
+    let (code, out, _) = c.e.sh(&["--network", "pscale_default"], "nslookup w");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.matches("Name:").count(), 3, "{out}");
+    c.ok(&["up", "-d", "--scale", "w=1"]);
+    let names: Vec<String> = c.ids().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["pscale-w-1"]);
+}
+
+#[test]
+fn orphans_are_reported_then_removed_on_request() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new("orph", WEB_AND_CLIENT);
+    c.ok(&["up", "-d"]);
+    c.write(
+        "services:\n  web:\n    image: IMAGE\n    command: [\"sleep\", \"600\"]\n    ports: [\"127.0.0.1:18091:80\"]\n",
+    );
+    let (_, err) = c.ok(&["up", "-d"]);
+    assert!(err.contains("Found orphan containers (porph-client-1)"), "{err}");
+    assert_eq!(c.ids().len(), 2);
+    c.ok(&["up", "-d", "--remove-orphans"]);
+    let names: Vec<String> = c.ids().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["porph-web-1"]);
+}
+
+#[test]
+fn network_mode_service_shares_the_namespace() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "nsm",
+        r#"
+services:
+  app:
+    image: IMAGE
+    command: ["sh", "-c", "mkdir -p /www && echo shared > /www/index.html && exec httpd -f -p 8080 -h /www"]
+  side:
+    image: IMAGE
+    command: ["sleep", "600"]
+    network_mode: "service:app"
+    depends_on: [app]
+"#,
+    );
+    c.ok(&["up", "-d"]);
+    // side sees app's httpd on its own loopback, and app's interface.
+    let out = c.e.ok(&[
+        "container", "exec", "pnsm-side-1", "wget", "-q", "-O", "-", "http://127.0.0.1:8080/",
+    ]);
+    assert_eq!(out, "shared\n");
+    let app = c.e.ok(&["container", "exec", "pnsm-app-1", "ip", "-o", "-4", "addr"]);
+    let side = c.e.ok(&["container", "exec", "pnsm-side-1", "ip", "-o", "-4", "addr"]);
+    assert_eq!(app, side);
+}
+
+#[test]
+fn completed_successfully_orders_and_fails_up() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "done",
+        r#"
+services:
+  init:
+    image: IMAGE
+    command: ["sh", "-c", "sleep 0.3; echo init-done"]
+  app:
+    image: IMAGE
+    command: ["sleep", "600"]
+    depends_on:
+      init:
+        condition: service_completed_successfully
+"#,
+    );
+    c.ok(&["up", "-d"]);
+    let ps = c.ps();
+    let init = ps.iter().find(|p| p["Service"] == "init").unwrap();
+    let app = ps.iter().find(|p| p["Service"] == "app").unwrap();
+    assert_eq!(init["State"], "exited");
+    assert_eq!(app["State"], "running");
+    let (logs, _) = c.ok(&["logs", "--no-color", "init"]);
+    assert_eq!(logs, "init-1  | init-done\n");
+    c.ok(&["down"]);
+    c.write(
+        &r#"
+services:
+  init:
+    image: IMAGE
+    command: ["sh", "-c", "exit 3"]
+  app:
+    image: IMAGE
+    command: ["sleep", "600"]
+    depends_on:
+      init:
+        condition: service_completed_successfully
+"#,
+    );
+    let out = c.run(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("\"init\" didn't complete successfully: exit 3") && err.contains("app"), "{err}");
+}
+
+#[test]
+fn external_network_must_exist_and_is_kept() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "ext",
+        r#"
+services:
+  a:
+    image: IMAGE
+    command: ["sleep", "600"]
+    networks: [shared]
+networks:
+  shared:
+    external: true
+    name: outside
+"#,
+    );
+    let out = c.run(&["up", "-d"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("network outside declared as external"));
+    assert!(c.ps().is_empty(), "nothing is created when a network is missing");
+    c.e.ok(&["network", "create", "outside"]);
+    c.ok(&["up", "-d"]);
+    c.ok(&["down"]);
+    assert_eq!(c.e.ok(&["network", "ls", "-q"]).lines().count(), 1, "down kept the external network");
+    c.e.ok(&["network", "rm", "outside"]);
+}
+
+#[test]
+fn concurrent_ups_make_one_set_of_containers() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new("conc", WEB_AND_CLIENT);
+    let outs: Vec<Output> = std::thread::scope(|s| {
+        let h: Vec<_> = (0..2).map(|_| s.spawn(|| c.run(&["up", "-d"]))).collect();
+        h.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for o in &outs {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(c.ids().len(), 2);
+}
