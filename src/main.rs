@@ -7,6 +7,7 @@ mod dnsd;
 mod engine;
 mod labels;
 mod net;
+mod orchestrator;
 mod progress;
 mod project;
 

@@ -1,0 +1,3 @@
+//! The orchestrator: from a compose project to running containers.
+
+pub mod plan;
