@@ -97,8 +97,16 @@ impl Drop for Compose {
                 "down: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            assert_eq!(self.e.ok(&["container", "ls", "-a", "-q"]), "", "down left containers");
-            assert_eq!(self.e.ok(&["network", "ls", "-q"]), "", "down left networks");
+            assert_eq!(
+                self.e.ok(&["container", "ls", "-a", "-q"]),
+                "",
+                "down left containers"
+            );
+            assert_eq!(
+                self.e.ok(&["network", "ls", "-q"]),
+                "",
+                "down left networks"
+            );
         }
     }
 }
@@ -139,7 +147,14 @@ fn up_is_idempotent_and_down_leaves_nothing() {
     assert_eq!(c.ids(), first);
     // The client reaches web by its service name, and the host by the published port.
     let out = c.e.ok(&[
-        "container", "exec", "pidem-client-1", "wget", "-q", "-O", "-", "http://web/",
+        "container",
+        "exec",
+        "pidem-client-1",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        "http://web/",
     ]);
     assert_eq!(out, "hello-from-web\n");
     let table = c.ok(&["ps"]).0;
@@ -160,7 +175,10 @@ fn a_changed_service_is_recreated_alone() {
     let c = Compose::new("recr", WEB_AND_CLIENT);
     c.ok(&["up", "-d"]);
     let before = c.ids();
-    c.write(&WEB_AND_CLIENT.replace(r#"command: ["sleep", "600"]"#, r#"command: ["sleep", "601"]"#));
+    c.write(&WEB_AND_CLIENT.replace(
+        r#"command: ["sleep", "600"]"#,
+        r#"command: ["sleep", "601"]"#,
+    ));
     let (_, err) = c.ok(&["up", "-d"]);
     assert!(err.contains("Recreated"), "{err}");
     let after = c.ids();
@@ -201,7 +219,10 @@ fn orphans_are_reported_then_removed_on_request() {
         "services:\n  web:\n    image: IMAGE\n    command: [\"sleep\", \"600\"]\n    ports: [\"127.0.0.1:18091:80\"]\n",
     );
     let (_, err) = c.ok(&["up", "-d"]);
-    assert!(err.contains("Found orphan containers (porph-client-1)"), "{err}");
+    assert!(
+        err.contains("Found orphan containers (porph-client-1)"),
+        "{err}"
+    );
     assert_eq!(c.ids().len(), 2);
     c.ok(&["up", "-d", "--remove-orphans"]);
     let names: Vec<String> = c.ids().into_iter().map(|(n, _)| n).collect();
@@ -230,11 +251,20 @@ services:
     c.ok(&["up", "-d"]);
     // side sees app's httpd on its own loopback, and app's interface.
     let out = c.e.ok(&[
-        "container", "exec", "pnsm-side-1", "wget", "-q", "-O", "-", "http://127.0.0.1:8080/",
+        "container",
+        "exec",
+        "pnsm-side-1",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        "http://127.0.0.1:8080/",
     ]);
     assert_eq!(out, "shared\n");
-    let app = c.e.ok(&["container", "exec", "pnsm-app-1", "ip", "-o", "-4", "addr"]);
-    let side = c.e.ok(&["container", "exec", "pnsm-side-1", "ip", "-o", "-4", "addr"]);
+    let app =
+        c.e.ok(&["container", "exec", "pnsm-app-1", "ip", "-o", "-4", "addr"]);
+    let side =
+        c.e.ok(&["container", "exec", "pnsm-side-1", "ip", "-o", "-4", "addr"]);
     assert_eq!(app, side);
 }
 
@@ -284,7 +314,10 @@ services:
     let out = c.run(&["up", "-d"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("\"init\" didn't complete successfully: exit 3") && err.contains("app"), "{err}");
+    assert!(
+        err.contains("\"init\" didn't complete successfully: exit 3") && err.contains("app"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -308,11 +341,18 @@ networks:
     );
     let out = c.run(&["up", "-d"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("network outside declared as external"));
-    assert!(c.ps().is_empty(), "nothing is created when a network is missing");
+    assert!(
+        c.ps().is_empty(),
+        "nothing is created when a network is missing"
+    );
     c.e.ok(&["network", "create", "outside"]);
     c.ok(&["up", "-d"]);
     c.ok(&["down"]);
-    assert_eq!(c.e.ok(&["network", "ls", "-q"]).lines().count(), 1, "down kept the external network");
+    assert_eq!(
+        c.e.ok(&["network", "ls", "-q"]).lines().count(),
+        1,
+        "down kept the external network"
+    );
     c.e.ok(&["network", "rm", "outside"]);
 }
 

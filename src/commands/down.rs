@@ -43,13 +43,18 @@ pub fn run(settings: &Settings, args: &DownArgs) -> anyhow::Result<u8> {
     let timeout = args.timeout.map(Duration::from_secs);
     let progress = Progress::new();
     let all = project_containers(&ctx.store, &project.name)?;
-    let selected = |o: &Observed| args.services.is_empty() || args.services.iter().any(|s| s == o.service());
+    let selected =
+        |o: &Observed| args.services.is_empty() || args.services.iter().any(|s| s == o.service());
     let known = |o: &Observed| project.services.contains_key(o.service());
     let orphans: Vec<&Observed> = all.iter().filter(|o| !known(o) && !o.oneoff()).collect();
     if !orphans.is_empty() && !args.remove_orphans && args.services.is_empty() {
         crate::project::warn(&format!(
             "Found orphan containers ({}) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up.",
-            orphans.iter().map(|o| o.config.name.as_str()).collect::<Vec<_>>().join(", ")
+            orphans
+                .iter()
+                .map(|o| o.config.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     // Dependents first, level by level; orphans (with --remove-orphans) before all.
@@ -78,13 +83,21 @@ pub fn run(settings: &Settings, args: &DownArgs) -> anyhow::Result<u8> {
     // Networks the project made (external ones are never removed).
     let store = crate::net::store(ctx.root()).map_err(anyhow::Error::msg)?;
     let mut keys: Vec<String> = project.networks.keys().cloned().collect();
-    if project.services.values().any(|s| s.network_mode.is_empty() && s.networks.is_empty())
+    if project
+        .services
+        .values()
+        .any(|s| s.network_mode.is_empty() && s.networks.is_empty())
         && !keys.iter().any(|k| k == "default")
     {
         keys.push("default".into());
     }
     for key in keys {
-        let def = project.networks.get(&key).cloned().flatten().unwrap_or_default();
+        let def = project
+            .networks
+            .get(&key)
+            .cloned()
+            .flatten()
+            .unwrap_or_default();
         if def.external.0 {
             continue;
         }

@@ -115,11 +115,20 @@ pub fn run(settings: &Settings, args: &ProjectLogsArgs) -> anyhow::Result<u8> {
     };
     let opts = ReadOptions {
         tail,
-        since: args.since.as_deref().map(|s| parse_time(s, now)).transpose()?,
-        until: args.until.as_deref().map(|s| parse_time(s, now)).transpose()?,
+        since: args
+            .since
+            .as_deref()
+            .map(|s| parse_time(s, now))
+            .transpose()?,
+        until: args
+            .until
+            .as_deref()
+            .map(|s| parse_time(s, now))
+            .transpose()?,
         follow: args.follow,
     };
-    let color = !args.no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let color =
+        !args.no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let prefixes = prefixes(&containers, args.no_log_prefix, color);
     let out = Mutex::new(());
     if !args.follow {

@@ -52,12 +52,18 @@ pub fn run(settings: &Settings, args: &PsArgs) -> anyhow::Result<u8> {
     }
     let containers: Vec<_> = project_containers(&ctx.store, &project.name)?
         .into_iter()
-        .filter(|o| args.service_names.is_empty() || args.service_names.iter().any(|s| s == o.service()))
+        .filter(|o| {
+            args.service_names.is_empty() || args.service_names.iter().any(|s| s == o.service())
+        })
         .filter(|o| {
             if !statuses.is_empty() {
                 return statuses.iter().any(|s| s == o.state.status.as_str());
             }
-            args.all || matches!(o.state.status, Status::Running | Status::Paused | Status::Restarting)
+            args.all
+                || matches!(
+                    o.state.status,
+                    Status::Running | Status::Paused | Status::Restarting
+                )
         })
         .collect();
     let mut out = std::io::stdout().lock();
@@ -84,7 +90,10 @@ pub fn run(settings: &Settings, args: &PsArgs) -> anyhow::Result<u8> {
             .iter()
             .flat_map(|e| e.ports.iter())
             .map(|p| {
-                let ip = p.host_ip.map(|i| i.to_string()).unwrap_or_else(|| "0.0.0.0".into());
+                let ip = p
+                    .host_ip
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "0.0.0.0".into());
                 format!("{ip}:{}->{}/{}", p.host_port, p.container_port, p.protocol)
             })
             .collect();
@@ -124,9 +133,11 @@ pub fn run(settings: &Settings, args: &PsArgs) -> anyhow::Result<u8> {
         }
         "table" => {
             let mut rows = vec![
-                ["NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS"]
-                    .map(String::from)
-                    .to_vec(),
+                [
+                    "NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS",
+                ]
+                .map(String::from)
+                .to_vec(),
             ];
             for o in &containers {
                 rows.push(vec![

@@ -68,16 +68,18 @@ pub fn project_lock(root: &std::path::Path, project: &str) -> anyhow::Result<Loc
 
 /// The service graph of `project`.
 pub fn graph(project: &Project) -> anyhow::Result<ServiceGraph> {
-    Ok(ServiceGraph::new(project.services.iter().map(|(name, s)| {
-        (
-            name.clone(),
-            s.depends_on
-                .iter()
-                .filter(|(dep, d)| d.required || project.services.contains_key(*dep))
-                .map(|(dep, _)| dep.clone())
-                .collect(),
-        )
-    }))?)
+    Ok(ServiceGraph::new(project.services.iter().map(
+        |(name, s)| {
+            (
+                name.clone(),
+                s.depends_on
+                    .iter()
+                    .filter(|(dep, d)| d.required || project.services.contains_key(*dep))
+                    .map(|(dep, _)| dep.clone())
+                    .collect(),
+            )
+        },
+    ))?)
 }
 
 /// The config hash of every service.
@@ -252,11 +254,7 @@ pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
     let up = UpContext {
         ctx: &ctx,
         project,
-        working_dir: loaded
-            .discovered
-            .project_dir
-            .display()
-            .to_string(),
+        working_dir: loaded.discovered.project_dir.display().to_string(),
         config_files: loaded
             .discovered
             .files
@@ -298,9 +296,9 @@ fn wait_for_completion(
         .collect();
     for service in started {
         let awaited = desired.iter().any(|d| {
-            d.depends_on
-                .iter()
-                .any(|dep| dep.service == service && dep.condition == Condition::CompletedSuccessfully)
+            d.depends_on.iter().any(|dep| {
+                dep.service == service && dep.condition == Condition::CompletedSuccessfully
+            })
         });
         if !awaited {
             continue;
@@ -309,8 +307,8 @@ fn wait_for_completion(
             if o.service() != service || o.oneoff() {
                 continue;
             }
-            let code =
-                berth_engine::container::lifecycle::wait(&up.ctx.store, &o.dir, None)?.unwrap_or(255);
+            let code = berth_engine::container::lifecycle::wait(&up.ctx.store, &o.dir, None)?
+                .unwrap_or(255);
             if code != 0 {
                 let dependents: Vec<&str> = desired
                     .iter()

@@ -9,7 +9,6 @@
 //! matter elsewhere (`depends_on`, `healthcheck`, `scale`, …) or never on Linux are ignored.
 
 // Wired into `up`/`run` by the orchestrator; until then only the tests use this module.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

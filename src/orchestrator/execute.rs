@@ -71,7 +71,12 @@ pub fn ensure_networks(ctx: &Ctx, project: &Project, progress: &Progress) -> any
     used.sort();
     used.dedup();
     for key in used {
-        let def = project.networks.get(&key).cloned().flatten().unwrap_or_default();
+        let def = project
+            .networks
+            .get(&key)
+            .cloned()
+            .flatten()
+            .unwrap_or_default();
         let name = convert::network_name(project, &key);
         if def.external.0 {
             if store.get(&name)?.is_none() {
@@ -90,7 +95,10 @@ pub fn ensure_networks(ctx: &Ctx, project: &Project, progress: &Progress) -> any
             continue;
         }
         if !def.driver.is_empty() && def.driver != "bridge" {
-            bail!("network {key}: driver {:?} is not supported (bridge)", def.driver);
+            bail!(
+                "network {key}: driver {:?} is not supported (bridge)",
+                def.driver
+            );
         }
         let ipam = match def.ipam.config.first() {
             Some(pool) => Some(
@@ -106,7 +114,10 @@ pub fn ensure_networks(ctx: &Ctx, project: &Project, progress: &Progress) -> any
             .collect();
         net_labels.insert(labels::PROJECT.into(), project.name.clone());
         net_labels.insert(labels::NETWORK.into(), key.clone());
-        net_labels.insert(labels::VERSION.into(), crate::commands::version::VERSION.into());
+        net_labels.insert(
+            labels::VERSION.into(),
+            crate::commands::version::VERSION.into(),
+        );
         let req = CreateRequest {
             name: name.clone(),
             driver: "bridge".into(),
@@ -148,12 +159,18 @@ pub fn ensure_volumes(ctx: &Ctx, project: &Project, progress: &Progress) -> anyh
         for (k, v) in &def.labels {
             opts.labels.insert(k.clone(), v.clone());
         }
-        opts.labels.insert(labels::PROJECT.into(), project.name.clone());
-        opts.labels.insert(labels::VOLUME.into(), key.clone());
         opts.labels
-            .insert(labels::VERSION.into(), crate::commands::version::VERSION.into());
+            .insert(labels::PROJECT.into(), project.name.clone());
+        opts.labels.insert(labels::VOLUME.into(), key.clone());
+        opts.labels.insert(
+            labels::VERSION.into(),
+            crate::commands::version::VERSION.into(),
+        );
         if !def.driver.is_empty() && def.driver != "local" {
-            bail!("volume {key}: driver {:?} is not supported (local)", def.driver);
+            bail!(
+                "volume {key}: driver {:?} is not supported (local)",
+                def.driver
+            );
         }
         for (k, v) in &def.driver_opts {
             opts.driver_opts.insert(k.clone(), v.clone());
@@ -165,7 +182,11 @@ pub fn ensure_volumes(ctx: &Ctx, project: &Project, progress: &Progress) -> anyh
 }
 
 impl UpContext<'_> {
-    fn instance(&self, service: &str, number: u32) -> anyhow::Result<ServiceInstance<'_>> {
+    fn instance<'s>(
+        &'s self,
+        service: &'s str,
+        number: u32,
+    ) -> anyhow::Result<ServiceInstance<'s>> {
         let image = self
             .images
             .get(service)
@@ -194,15 +215,15 @@ impl UpContext<'_> {
     }
 
     fn running_container_of(&self, service: &str) -> anyhow::Result<String> {
-        let all = crate::orchestrator::observe::project_containers(
-            &self.ctx.store,
-            &self.project.name,
-        )?;
+        let all =
+            crate::orchestrator::observe::project_containers(&self.ctx.store, &self.project.name)?;
         all.iter()
             .find(|o| o.service() == service && !o.oneoff() && o.running())
             .or_else(|| all.iter().find(|o| o.service() == service && !o.oneoff()))
             .map(|o| o.dir.id.clone())
-            .with_context(|| format!("service {service} has no container to share a network namespace with"))
+            .with_context(|| {
+                format!("service {service} has no container to share a network namespace with")
+            })
     }
 
     fn create(&self, service: &str, number: u32) -> anyhow::Result<ContainerDir> {
@@ -218,7 +239,10 @@ impl UpContext<'_> {
         if self.no_start {
             return Ok(());
         }
-        let name = dir.config().map(|c| c.name).unwrap_or_else(|_| dir.id.clone());
+        let name = dir
+            .config()
+            .map(|c| c.name)
+            .unwrap_or_else(|_| dir.id.clone());
         lifecycle::detach(
             lifecycle::start(&self.ctx.shim_exe, self.ctx.root(), dir, true)
                 .with_context(|| format!("container {name}"))?,
@@ -229,7 +253,10 @@ impl UpContext<'_> {
 
     fn remove(&self, id: &str) -> anyhow::Result<()> {
         let dir = self.ctx.store.dir_of(id);
-        let name = dir.config().map(|c| c.name).unwrap_or_else(|_| id.to_string());
+        let name = dir
+            .config()
+            .map(|c| c.name)
+            .unwrap_or_else(|_| id.to_string());
         stop_and_remove(self.ctx, &dir, self.stop_timeout, false)?;
         self.progress.line("Container", &name, "Removed");
         Ok(())
@@ -275,7 +302,10 @@ impl UpContext<'_> {
     /// Runs operations in parallel; every error is reported, the first is returned.
     pub fn run_parallel(&self, ops: &[Op]) -> anyhow::Result<()> {
         let errors: Vec<anyhow::Error> = std::thread::scope(|s| {
-            let handles: Vec<_> = ops.iter().map(|op| s.spawn(move || self.run_op(op))).collect();
+            let handles: Vec<_> = ops
+                .iter()
+                .map(|op| s.spawn(move || self.run_op(op)))
+                .collect();
             handles
                 .into_iter()
                 .filter_map(|h| match h.join() {
@@ -319,7 +349,12 @@ pub fn stop_and_remove(
 }
 
 /// Stops containers of one level in parallel.
-pub fn stop_parallel(ctx: &Ctx, containers: &[&Observed], timeout: Option<Duration>, progress: &Progress) -> anyhow::Result<()> {
+pub fn stop_parallel(
+    ctx: &Ctx,
+    containers: &[&Observed],
+    timeout: Option<Duration>,
+    progress: &Progress,
+) -> anyhow::Result<()> {
     let errors: Vec<anyhow::Error> = std::thread::scope(|s| {
         let handles: Vec<_> = containers
             .iter()

@@ -17,7 +17,11 @@ pub struct Observed {
 
 impl Observed {
     fn label(&self, key: &str) -> &str {
-        self.config.labels.get(key).map(String::as_str).unwrap_or("")
+        self.config
+            .labels
+            .get(key)
+            .map(String::as_str)
+            .unwrap_or("")
     }
 
     /// The compose service.
@@ -62,10 +66,7 @@ impl Observed {
 }
 
 /// Every container labelled with project `project`, by service then number.
-pub fn project_containers(
-    store: &ContainerStore,
-    project: &str,
-) -> anyhow::Result<Vec<Observed>> {
+pub fn project_containers(store: &ContainerStore, project: &str) -> anyhow::Result<Vec<Observed>> {
     let mut out = Vec::new();
     for id in store.ids()? {
         let dir = store.dir_of(&id);

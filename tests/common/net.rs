@@ -175,4 +175,3 @@ pub fn eventually(what: &str, mut pending: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(25));
     }
 }
-
