@@ -298,7 +298,7 @@ services:
     assert_eq!(logs, "init-1  | init-done\n");
     c.ok(&["down"]);
     c.write(
-        &r#"
+        r#"
 services:
   init:
     image: IMAGE
