@@ -2,6 +2,7 @@
 //! imported, `berth` invocations against it, and the leak check run when it is dropped.
 #![allow(dead_code)]
 
+pub mod compose;
 pub mod net;
 
 use std::path::{Path, PathBuf};
