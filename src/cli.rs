@@ -59,8 +59,36 @@ pub enum Command {
     Login(crate::commands::login::LoginArgs),
     /// Log out from a registry
     Logout(crate::commands::login::LogoutArgs),
+    /// Creates containers for a service
+    Create(crate::commands::service_verbs::CreateArgs),
     /// Stop and remove containers, networks
     Down(crate::commands::down::DownArgs),
+    /// Execute a command in a running container
+    Exec(crate::commands::service_verbs::ExecArgs),
+    /// Force stop service containers
+    Kill(crate::commands::service_verbs::KillArgs),
+    /// List running compose projects
+    Ls(crate::commands::service_verbs::LsArgs),
+    /// Pause services
+    Pause(crate::commands::service_verbs::ServicesArgs),
+    /// Print the public port for a port binding
+    Port(crate::commands::service_verbs::PortArgs),
+    /// Restart service containers
+    Restart(crate::commands::service_verbs::RestartArgs),
+    /// Removes stopped service containers
+    Rm(crate::commands::service_verbs::RmArgs),
+    /// Scale services
+    Scale(crate::commands::service_verbs::ScaleArgs),
+    /// Start services
+    Start(crate::commands::service_verbs::ServicesArgs),
+    /// Stop services
+    Stop(crate::commands::service_verbs::StopArgs),
+    /// Display the running processes
+    Top(crate::commands::service_verbs::ServicesArgs),
+    /// Unpause services
+    Unpause(crate::commands::service_verbs::ServicesArgs),
+    /// Block until containers of all (or specified) services stop.
+    Wait(crate::commands::service_verbs::ServicesArgs),
     /// View output from containers
     Logs(crate::commands::project_logs::ProjectLogsArgs),
     /// List containers
@@ -131,6 +159,23 @@ impl Cli {
             Some(Command::Config(a)) => self.global.absorb(&a.shorts),
             Some(Command::Pull(a)) => self.global.absorb(&a.shorts),
             Some(Command::Images(a)) => self.global.absorb(&a.shorts),
+            Some(Command::Up(a)) => self.global.absorb(&a.shorts),
+            Some(Command::Down(a)) => self.global.absorb(&a.shorts),
+            Some(Command::Ps(a)) => self.global.absorb(&a.shorts),
+            Some(Command::Create(a)) => self.global.absorb(&a.shorts),
+            Some(Command::Exec(a)) => self.global.absorb(&a.shorts),
+            Some(Command::Kill(a)) => self.global.absorb(&a.shorts),
+            Some(Command::Port(a)) => self.global.absorb(&a.shorts),
+            Some(Command::Restart(a)) => self.global.absorb(&a.shorts),
+            Some(Command::Scale(a)) => self.global.absorb(&a.shorts),
+            Some(Command::Stop(a)) => self.global.absorb(&a.shorts),
+            Some(
+                Command::Start(a)
+                | Command::Pause(a)
+                | Command::Unpause(a)
+                | Command::Top(a)
+                | Command::Wait(a),
+            ) => self.global.absorb(&a.shorts),
             _ => {}
         }
         let shorts = std::mem::take(&mut self.shorts);

@@ -270,3 +270,57 @@ fn concurrent_ups_make_one_set_of_containers() {
     }
     assert_eq!(c.ids().len(), 2);
 }
+
+#[test]
+fn service_verbs_act_on_the_project() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new("verbs", WEB_AND_CLIENT);
+    // create: containers exist, nothing runs.
+    c.ok(&["create"]);
+    assert!(c.ps().iter().all(|p| p["State"] == "created"));
+    c.ok(&["start"]);
+    assert!(c.ps().iter().all(|p| p["State"] == "running"));
+    assert_eq!(c.ok(&["port", "web", "80"]).0, "127.0.0.1:18090\n");
+    assert_eq!(
+        c.ok(&["exec", "-T", "client", "echo", "in-client"]).0,
+        "in-client\n"
+    );
+    let out = c.run(&["exec", "-T", "client", "sh", "-c", "exit 4"]);
+    assert_eq!(out.status.code(), Some(4));
+    c.ok(&["pause", "web"]);
+    assert_eq!(
+        c.ps().iter().find(|p| p["Service"] == "web").unwrap()["State"],
+        "paused"
+    );
+    c.ok(&["unpause", "web"]);
+    let top = c.ok(&["top", "web"]).0;
+    assert!(top.contains("httpd"), "{top}");
+    c.ok(&["stop", "-t", "1", "client"]);
+    let ps = c.ps();
+    assert_eq!(
+        ps.iter().find(|p| p["Service"] == "client").unwrap()["State"],
+        "exited"
+    );
+    assert_eq!(
+        ps.iter().find(|p| p["Service"] == "web").unwrap()["State"],
+        "running"
+    );
+    let before = c.ids();
+    c.ok(&["restart", "-t", "1"]);
+    assert_eq!(c.ids(), before, "restart keeps the containers");
+    assert!(c.ps().iter().all(|p| p["State"] == "running"));
+    let ls = c.e.ok(&["ls"]);
+    assert!(ls.contains("pverbs") && ls.contains("running(2)"), "{ls}");
+    c.ok(&["kill", "-s", "KILL", "client"]);
+    // wait prints each exit code and exits with it.
+    let out = c.run(&["wait", "client"]);
+    assert_eq!(out.status.code(), Some(137));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "137\n");
+    c.ok(&["rm", "-f", "client"]);
+    let names: Vec<String> = c.ids().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["pverbs-web-1"]);
+    c.ok(&["scale", "client=2"]);
+    assert_eq!(c.ids().len(), 3);
+}

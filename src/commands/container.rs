@@ -1518,7 +1518,7 @@ pub fn inspect_json(
 
 /// `exec`: a `berth __exec` child (single-threaded, as libcontainer needs) with this process'
 /// stdio; its exit code is the command's.
-fn exec(ctx: &Ctx, a: &ExecArgs) -> anyhow::Result<u8> {
+pub fn exec(ctx: &Ctx, a: &ExecArgs) -> anyhow::Result<u8> {
     let dir = ctx.resolve(&a.container)?;
     let req = berth_engine::container::exec::ExecRequest {
         id: dir.id.clone(),

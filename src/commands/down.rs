@@ -16,6 +16,8 @@ use crate::project::{self, LoadFlags};
 
 #[derive(Debug, Args)]
 pub struct DownArgs {
+    #[command(flatten)]
+    pub shorts: crate::cli::ShortGlobals,
     /// Remove named volumes declared in the "volumes" section of the Compose file and
     /// anonymous volumes attached to containers
     #[arg(short, long)]

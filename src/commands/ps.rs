@@ -14,6 +14,8 @@ use crate::project::{self, LoadFlags};
 
 #[derive(Debug, Args)]
 pub struct PsArgs {
+    #[command(flatten)]
+    pub shorts: crate::cli::ShortGlobals,
     /// Show all stopped containers (including those created by the run command)
     #[arg(short, long)]
     pub all: bool,

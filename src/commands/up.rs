@@ -16,8 +16,10 @@ use crate::orchestrator::observe::project_containers;
 use crate::orchestrator::plan::{self, Condition, Dependency, DesiredService, UpOptions};
 use crate::project::{self, LoadFlags};
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct UpArgs {
+    #[command(flatten)]
+    pub shorts: crate::cli::ShortGlobals,
     /// Detached mode: run containers in the background
     #[arg(short, long)]
     pub detach: bool,
