@@ -73,6 +73,8 @@ pub enum Command {
     Pause(crate::commands::service_verbs::ServicesArgs),
     /// Print the public port for a port binding
     Port(crate::commands::service_verbs::PortArgs),
+    /// Run a one-off command on a service
+    Run(crate::commands::run::RunArgs),
     /// Restart service containers
     Restart(crate::commands::service_verbs::RestartArgs),
     /// Removes stopped service containers

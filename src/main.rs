@@ -125,6 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 Command::Unpause(args) => commands::service_verbs::pause(&settings, &args, true),
                 Command::Port(args) => commands::service_verbs::port(&settings, &args),
                 Command::Restart(args) => commands::service_verbs::restart(&settings, &args),
+                Command::Run(args) => commands::run::run(&settings, &args),
                 Command::Rm(args) => commands::service_verbs::rm(&settings, &args),
                 Command::Scale(args) => commands::service_verbs::scale(&settings, &args),
                 Command::Start(args) => commands::service_verbs::start(&settings, &args),

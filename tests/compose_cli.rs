@@ -324,3 +324,40 @@ fn service_verbs_act_on_the_project() {
     c.ok(&["scale", "client=2"]);
     assert_eq!(c.ids().len(), 3);
 }
+
+#[test]
+fn run_makes_a_one_off_container_after_its_dependencies() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new("oneoff", WEB_AND_CLIENT);
+    // The dependency (web) comes up; the command's output and exit code are the run's.
+    let out = c.run(&[
+        "run",
+        "--rm",
+        "-T",
+        "client",
+        "sh",
+        "-c",
+        "wget -q -O - http://web/; exit 5",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello-from-web\n");
+    let names: Vec<String> = c.ids().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        ["poneoff-web-1"],
+        "--rm removed the one-off container"
+    );
+    // Without --rm it stays, named <project>-<service>-run-<12 hex>, and `up` ignores it.
+    c.ok(&["run", "-T", "--no-deps", "client", "true"]);
+    let all = c.e.ok(&["container", "ls", "-a", "--format", "json"]);
+    assert!(all.contains("poneoff-client-run-"), "{all}");
+    let (_, err) = c.ok(&["up", "-d"]);
+    assert!(!err.contains("orphan"), "{err}");
+}

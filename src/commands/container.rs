@@ -623,27 +623,41 @@ fn run_container(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<
             return Ok(RUN_FAILED);
         }
     };
-    let spawned = match lifecycle::start(&ctx.shim_exe, ctx.root(), &dir, true) {
+    run_created(ctx, &dir, a.detach, a.interactive, a.tty, a.rm)
+}
+
+/// Starts a created container as `run` does: detached (its id printed), or in the
+/// foreground (attached with `-i`/`-t`, else following its output) returning its exit code;
+/// 125 when it cannot start (removed again with `rm`).
+pub fn run_created(
+    ctx: &Ctx,
+    dir: &ContainerDir,
+    detach: bool,
+    interactive: bool,
+    tty: bool,
+    rm: bool,
+) -> anyhow::Result<u8> {
+    let spawned = match lifecycle::start(&ctx.shim_exe, ctx.root(), dir, true) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("berth: {e:#}");
-            if a.rm {
-                let _ = lifecycle::remove(&ctx.engine.stores.root, &ctx.store, &dir, true, true);
+            if rm {
+                let _ = lifecycle::remove(&ctx.engine.stores.root, &ctx.store, dir, true, true);
             }
             return Ok(RUN_FAILED);
         }
     };
-    if a.detach {
+    if detach {
         lifecycle::detach(spawned);
         println!("{}", dir.id);
         return Ok(0);
     }
-    if a.interactive || a.tty {
-        attach(ctx, &dir, a.tty)?;
+    if interactive || tty {
+        attach(ctx, dir, tty)?;
     } else {
-        crate::commands::logs::follow(&dir, None)?;
+        crate::commands::logs::follow(dir, None)?;
     }
-    exit_code(ctx, &dir, spawned)
+    exit_code(ctx, dir, spawned)
 }
 
 /// The exit code of a container started in the foreground: from the shim's report pipe (it
@@ -1118,7 +1132,7 @@ fn env_entry(e: &str, settings: &Settings) -> String {
 
 /// `-v SRC:DST[:ro|rw]`: SRC absolute is a bind, otherwise a named volume; `-v /DST` alone is an
 /// anonymous volume.
-fn parse_volume_flag(v: &str) -> anyhow::Result<MountConfig> {
+pub fn parse_volume_flag(v: &str) -> anyhow::Result<MountConfig> {
     let parts: Vec<&str> = v.split(':').collect();
     let (src, dst, opts) = match parts.as_slice() {
         [dst] => (None, *dst, ""),
@@ -1546,16 +1560,37 @@ pub fn exec(ctx: &Ctx, a: &ExecArgs) -> anyhow::Result<u8> {
 fn attach(ctx: &Ctx, dir: &ContainerDir, tty: bool) -> anyhow::Result<()> {
     use std::io::{IsTerminal, Read, Write};
     let socket = berth_engine::container::shim::socket_path(&ctx.store, &dir.id);
-    let mut stream = std::os::unix::net::UnixStream::connect(&socket)
-        .with_context(|| format!("cannot attach to container {}", dir.id))?;
-    stream.write_all(b"attach\n")?;
     // The reply line, byte by byte: what follows it is the container's output.
-    let mut reply = Vec::new();
-    let mut byte = [0u8; 1];
-    while stream.read(&mut byte)? == 1 && byte[0] != b'\n' {
-        reply.push(byte[0]);
-    }
-    let reply = String::from_utf8_lossy(&reply).into_owned();
+    let handshake = || -> std::io::Result<(std::os::unix::net::UnixStream, String)> {
+        let mut stream = std::os::unix::net::UnixStream::connect(&socket)?;
+        stream.write_all(b"attach\n")?;
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        while stream.read(&mut byte)? == 1 && byte[0] != b'\n' {
+            reply.push(byte[0]);
+        }
+        Ok((stream, String::from_utf8_lossy(&reply).into_owned()))
+    };
+    let (mut stream, reply) = match handshake() {
+        Ok(r) => r,
+        // A container that was done before we could attach (`run -i … true`): its shim has
+        // gone; what it printed is in its log.
+        Err(e) => {
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            loop {
+                let done = !dir.shim_alive().unwrap_or(false)
+                    || lifecycle::state(dir).is_ok_and(|st| st.status != Status::Running);
+                if done {
+                    return crate::commands::logs::follow(dir, None);
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(e)
+                        .with_context(|| format!("cannot attach to container {}", dir.id));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
     if let Some(msg) = reply.strip_prefix("error ") {
         bail!("cannot attach: {msg}");
     }

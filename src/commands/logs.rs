@@ -120,6 +120,10 @@ fn print_entries(dir: &ContainerDir, opts: &ReadOptions, timestamps: bool) -> an
 /// The foreground of `container run` and `start -a`: prints the container's output as it
 /// comes (stdout to stdout, stderr to stderr) until it exits; `since` skips older entries.
 pub fn follow(dir: &ContainerDir, since: Option<DateTime<Utc>>) -> anyhow::Result<()> {
+    // A `--rm` container may be gone already: its exit code comes from the shim's report.
+    if !dir.config_file().exists() {
+        return Ok(());
+    }
     let config = dir.config()?;
     if config.log.driver != "none" {
         let opts = ReadOptions {

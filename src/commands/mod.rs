@@ -13,6 +13,7 @@ pub mod network;
 pub mod project_logs;
 pub mod ps;
 pub mod pull;
+pub mod run;
 pub mod service_verbs;
 pub mod up;
 pub mod version;
