@@ -8,6 +8,7 @@ use std::process::Output;
 mod common;
 
 use common::compose::*;
+use common::net::eventually;
 use common::*;
 
 const WEB_AND_CLIENT: &str = r#"
@@ -360,4 +361,72 @@ fn run_makes_a_one_off_container_after_its_dependencies() {
     assert!(all.contains("poneoff-client-run-"), "{all}");
     let (_, err) = c.ok(&["up", "-d"]);
     assert!(!err.contains("orphan"), "{err}");
+}
+
+#[test]
+fn attached_up_streams_prefixed_output_and_exit_codes() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "att",
+        r#"
+services:
+  talker:
+    image: IMAGE
+    command: ["sh", "-c", "echo one; sleep 0.2; echo two; exit 3"]
+  idler:
+    image: IMAGE
+    command: ["sleep", "600"]
+"#,
+    );
+    let out = c.run(&["up", "--no-color", "--exit-code-from", "talker"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("talker-1  | one\ntalker-1  | two\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("patt-talker-1 exited with code 3"),
+        "{stdout}"
+    );
+    // The others were stopped when talker exited.
+    let ps = c.ps();
+    assert!(ps.iter().all(|p| p["State"] == "exited"), "{ps:?}");
+}
+
+#[test]
+fn ctrl_c_stops_an_attached_up_gracefully() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "sigint",
+        "services:\n  a:\n    image: IMAGE\n    stop_grace_period: 1s\n    command: [\"sh\", \"-c\", \"echo ready; exec sleep 600\"]\n",
+    );
+    let mut child =
+        c.e.env
+            .cmd(&c.args(&["up", "--no-color"]))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    eventually("the container runs", || {
+        !c.ps().iter().any(|p| p["State"] == "running")
+    });
+    // nsenter execs berth in place (no --fork): the child is berth itself.
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Gracefully stopping"), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().next(),
+        Some("a-1  | ready")
+    );
+    assert!(c.ps().iter().all(|p| p["State"] == "exited"));
 }

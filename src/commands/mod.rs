@@ -1,6 +1,7 @@
 //! One module per verb. Each exposes its clap arguments and a `run` taking the resolved
 //! [`crate::cli::Settings`].
 
+pub mod attached;
 pub mod config;
 pub mod container;
 pub mod container_ops;

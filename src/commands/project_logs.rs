@@ -48,11 +48,13 @@ const COLORS: [&str; 12] = [
     "36", "33", "32", "35", "34", "31", "36;1", "33;1", "32;1", "35;1", "34;1", "31;1",
 ];
 
-struct Prefix {
+/// A container's line prefix (`web-1  | `), coloured or plain.
+pub struct Prefix {
     text: String,
 }
 
-fn prefixes(containers: &[Observed], plain: bool, color: bool) -> Vec<Prefix> {
+/// The prefixes of `containers`, padded to the longest.
+pub fn prefixes(containers: &[Observed], plain: bool, color: bool) -> Vec<Prefix> {
     let names: Vec<String> = containers
         .iter()
         .map(|o| {
@@ -79,7 +81,8 @@ fn prefixes(containers: &[Observed], plain: bool, color: bool) -> Vec<Prefix> {
         .collect()
 }
 
-fn write_entry(out: &Mutex<()>, prefix: &Prefix, entry: &LogEntry, timestamps: bool) -> bool {
+/// Writes one entry with its prefix; false once the output is gone.
+pub fn write_entry(out: &Mutex<()>, prefix: &Prefix, entry: &LogEntry, timestamps: bool) -> bool {
     let mut line = prefix.text.clone().into_bytes();
     line.extend_from_slice(&entry.format_line(timestamps));
     if !line.ends_with(b"\n") {

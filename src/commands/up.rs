@@ -53,6 +53,32 @@ pub struct UpArgs {
     /// Pull image before running ("always"|"missing"|"never")
     #[arg(long, default_value = "policy")]
     pub pull: String,
+    /// Stops all containers if any container was stopped. Incompatible with -d
+    #[arg(long = "abort-on-container-exit", conflicts_with = "detach")]
+    pub abort_on_container_exit: bool,
+    /// Stops all containers if any container exited with failure. Incompatible with -d
+    #[arg(long = "abort-on-container-failure", conflicts_with = "detach")]
+    pub abort_on_container_failure: bool,
+    /// Return the exit code of the selected service container. Implies
+    /// --abort-on-container-exit
+    #[arg(
+        long = "exit-code-from",
+        value_name = "SERVICE",
+        conflicts_with = "detach"
+    )]
+    pub exit_code_from: Option<String>,
+    /// Restrict attaching to the specified services
+    #[arg(long)]
+    pub attach: Vec<String>,
+    /// Do not attach (stream logs) to the specified services
+    #[arg(long = "no-attach")]
+    pub no_attach: Vec<String>,
+    /// Don't print prefix in logs
+    #[arg(long = "no-log-prefix")]
+    pub no_log_prefix: bool,
+    /// Produce monochrome output
+    #[arg(long = "no-color")]
+    pub no_color: bool,
     pub services: Vec<String>,
 }
 
@@ -116,11 +142,14 @@ fn replicas(svc: &berth_compose::model::ServiceConfig) -> u32 {
 }
 
 pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
-    if !args.detach {
-        bail!(
-            "berth up runs detached only for now: use `berth up -d`, then `berth logs -f`\nhint: attached mode (log streaming, Ctrl-C to stop) comes with the supervisor"
-        );
-    }
+    // Attached: Ctrl-C must reach only our signal thread, so it is blocked before any
+    // thread exists.
+    let signals = if args.detach {
+        None
+    } else {
+        Some(crate::commands::attached::block_signals()?)
+    };
+    let since = chrono::Utc::now();
     if args.build {
         bail!("--build: building images (`build:`) is not supported yet");
     }
@@ -251,7 +280,7 @@ pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
                 progress.line("Container", &o.config.name, "Running");
             }
         }
-        return Ok(0);
+        return attach_if_asked(&ctx, project, &graph, signals, since, args);
     }
     let up = UpContext {
         ctx: &ctx,
@@ -274,7 +303,44 @@ pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
         up.run_parallel(level)?;
         wait_for_completion(&up, level, &desired)?;
     }
-    Ok(0)
+    attach_if_asked(&ctx, project, &graph, signals, since, args)
+}
+
+/// Attached mode after the project is up (nothing to do when detached).
+fn attach_if_asked(
+    ctx: &Ctx,
+    project: &Project,
+    graph: &ServiceGraph,
+    signals: Option<nix::sys::signal::SigSet>,
+    since: chrono::DateTime<chrono::Utc>,
+    args: &UpArgs,
+) -> anyhow::Result<u8> {
+    let Some(signals) = signals else {
+        return Ok(0);
+    };
+    if let Some(svc) = &args.exit_code_from
+        && !project.services.contains_key(svc)
+    {
+        bail!("no such service: {svc}");
+    }
+    let opts = crate::commands::attached::AttachOptions {
+        abort_on_container_exit: args.abort_on_container_exit,
+        abort_on_container_failure: args.abort_on_container_failure,
+        exit_code_from: args.exit_code_from.clone(),
+        attach: args.attach.clone(),
+        no_attach: args.no_attach.clone(),
+        no_log_prefix: args.no_log_prefix,
+        no_color: args.no_color,
+        timeout: args.timeout.map(Duration::from_secs),
+    };
+    crate::commands::attached::attached(
+        ctx,
+        &project.name,
+        &graph.stop_levels(),
+        signals,
+        since,
+        &opts,
+    )
 }
 
 /// `service_completed_successfully`: the dependents of a level wait until the dependency's
