@@ -406,7 +406,7 @@ fn ctrl_c_stops_an_attached_up_gracefully() {
         "sigint",
         "services:\n  a:\n    image: IMAGE\n    stop_grace_period: 1s\n    command: [\"sh\", \"-c\", \"echo ready; exec sleep 600\"]\n",
     );
-    let mut child =
+    let child =
         c.e.env
             .cmd(&c.args(&["up", "--no-color"]))
             .stdout(std::process::Stdio::piped())

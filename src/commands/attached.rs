@@ -142,7 +142,6 @@ pub fn attached(
         let mut signals_seen = 0;
         let mut stopping = false;
         let stop_all = |kill: bool| {
-            let ctx = ctx;
             let levels = stop_levels.to_vec();
             let containers = &containers;
             let progress = &progress;
