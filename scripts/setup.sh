@@ -5,7 +5,9 @@ set -euo pipefail
 
 # Debian packages the tests use: a real registry on loopback and the busybox the test images are made of.
 # libseccomp-dev for the runtime's seccomp filters, tini for `init: true` (Docker's docker-init is tini too).
-packages=(docker-registry busybox-static libseccomp-dev tini iproute2)
+# iproute2 and nftables for networking (berth talks netlink itself and runs `nft -j` for its own table),
+# curl for the demo.
+packages=(docker-registry busybox-static libseccomp-dev tini iproute2 nftables curl)
 
 missing=()
 for p in "${packages[@]+"${packages[@]}"}"; do
