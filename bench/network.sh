@@ -131,7 +131,8 @@ bt network create benchnet >/dev/null
 if command -v dockerd >/dev/null; then
   mk_netns "$ns_d"
   mkdir -p "$work/docker"
-  ind dockerd --data-root "$work/docker/data" --exec-root "$work/docker/exec" \
+  # nsenter itself (not the ind function, which would fork a subshell) so that $! is dockerd.
+  nsenter --net="/run/netns/$ns_d" dockerd --data-root "$work/docker/data" --exec-root "$work/docker/exec" \
     --pidfile "$work/docker/dockerd.pid" -H "unix://$work/docker/docker.sock" \
     --dns 127.0.0.1 >"$work/docker/dockerd.log" 2>&1 &
   dockerd_pid=$!
