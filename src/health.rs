@@ -288,7 +288,8 @@ fn apply(h: &mut Health, hc: &HealthConfig, result: HealthResult, started: Optio
         let in_start_period = h.status == HealthStatus::Starting
             && match (started, parse_time(&result.start)) {
                 (Some(st), Some(r)) => {
-                    (r - st).to_std().unwrap_or_default() < Duration::from_millis(hc.start_period_ms)
+                    (r - st).to_std().unwrap_or_default()
+                        < Duration::from_millis(hc.start_period_ms)
                 }
                 _ => false,
             };
@@ -324,7 +325,10 @@ pub fn wait_healthy(
     hc: &HealthConfig,
     deadline: Option<Instant>,
 ) -> anyhow::Result<HealthStatus> {
-    let name = dir.config().map(|c| c.name).unwrap_or_else(|_| dir.id.clone());
+    let name = dir
+        .config()
+        .map(|c| c.name)
+        .unwrap_or_else(|_| dir.id.clone());
     loop {
         let state = lifecycle::state(dir)?;
         match state.status {
@@ -356,7 +360,8 @@ pub fn wait_healthy(
             .and_then(|r| parse_time(&r.end))
             .filter(|end| *end >= started)
             .unwrap_or(started);
-        let due = last + chrono::Duration::milliseconds(i64::try_from(interval).unwrap_or(i64::MAX));
+        let due =
+            last + chrono::Duration::milliseconds(i64::try_from(interval).unwrap_or(i64::MAX));
         // Docker does not probe a paused container.
         if now >= due && state.status == Status::Running {
             let result = probe(ctx, dir, hc);
@@ -496,10 +501,7 @@ mod tests {
     fn durations_are_checked_like_docker() {
         use berth_compose::units::Duration as D;
         assert_eq!(duration(D(0)), Ok(None));
-        assert_eq!(
-            duration(D::from_secs(2)),
-            Ok(Some(Duration::from_secs(2)))
-        );
+        assert_eq!(duration(D::from_secs(2)), Ok(Some(Duration::from_secs(2))));
         assert!(duration(D(-1)).unwrap_err().contains("negative"));
         assert!(duration(D(500)).unwrap_err().contains("1ms"));
     }

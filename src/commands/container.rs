@@ -1786,10 +1786,14 @@ mod tests {
         assert_eq!(o.retries, Some(5));
         assert_eq!(o.start_period, Some(Duration::from_secs(60)));
         assert!(o.timeout.is_none() && !o.disable);
-        assert!(health_flags(&run_args(&["--no-healthcheck", "img"])).unwrap().disable);
+        assert!(
+            health_flags(&run_args(&["--no-healthcheck", "img"]))
+                .unwrap()
+                .disable
+        );
         let e = health_flags(&run_args(&["--no-healthcheck", "--health-cmd", "x", "img"]));
         assert!(format!("{:#}", e.unwrap_err()).contains("conflicts"));
-        let e = health_flags(&run_args(&["--health-timeout", "-1s", "img"]));
+        let e = health_flags(&run_args(&["--health-timeout=-1s", "img"]));
         assert!(format!("{:#}", e.unwrap_err()).contains("negative"));
     }
 
@@ -1802,7 +1806,11 @@ mod tests {
         };
         assert!(!status_text(&s).contains('('));
         s.health = Some(Health::default());
-        assert!(status_text(&s).ends_with(" (health: starting)"), "{}", status_text(&s));
+        assert!(
+            status_text(&s).ends_with(" (health: starting)"),
+            "{}",
+            status_text(&s)
+        );
         s.health = Some(Health {
             status: HealthStatus::Healthy,
             ..Health::default()
