@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod dnsd;
 mod engine;
+mod health;
 mod labels;
 mod net;
 mod orchestrator;

@@ -340,6 +340,28 @@ pub struct RunArgs {
     /// Set DNS options
     #[arg(long = "dns-option", value_name = "list")]
     pub dns_option: Vec<String>,
+    /// Command to run to check health
+    #[arg(long = "health-cmd", value_name = "string")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h) (default 0s)
+    #[arg(long = "health-interval", value_name = "duration")]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h) (default 0s)
+    #[arg(long = "health-timeout", value_name = "duration")]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long = "health-retries", value_name = "int")]
+    pub health_retries: Option<u32>,
+    /// Start period for the container to initialize before starting health-retries countdown
+    /// (ms|s|m|h) (default 0s)
+    #[arg(long = "health-start-period", value_name = "duration")]
+    pub health_start_period: Option<String>,
+    /// Time between running the check during the start period (ms|s|m|h) (default 0s)
+    #[arg(long = "health-start-interval", value_name = "duration")]
+    pub health_start_interval: Option<String>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
     /// The image
     pub image: String,
     /// The command and its arguments
@@ -953,8 +975,43 @@ pub fn create(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Con
             options: a.dns_option.clone(),
         },
         cgroup_parent: "berth".to_string(),
+        healthcheck: crate::health::resolve(image.config.healthcheck.as_ref(), &health_flags(a)?),
     };
     Ok(ctx.store.create(&config)?)
+}
+
+/// `--health-*` and `--no-healthcheck` (which conflicts with them, as in docker).
+fn health_flags(a: &RunArgs) -> anyhow::Result<crate::health::HealthOverrides> {
+    let dur = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<Duration>> {
+        let Some(v) = v else { return Ok(None) };
+        let d = berth_compose::units::Duration::parse(v)
+            .map_err(|e| anyhow::anyhow!("invalid argument {v:?} for \"{flag}\" flag: {e}"))?;
+        crate::health::duration(d).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+    };
+    let over = crate::health::HealthOverrides {
+        test: a
+            .health_cmd
+            .iter()
+            .map(|c| vec!["CMD-SHELL".to_string(), c.clone()])
+            .next()
+            .unwrap_or_default(),
+        interval: dur("--health-interval", &a.health_interval)?,
+        timeout: dur("--health-timeout", &a.health_timeout)?,
+        retries: a.health_retries,
+        start_period: dur("--health-start-period", &a.health_start_period)?,
+        start_interval: dur("--health-start-interval", &a.health_start_interval)?,
+        disable: a.no_healthcheck,
+    };
+    let any_health_flag = a.health_cmd.is_some()
+        || a.health_interval.is_some()
+        || a.health_timeout.is_some()
+        || a.health_retries.is_some()
+        || a.health_start_period.is_some()
+        || a.health_start_interval.is_some();
+    if a.no_healthcheck && any_health_flag {
+        bail!("--no-healthcheck conflicts with --health-* options");
+    }
+    Ok(over)
 }
 
 /// `--network` (repeatable, as in docker 20.10+): `none`, `host`, `container:NAME`, or the
@@ -1363,13 +1420,20 @@ pub fn ago(rfc: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Docker's STATUS column: `Up 3 minutes`, `Exited (0) 2 hours ago`, `Created`.
+/// Docker's STATUS column: `Up 3 minutes`, `Up 3 seconds (healthy)`, `Exited (0) 2 hours
+/// ago`, `Created`.
 pub fn status_text(s: &ContainerState) -> String {
     match s.status {
-        Status::Running => format!(
-            "Up {}",
-            since(&s.started_at).map(human_duration).unwrap_or_default()
-        ),
+        Status::Running => {
+            let up = since(&s.started_at).map(human_duration).unwrap_or_default();
+            match &s.health {
+                Some(h) if h.status == berth_engine::container::HealthStatus::Starting => {
+                    format!("Up {up} (health: starting)")
+                }
+                Some(h) => format!("Up {up} ({})", h.status.as_str()),
+                None => format!("Up {up}"),
+            }
+        }
         Status::Paused => format!(
             "Up {} (Paused)",
             since(&s.started_at).map(human_duration).unwrap_or_default()
@@ -1473,7 +1537,7 @@ pub fn inspect_json(
     // berth keeps the resolved argv only (image entrypoint and cmd already applied): it is
     // shown as `Cmd`, with an empty `Entrypoint`.
     let cmd = &c.process.args;
-    json!({
+    let mut value = json!({
         "Id": c.id,
         "Created": c.created,
         "Path": cmd.first().cloned().unwrap_or_default(),
@@ -1527,7 +1591,32 @@ pub fn inspect_json(
             "StopSignal": if c.stop_signal.is_empty() { "SIGTERM" } else { &c.stop_signal },
             "StopTimeout": c.stop_timeout,
         },
-    })
+    });
+    // Docker shows both only for a container with a health check.
+    if let Some(h) = &s.health {
+        value["State"]["Health"] = json!({
+            "Status": h.status.as_str(),
+            "FailingStreak": h.failing_streak,
+            "Log": h.log.iter().map(|r| json!({
+                "Start": r.start,
+                "End": r.end,
+                "ExitCode": r.exit_code,
+                "Output": r.output,
+            })).collect::<Vec<_>>(),
+        });
+    }
+    if let Some(h) = &c.healthcheck {
+        let ns = |ms: u64| ms.saturating_mul(1_000_000);
+        value["Config"]["Healthcheck"] = json!({
+            "Test": h.test,
+            "Interval": ns(h.interval_ms),
+            "Timeout": ns(h.timeout_ms),
+            "StartPeriod": ns(h.start_period_ms),
+            "StartInterval": ns(h.start_interval_ms),
+            "Retries": h.retries,
+        });
+    }
+    value
 }
 
 /// `exec`: a `berth __exec` child (single-threaded, as libcontainer needs) with this process'
@@ -1696,5 +1785,74 @@ mod nix_signals {
         let mut set = nix::sys::signal::SigSet::empty();
         set.add(nix::sys::signal::Signal::SIGWINCH);
         set
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_engine::container::{Health, HealthStatus};
+
+    fn run_args(argv: &[&str]) -> RunArgs {
+        use clap::Parser;
+        let all = ["container", "run"].iter().chain(argv).copied();
+        match ContainerArgs::try_parse_from(all).map(|a| a.command) {
+            Ok(ContainerCommand::Run(a)) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn health_flags_as_docker() {
+        let o = health_flags(&run_args(&[
+            "--health-cmd",
+            "test -f /ok",
+            "--health-interval",
+            "2s",
+            "--health-retries",
+            "5",
+            "--health-start-period",
+            "1m",
+            "img",
+        ]))
+        .unwrap();
+        assert_eq!(o.test, ["CMD-SHELL", "test -f /ok"]);
+        assert_eq!(o.interval, Some(Duration::from_secs(2)));
+        assert_eq!(o.retries, Some(5));
+        assert_eq!(o.start_period, Some(Duration::from_secs(60)));
+        assert!(o.timeout.is_none() && !o.disable);
+        assert!(
+            health_flags(&run_args(&["--no-healthcheck", "img"]))
+                .unwrap()
+                .disable
+        );
+        let e = health_flags(&run_args(&["--no-healthcheck", "--health-cmd", "x", "img"]));
+        assert!(format!("{:#}", e.unwrap_err()).contains("conflicts"));
+        let e = health_flags(&run_args(&["--health-timeout=-1s", "img"]));
+        assert!(format!("{:#}", e.unwrap_err()).contains("negative"));
+    }
+
+    #[test]
+    fn status_text_shows_health_while_running() {
+        let mut s = ContainerState {
+            status: Status::Running,
+            started_at: berth_engine::container::shim::now_rfc3339(),
+            ..ContainerState::default()
+        };
+        assert!(!status_text(&s).contains('('));
+        s.health = Some(Health::default());
+        assert!(
+            status_text(&s).ends_with(" (health: starting)"),
+            "{}",
+            status_text(&s)
+        );
+        s.health = Some(Health {
+            status: HealthStatus::Healthy,
+            ..Health::default()
+        });
+        assert!(status_text(&s).starts_with("Up "));
+        assert!(status_text(&s).ends_with(" (healthy)"));
+        s.status = Status::Exited;
+        assert!(!status_text(&s).contains("healthy"));
     }
 }

@@ -1,11 +1,13 @@
 //! `berth up`: create and start the project's containers (observe → plan → execute).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use berth_compose::graph::ServiceGraph;
 use berth_compose::model::Project;
+use berth_engine::container::lifecycle;
+use berth_engine::container::{HealthStatus, Status};
 use berth_engine::fsutil::Lock;
 use clap::Args;
 
@@ -79,6 +81,12 @@ pub struct UpArgs {
     /// Produce monochrome output
     #[arg(long = "no-color")]
     pub no_color: bool,
+    /// Wait for services to be running|healthy. Implies detached mode.
+    #[arg(long)]
+    pub wait: bool,
+    /// Maximum duration in seconds to wait for the project to be running|healthy
+    #[arg(long = "wait-timeout", value_name = "SECONDS")]
+    pub wait_timeout: Option<u64>,
     pub services: Vec<String>,
 }
 
@@ -143,8 +151,8 @@ fn replicas(svc: &berth_compose::model::ServiceConfig) -> u32 {
 
 pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
     // Attached: Ctrl-C must reach only our signal thread, so it is blocked before any
-    // thread exists.
-    let signals = if args.detach {
+    // thread exists. `--wait` implies detached.
+    let signals = if args.detach || args.wait {
         None
     } else {
         Some(crate::commands::attached::block_signals()?)
@@ -229,16 +237,8 @@ pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
             }
         })
         .collect();
-    for d in &desired {
-        for dep in &d.depends_on {
-            if dep.condition == Condition::Healthy && !args.no_deps {
-                bail!(
-                    "service {} depends on {} being healthy: health checks come with berth's supervisor (next issue)",
-                    d.name,
-                    dep.service
-                );
-            }
-        }
+    if args.wait && args.no_start {
+        bail!("--wait cannot be combined with --no-start: nothing would start");
     }
 
     let progress = Progress::new();
@@ -280,6 +280,9 @@ pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
                 progress.line("Container", &o.config.name, "Running");
             }
         }
+        if args.wait {
+            wait_for_services(&ctx, &project.name, &desired, &progress, args.wait_timeout)?;
+        }
         return attach_if_asked(&ctx, project, &graph, signals, since, args);
     }
     let up = UpContext {
@@ -300,8 +303,18 @@ pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
     };
     up.run_parallel(&plan.removals)?;
     for level in &plan.levels {
+        wait_for_health(&up, level, &desired)?;
         up.run_parallel(level)?;
         wait_for_completion(&up, level, &desired)?;
+    }
+    if args.wait {
+        wait_for_services(
+            &ctx,
+            &project.name,
+            &desired,
+            &up.progress,
+            args.wait_timeout,
+        )?;
     }
     attach_if_asked(&ctx, project, &graph, signals, since, args)
 }
@@ -341,6 +354,143 @@ fn attach_if_asked(
         since,
         &opts,
     )
+}
+
+/// `service_healthy`: before a level starts, every container of each dependency its services
+/// wait for must be healthy (docker compose's `waitDependencies`). A dependency outside the
+/// selected services (`--no-deps`) is not waited for; one that fails is an error naming both
+/// services, or only a warning when no dependent requires it (`required: false`).
+fn wait_for_health(
+    up: &UpContext,
+    level: &[plan::Op],
+    desired: &[DesiredService],
+) -> anyhow::Result<()> {
+    if up.no_start {
+        return Ok(());
+    }
+    // dependency → (dependent, required), in order.
+    let mut awaited: BTreeMap<&str, Vec<(&str, bool)>> = BTreeMap::new();
+    for op in level {
+        if matches!(op, plan::Op::Remove { .. }) {
+            continue;
+        }
+        let Some(d) = desired.iter().find(|d| d.name == op.service()) else {
+            continue;
+        };
+        for dep in &d.depends_on {
+            if dep.condition == Condition::Healthy && desired.iter().any(|x| x.name == dep.service)
+            {
+                let waiters = awaited.entry(dep.service.as_str()).or_default();
+                if !waiters.iter().any(|(n, _)| *n == d.name) {
+                    waiters.push((d.name.as_str(), dep.required));
+                }
+            }
+        }
+    }
+    for (service, waiters) in awaited {
+        let Err(e) = wait_service_healthy(up, service) else {
+            continue;
+        };
+        match waiters.iter().find(|(_, required)| *required) {
+            Some((dependent, _)) => bail!(
+                "service {dependent:?} depends on {service:?}: dependency failed to start: {e:#}"
+            ),
+            None => {
+                for (dependent, _) in waiters {
+                    crate::project::warn(&format!(
+                        "service {dependent:?}: optional dependency {service:?} is not healthy: {e:#}"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every container of `service` healthy (no deadline, as docker compose: the check's own
+/// retries end the wait).
+fn wait_service_healthy(up: &UpContext, service: &str) -> anyhow::Result<()> {
+    for o in project_containers(&up.ctx.store, &up.project.name)? {
+        if o.service() != service || o.oneoff() {
+            continue;
+        }
+        let name = &o.config.name;
+        let Some(hc) = &o.config.healthcheck else {
+            bail!("container {name} has no healthcheck configured");
+        };
+        up.progress.line("Container", name, "Waiting");
+        match crate::health::wait_healthy(up.ctx, &o.dir, hc, None)? {
+            HealthStatus::Healthy => up.progress.line("Container", name, "Healthy"),
+            HealthStatus::Unhealthy => bail!("container {name} is unhealthy"),
+            HealthStatus::Starting => bail!("container {name} is still starting"),
+        }
+    }
+    Ok(())
+}
+
+/// `up --wait`: every container of the selected services running, and healthy when it has a
+/// health check (those awaited by a `service_completed_successfully` exited 0), within
+/// `timeout` seconds when given. Any other outcome is an error (exit status 1).
+fn wait_for_services(
+    ctx: &Ctx,
+    project: &str,
+    desired: &[DesiredService],
+    progress: &Progress,
+    timeout: Option<u64>,
+) -> anyhow::Result<()> {
+    let deadline = timeout.map(|t| Instant::now() + Duration::from_secs(t));
+    let timed_out = || match timeout {
+        Some(t) => anyhow::anyhow!("application not healthy after {t}s"),
+        None => anyhow::anyhow!("application not healthy"),
+    };
+    for o in project_containers(&ctx.store, project)? {
+        let service = o.service();
+        if o.oneoff() || !desired.iter().any(|d| d.name == service) {
+            continue;
+        }
+        let name = &o.config.name;
+        progress.line("Container", name, "Waiting");
+        let completes = desired.iter().any(|d| {
+            d.depends_on.iter().any(|dep| {
+                dep.service == service && dep.condition == Condition::CompletedSuccessfully
+            })
+        });
+        if completes {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match lifecycle::wait(&ctx.store, &o.dir, left)? {
+                Some(0) => {
+                    progress.line("Container", name, "Exited");
+                    continue;
+                }
+                Some(code) => bail!("container {name} exited ({code})"),
+                None => return Err(timed_out()),
+            }
+        }
+        match o
+            .config
+            .healthcheck
+            .as_ref()
+            .filter(|h| h.probe_args().is_some())
+        {
+            Some(hc) => match crate::health::wait_healthy(ctx, &o.dir, hc, deadline)? {
+                HealthStatus::Healthy => {}
+                HealthStatus::Unhealthy => bail!("container {name} is unhealthy"),
+                HealthStatus::Starting => return Err(timed_out()),
+            },
+            None => {
+                let st = lifecycle::state(&o.dir)?;
+                match st.status {
+                    Status::Running => {}
+                    Status::Exited | Status::Dead => {
+                        bail!("container {name} exited ({})", st.exit_code.unwrap_or(255))
+                    }
+                    other => bail!("container {name} is {}", other.as_str()),
+                }
+            }
+        }
+        progress.line("Container", name, "Healthy");
+    }
+    Ok(())
 }
 
 /// `service_completed_successfully`: the dependents of a level wait until the dependency's

@@ -6,7 +6,7 @@
 //! `security_opt: seccomp=<file>` profile, and `/dev/urandom` for the id and the names of
 //! anonymous volumes. Keys berth cannot honour and whose absence would change what the
 //! container does are refused with an error naming the service and the key; keys that only
-//! matter elsewhere (`depends_on`, `healthcheck`, `scale`, …) or never on Linux are ignored.
+//! matter elsewhere (`depends_on`, `scale`, …) or never on Linux are ignored.
 
 // Wired into `up`/`run` by the orchestrator; until then only the tests use this module.
 
@@ -17,6 +17,7 @@ use anyhow::{Context, anyhow};
 use berth_compose::model::{
     Project, ServiceConfig, ServiceNetworkConfig, ServiceVolumeConfig, Ulimit,
 };
+use berth_engine::container::HealthConfig;
 use berth_engine::container::spec::{self, CommandOverride};
 use berth_engine::container::{
     ContainerConfig, DeviceConfig, DnsConfig, EndpointConfig, LogConfig, MountConfig, MountKind,
@@ -25,6 +26,7 @@ use berth_engine::container::{
 };
 use berth_engine::images::ImageRecord;
 
+use crate::health::HealthOverrides;
 use crate::labels;
 
 /// One container of a service, as the orchestrator is about to create it.
@@ -170,6 +172,7 @@ impl Conv<'_> {
             } else {
                 svc.cgroup_parent.clone()
             },
+            healthcheck: self.healthcheck()?,
         })
     }
 
@@ -716,6 +719,35 @@ impl Conv<'_> {
             }
         }
         Ok(log)
+    }
+
+    /// `healthcheck` over the image's `HEALTHCHECK` (each unset key keeps the image's value,
+    /// then Docker's default); `disable: true` is the test `NONE`.
+    fn healthcheck(&self) -> anyhow::Result<Option<HealthConfig>> {
+        let image = self.inst.image.config.healthcheck.as_ref();
+        let Some(h) = &self.svc.healthcheck else {
+            return Ok(crate::health::resolve(image, &HealthOverrides::default()));
+        };
+        // The loader already refused a test not starting with CMD, CMD-SHELL or NONE.
+        let dur = |key: &str, d: Option<berth_compose::units::Duration>| match d {
+            None => Ok(None),
+            Some(d) => {
+                crate::health::duration(d).map_err(|e| self.err(&format!("healthcheck.{key}"), e))
+            }
+        };
+        let over = HealthOverrides {
+            test: h.test.0.clone(),
+            interval: dur("interval", h.interval)?,
+            timeout: dur("timeout", h.timeout)?,
+            retries: h
+                .retries
+                .map(|r| u32::try_from(r).map_err(|_| self.err("healthcheck.retries", "too large")))
+                .transpose()?,
+            start_period: dur("start_period", h.start_period)?,
+            start_interval: dur("start_interval", h.start_interval)?,
+            disable: h.disable,
+        };
+        Ok(crate::health::resolve(image, &over))
     }
 
     /// `restart`, overridden by `deploy.restart_policy` (condition `none`/`on-failure`/`any`
@@ -1527,6 +1559,89 @@ mod tests {
         assert_eq!(c.dns.options, ["ndots:2"]);
         assert_eq!(c.cgroup_parent, "custom");
         assert!(c.ports.is_empty());
+    }
+
+    #[test]
+    fn healthcheck_over_the_image_default() {
+        let with_image_check = |yaml: &str| {
+            let p = load(yaml);
+            let mut img = image();
+            img.config.healthcheck = Some(berth_engine::images::Healthcheck {
+                test: vec!["CMD".into(), "/probe".into()],
+                interval: Some(std::time::Duration::from_secs(9)),
+                timeout: None,
+                start_period: None,
+                start_interval: None,
+                retries: Some(4),
+            });
+            container_config(&inst(&p, &img, "web")).map(|c| c.healthcheck)
+        };
+        // No healthcheck key: the image's, with Docker's defaults for what it leaves unset.
+        let hc = with_image_check("services:\n  web:\n    image: x\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(hc.test, ["CMD", "/probe"]);
+        assert_eq!(
+            (hc.interval_ms, hc.timeout_ms, hc.retries),
+            (9000, 30_000, 4)
+        );
+        // Some keys only: the image's test stays.
+        let hc = with_image_check(
+            "services:\n  web:\n    image: x\n    healthcheck:\n      interval: 2s\n      \
+             start_period: 1m\n      start_interval: 500ms\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(hc.test, ["CMD", "/probe"]);
+        assert_eq!(
+            (
+                hc.interval_ms,
+                hc.start_period_ms,
+                hc.start_interval_ms,
+                hc.retries
+            ),
+            (2000, 60_000, 500, 4)
+        );
+        // A string is CMD-SHELL; `disable` is NONE.
+        let hc = with_image_check(
+            "services:\n  web:\n    image: x\n    healthcheck:\n      test: curl -f x\n      \
+             retries: 1\n      timeout: 3s\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(hc.test, ["CMD-SHELL", "curl -f x"]);
+        assert_eq!((hc.retries, hc.timeout_ms), (1, 3000));
+        let hc = with_image_check(
+            "services:\n  web:\n    image: x\n    healthcheck:\n      disable: true\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(hc.test, ["NONE"]);
+        assert_eq!(hc.probe_args(), None);
+        // No check anywhere: none.
+        assert_eq!(ok("services:\n  web:\n    image: x\n").healthcheck, None);
+        let hc = ok("services:\n  web:\n    image: x\n    healthcheck:\n      test: [CMD, true]\n")
+            .healthcheck
+            .unwrap();
+        assert_eq!(
+            (
+                hc.interval_ms,
+                hc.timeout_ms,
+                hc.retries,
+                hc.start_period_ms,
+                hc.start_interval_ms
+            ),
+            (30_000, 30_000, 3, 0, 5000)
+        );
+    }
+
+    #[test]
+    fn bad_healthchecks_are_refused() {
+        let e = err(
+            "services:\n  web:\n    image: x\n    healthcheck:\n      test: [CMD, x]\n      \
+             interval: 10us\n",
+        );
+        assert!(e.contains("service \"web\": healthcheck.interval:"), "{e}");
     }
 
     #[test]

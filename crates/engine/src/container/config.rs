@@ -69,6 +69,67 @@ pub struct ContainerConfig {
     /// The container's cgroup is `/<cgroup_parent>/<id>` in every hierarchy; the parent
     /// (`berth/<project>` for compose services, `berth` otherwise) is removed when empty.
     pub cgroup_parent: String,
+    /// The health check (`healthcheck:`, `--health-cmd`, the image's `HEALTHCHECK`), defaults
+    /// applied; `None`: the container has none. Probed by the binary (`src/health.rs`).
+    pub healthcheck: Option<HealthConfig>,
+}
+
+/// Docker's default time between two health probes.
+pub const DEFAULT_HEALTH_INTERVAL_MS: u64 = 30_000;
+/// Docker's default time a probe may take.
+pub const DEFAULT_HEALTH_TIMEOUT_MS: u64 = 30_000;
+/// Docker's default number of consecutive failures that make a container unhealthy.
+pub const DEFAULT_HEALTH_RETRIES: u32 = 3;
+/// Docker's default time between two probes during the start period.
+pub const DEFAULT_HEALTH_START_INTERVAL_MS: u64 = 5_000;
+
+/// A container's health check, with Docker's defaults already applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HealthConfig {
+    /// Docker's form: `["CMD", arg…]`, `["CMD-SHELL", command]` or `["NONE"]` (disabled).
+    pub test: Vec<String>,
+    /// Time between probes once the start period is over (or the container was healthy once).
+    pub interval_ms: u64,
+    /// A probe taking longer fails.
+    pub timeout_ms: u64,
+    /// Consecutive failures (outside the start period) that make the container unhealthy.
+    pub retries: u32,
+    /// Failures during this time after a start do not count.
+    pub start_period_ms: u64,
+    /// Time between probes during the start period.
+    pub start_interval_ms: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> HealthConfig {
+        HealthConfig {
+            test: Vec::new(),
+            interval_ms: DEFAULT_HEALTH_INTERVAL_MS,
+            timeout_ms: DEFAULT_HEALTH_TIMEOUT_MS,
+            retries: DEFAULT_HEALTH_RETRIES,
+            start_period_ms: 0,
+            start_interval_ms: DEFAULT_HEALTH_START_INTERVAL_MS,
+        }
+    }
+}
+
+impl HealthConfig {
+    /// The command a probe runs in the container (`CMD-SHELL` through `/bin/sh -c`, as
+    /// Docker on Linux); `None` when the check is disabled (`NONE`) or empty.
+    pub fn probe_args(&self) -> Option<Vec<String>> {
+        match self.test.split_first() {
+            Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => Some(rest.to_vec()),
+            Some((kind, rest)) if kind == "CMD-SHELL" && !rest.is_empty() => Some(
+                ["/bin/sh", "-c"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain(rest.iter().cloned())
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// The container's main process.
@@ -343,4 +404,97 @@ pub struct ContainerState {
     /// Stopped or killed by the user: `unless-stopped` and `always` do not restart it (until
     /// the next start by the user or the next `up`).
     pub manually_stopped: bool,
+    /// The health of a container with a health check (`None` without one); reset to
+    /// `starting` by the shim at each start, advanced by each probe's result.
+    pub health: Option<Health>,
+}
+
+/// Docker's health statuses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// No probe has succeeded since the start, and not enough failed to give up.
+    #[default]
+    Starting,
+    /// The last probe succeeded.
+    Healthy,
+    /// `retries` consecutive probes failed.
+    Unhealthy,
+}
+
+impl HealthStatus {
+    /// Docker's lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Starting => "starting",
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// Docker's maximum number of probe results kept in [`Health::log`].
+pub const HEALTH_LOG_ENTRIES: usize = 5;
+
+/// A container's health (`State.Health` in `docker inspect`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Health {
+    pub status: HealthStatus,
+    /// Consecutive failed probes that counted (outside the start period).
+    pub failing_streak: u32,
+    /// The last [`HEALTH_LOG_ENTRIES`] probe results, oldest first.
+    pub log: Vec<HealthResult>,
+}
+
+/// One probe's result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HealthResult {
+    /// RFC 3339 times the probe started and ended.
+    pub start: String,
+    pub end: String,
+    /// The test's exit code: 0 healthy, anything else a failure (-1: it could not run or
+    /// timed out, as Docker).
+    pub exit_code: i32,
+    /// The test's output (stdout and stderr), capped at 4 KiB.
+    pub output: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_args_follow_docker_test_forms() {
+        let hc = |test: &[&str]| HealthConfig {
+            test: test.iter().map(|s| s.to_string()).collect(),
+            ..HealthConfig::default()
+        };
+        assert_eq!(
+            hc(&["CMD", "true", "x"]).probe_args(),
+            Some(vec!["true".to_string(), "x".to_string()])
+        );
+        assert_eq!(
+            hc(&["CMD-SHELL", "test -f /x"]).probe_args(),
+            Some(vec![
+                "/bin/sh".to_string(),
+                "-c".to_string(),
+                "test -f /x".to_string()
+            ])
+        );
+        assert_eq!(hc(&["NONE"]).probe_args(), None);
+        assert_eq!(hc(&[]).probe_args(), None);
+        assert_eq!(hc(&["CMD"]).probe_args(), None);
+    }
+
+    #[test]
+    fn old_state_files_read_without_health() {
+        let s: ContainerState = serde_json::from_str(r#"{"status":"running"}"#).unwrap();
+        assert_eq!(s.health, None);
+        let c: ContainerConfig = serde_json::from_str(r#"{"id":"x"}"#).unwrap();
+        assert_eq!(c.healthcheck, None);
+        let h: HealthConfig = serde_json::from_str(r#"{"test":["CMD","true"]}"#).unwrap();
+        assert_eq!(h.retries, DEFAULT_HEALTH_RETRIES);
+    }
 }

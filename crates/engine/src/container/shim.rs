@@ -32,7 +32,9 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::container::config::{ContainerConfig, ContainerState, MountKind, NetworkConfig, Status};
+use crate::container::config::{
+    ContainerConfig, ContainerState, Health, HealthStatus, MountKind, NetworkConfig, Status,
+};
 use crate::container::spec::{SpecContext, build_spec};
 use crate::container::store::{ContainerDir, ContainerStore};
 use crate::fsutil::{self, Lock};
@@ -559,6 +561,16 @@ impl Shim {
             s.exit_code = None;
             s.oom_killed = false;
             s.error.clear();
+            // Each start begins `starting` with a fresh streak; the log of earlier runs stays
+            // (as Docker's). A container without an active check has no health at all.
+            s.health = match config.healthcheck.as_ref().and_then(|h| h.probe_args()) {
+                Some(_) => Some(Health {
+                    status: HealthStatus::Starting,
+                    failing_streak: 0,
+                    log: s.health.take().map(|h| h.log).unwrap_or_default(),
+                }),
+                None => None,
+            };
         })?;
         for f in [&out_r, &err_r] {
             set_nonblocking(f)?;
