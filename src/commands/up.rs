@@ -249,6 +249,9 @@ pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
                 progress.line("Container", &o.config.name, "Running");
             }
         }
+        let record = crate::supervisor::ProjectRecord::of(project)?;
+        crate::supervisor::write_project_record(ctx.root(), &project.name, &record)?;
+        crate::supervisor::ensure_running(ctx.root(), &project.name)?;
         return Ok(0);
     }
     let up = UpContext {
@@ -272,6 +275,9 @@ pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
         up.run_parallel(level)?;
         wait_for_completion(&up, level, &desired)?;
     }
+    let record = crate::supervisor::ProjectRecord::of(project)?;
+    crate::supervisor::write_project_record(ctx.root(), &project.name, &record)?;
+    crate::supervisor::ensure_running(ctx.root(), &project.name)?;
     Ok(0)
 }
 
