@@ -91,12 +91,14 @@ pub struct DependsOn {
 
 /// A `depends_on` condition.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum Condition {
     #[default]
-    ServiceStarted,
-    ServiceHealthy,
-    ServiceCompletedSuccessfully,
+    #[serde(rename = "service_started")]
+    Started,
+    #[serde(rename = "service_healthy")]
+    Healthy,
+    #[serde(rename = "service_completed_successfully")]
+    CompletedSuccessfully,
 }
 
 impl Condition {
@@ -104,17 +106,17 @@ impl Condition {
     /// `up` reads it.
     pub fn from_compose(s: &str) -> Condition {
         match s {
-            "service_healthy" => Condition::ServiceHealthy,
-            "service_completed_successfully" => Condition::ServiceCompletedSuccessfully,
-            _ => Condition::ServiceStarted,
+            "service_healthy" => Condition::Healthy,
+            "service_completed_successfully" => Condition::CompletedSuccessfully,
+            _ => Condition::Started,
         }
     }
 
     fn as_str(self) -> &'static str {
         match self {
-            Condition::ServiceStarted => "service_started",
-            Condition::ServiceHealthy => "service_healthy",
-            Condition::ServiceCompletedSuccessfully => "service_completed_successfully",
+            Condition::Started => "service_started",
+            Condition::Healthy => "service_healthy",
+            Condition::CompletedSuccessfully => "service_completed_successfully",
         }
     }
 }
@@ -882,11 +884,11 @@ impl Supervisor {
                 .filter(|c| c.service() == dep.service && !c.oneoff())
             {
                 let met = match dep.condition {
-                    Condition::ServiceStarted => c.running(),
+                    Condition::Started => c.running(),
                     // Health checks are another part's work: healthy counts as started
                     // until the supervisor runs them.
-                    Condition::ServiceHealthy => c.running(),
-                    Condition::ServiceCompletedSuccessfully => {
+                    Condition::Healthy => c.running(),
+                    Condition::CompletedSuccessfully => {
                         c.state.status == Status::Exited && c.state.exit_code == Some(0)
                     }
                 };
@@ -1068,11 +1070,11 @@ mod tests {
         assert_eq!(read_project_record(&tmp.path().join("projects/p")), record);
         assert_eq!(
             Condition::from_compose("service_healthy"),
-            Condition::ServiceHealthy
+            Condition::Healthy
         );
         assert_eq!(
             Condition::from_compose("service_started"),
-            Condition::ServiceStarted
+            Condition::Started
         );
     }
 }
