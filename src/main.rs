@@ -11,6 +11,7 @@ mod net;
 mod orchestrator;
 mod progress;
 mod project;
+mod supervisor;
 
 use std::process::ExitCode;
 
@@ -56,6 +57,9 @@ fn main() -> ExitCode {
     }
     if args.get(1).map(String::as_str) == Some(net::DNS_VERB) {
         return ExitCode::from(dnsd::main(&args[2..]) as u8);
+    }
+    if args.get(1).map(String::as_str) == Some(supervisor::SUPERVISE_VERB) {
+        return ExitCode::from(supervisor::main(&args[2..]) as u8);
     }
     if args.get(1).map(String::as_str) == Some(berth_engine::container::exec::EXEC_VERB) {
         let code = berth_engine::container::exec::main(&args[2..]);

@@ -42,6 +42,8 @@ pub fn run(settings: &Settings, args: &DownArgs) -> anyhow::Result<u8> {
     let project = &loaded.loaded.project;
     let ctx = Ctx::open(settings)?;
     let _lock = crate::commands::up::project_lock(ctx.root(), &project.name)?;
+    // No policy restart may race with the removal.
+    crate::supervisor::stop(ctx.root(), &project.name)?;
     let timeout = args.timeout.map(Duration::from_secs);
     let progress = Progress::new();
     let all = project_containers(&ctx.store, &project.name)?;

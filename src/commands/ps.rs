@@ -45,6 +45,12 @@ pub fn run(settings: &Settings, args: &PsArgs) -> anyhow::Result<u8> {
     let loaded = project::load(settings, &LoadFlags::default())?;
     let project = &loaded.loaded.project;
     let ctx = Ctx::open(settings)?;
+    // The next berth command notices a supervisor that is gone (killed, or after a reboot).
+    if !crate::supervisor::running(ctx.root(), &project.name)
+        && !project_containers(&ctx.store, &project.name)?.is_empty()
+    {
+        crate::supervisor::ensure_running(ctx.root(), &project.name)?;
+    }
     let mut statuses = args.status.clone();
     for f in &args.filter {
         match f.split_once('=') {

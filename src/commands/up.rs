@@ -283,6 +283,9 @@ pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
         if args.wait {
             wait_for_services(&ctx, &project.name, &desired, &progress, args.wait_timeout)?;
         }
+        let record = crate::supervisor::ProjectRecord::of(project)?;
+        crate::supervisor::write_project_record(ctx.root(), &project.name, &record)?;
+        crate::supervisor::ensure_running(ctx.root(), &project.name)?;
         return attach_if_asked(&ctx, project, &graph, signals, since, args);
     }
     let up = UpContext {
@@ -316,6 +319,9 @@ pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
             args.wait_timeout,
         )?;
     }
+    let record = crate::supervisor::ProjectRecord::of(project)?;
+    crate::supervisor::write_project_record(ctx.root(), &project.name, &record)?;
+    crate::supervisor::ensure_running(ctx.root(), &project.name)?;
     attach_if_asked(&ctx, project, &graph, signals, since, args)
 }
 

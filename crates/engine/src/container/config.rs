@@ -407,6 +407,19 @@ pub struct ContainerState {
     /// The health of a container with a health check (`None` without one); reset to
     /// `starting` by the shim at each start, advanced by each probe's result.
     pub health: Option<Health>,
+    /// The restart policy's current back-off in milliseconds (Docker's restart manager
+    /// timeout: 100 ms, doubled at each exit, at most a minute). Meaningful only while
+    /// `restart_count` is not 0: a user start resets the count, and with it the back-off.
+    pub restart_delay_ms: u64,
+    /// While `status` is `restarting`: when the policy restart is due (Unix time in
+    /// milliseconds), so a supervisor started during the wait carries on from it.
+    pub restart_due_ms: Option<u64>,
+    /// Policy restarts counted against `max_retries`: `restart_count`, except that a run
+    /// longer than `deploy.restart_policy.window` starts the count again.
+    pub restart_attempts: u32,
+    /// The `finished_at` of the last exit the restart policy judged: an exit is judged once,
+    /// however often a supervisor looks at the container again.
+    pub restart_judged: Option<String>,
 }
 
 /// Docker's health statuses.

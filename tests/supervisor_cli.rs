@@ -1,0 +1,323 @@
+//! End-to-end scenarios of the per-project supervisor (restart policies, adoption after a
+//! SIGKILL, dependency-ordered recovery) as root, each in its own state root and network
+//! namespace. Every test ends with `down` and checks that no supervisor of its root is left.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::compose::*;
+use common::*;
+
+/// A command that runs until `/tmp/stop` appears in the container, then exits 3 (removing
+/// the file, so the next run waits again). pid 1 ignores signals it has no handler for, so
+/// this is how a test makes a container exit without `container kill` (which marks it
+/// stopped by the user).
+const STOPPABLE: &str =
+    r#"["sh", "-c", "while [ ! -e /tmp/stop ]; do sleep 1; done; rm /tmp/stop; exit 3"]"#;
+
+/// Pids of the supervisors of `root` (by their command line).
+fn supervisors(root: &Path) -> Vec<i32> {
+    let needle = root.to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.iter().any(|a| a == "__supervise") && args.iter().any(|a| a == &needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// SIGKILLs the supervisors of its root when a test panics (a passing test checks that
+/// `down` left none).
+struct KillSupervisorsOnPanic(PathBuf);
+
+impl Drop for KillSupervisorsOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for pid in supervisors(&self.0) {
+                let _ = rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(pid).unwrap(),
+                    rustix::process::Signal::KILL,
+                );
+            }
+        }
+    }
+}
+
+fn project_dir(c: &Compose) -> PathBuf {
+    c.e.env.root.join("projects").join(&c.name)
+}
+
+/// The pid the running supervisor wrote into its lock file.
+fn supervisor_pid(c: &Compose) -> i32 {
+    let text = std::fs::read_to_string(project_dir(c).join("supervisor.lock")).unwrap();
+    text.trim().parse().unwrap()
+}
+
+/// Whether somebody holds the supervisor's lock.
+fn supervisor_alive(c: &Compose) -> bool {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .open(project_dir(c).join("supervisor.lock"))
+        .unwrap();
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err()
+}
+
+fn kill_supervisor(c: &Compose) -> i32 {
+    let pid = supervisor_pid(c);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    wait_until("the killed supervisor releases its lock", 10, || {
+        !supervisor_alive(c)
+    });
+    pid
+}
+
+fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `container inspect`'s `State` of `name`.
+fn state(c: &Compose, name: &str) -> serde_json::Value {
+    c.e.env.inspect(name)["State"].clone()
+}
+
+fn restart_count(c: &Compose, name: &str) -> u64 {
+    c.e.env.inspect(name)["RestartCount"].as_u64().unwrap()
+}
+
+fn started_at(c: &Compose, name: &str) -> chrono::DateTime<chrono::FixedOffset> {
+    let s = state(c, name)["StartedAt"].as_str().unwrap().to_string();
+    chrono::DateTime::parse_from_rfc3339(&s).unwrap()
+}
+
+/// `down`, then no supervisor of the root may be left.
+fn finish(c: &Compose) {
+    c.ok(&["down", "-v", "--remove-orphans", "-t", "1"]);
+    let left = supervisors(&c.e.env.root);
+    assert!(left.is_empty(), "supervisors left: {left:?}");
+}
+
+#[test]
+fn on_failure_restarts_exactly_n_times_with_a_doubling_backoff() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "onfail",
+        r#"
+services:
+  flaky:
+    image: IMAGE
+    command: ["sh", "-c", "echo start; exit 1"]
+    restart: on-failure:3
+"#,
+    );
+    let _guard = KillSupervisorsOnPanic(c.e.env.root.clone());
+    c.ok(&["up", "-d"]);
+    let name = "ponfail-flaky-1";
+    wait_until("three restarts, then exited", 20, || {
+        restart_count(&c, name) == 3 && state(&c, name)["Status"] == "exited"
+    });
+    // No fourth restart comes.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(restart_count(&c, name), 3);
+    assert_eq!(state(&c, name)["Status"], "exited");
+    assert_eq!(state(&c, name)["ExitCode"], 1);
+    // Each run logged its start: the gaps are the back-offs, 100, 200 and 400 ms (plus the
+    // time a start takes).
+    let logs = c.e.ok(&["container", "logs", "-t", name]);
+    let starts: Vec<chrono::DateTime<chrono::FixedOffset>> = logs
+        .lines()
+        .map(|l| chrono::DateTime::parse_from_rfc3339(l.split(' ').next().unwrap()).unwrap())
+        .collect();
+    assert_eq!(starts.len(), 4, "{logs}");
+    for (i, backoff) in [100i64, 200, 400].into_iter().enumerate() {
+        let gap = (starts[i + 1] - starts[i]).num_milliseconds();
+        assert!(
+            gap >= backoff - 10 && gap <= backoff + 3000,
+            "gap {i}: {gap} ms, back-off {backoff} ms\n{logs}"
+        );
+    }
+    finish(&c);
+}
+
+#[test]
+fn always_restarts_after_exit_0_and_ps_shows_the_count() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "always",
+        r#"
+services:
+  once:
+    image: IMAGE
+    command: ["sh", "-c", "echo ran; exit 0"]
+    restart: always
+"#,
+    );
+    let _guard = KillSupervisorsOnPanic(c.e.env.root.clone());
+    c.ok(&["up", "-d"]);
+    wait_until("two restarts", 15, || {
+        restart_count(&c, "palways-once-1") >= 2
+    });
+    let ps = c.ps();
+    assert!(ps[0]["RestartCount"].as_u64().unwrap() >= 2, "{ps:?}");
+    finish(&c);
+}
+
+#[test]
+fn unless_stopped_stays_stopped_after_container_stop() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "unless",
+        r#"
+services:
+  svc:
+    image: IMAGE
+    command: ["sleep", "600"]
+    restart: unless-stopped
+"#,
+    );
+    let _guard = KillSupervisorsOnPanic(c.e.env.root.clone());
+    c.ok(&["up", "-d"]);
+    let name = "punless-svc-1";
+    c.e.env
+        .wait_status(name, "running", Duration::from_secs(10));
+    c.e.ok(&["container", "stop", "-t", "1", name]);
+    // Longer than the first back-off and the supervisor's periodic look.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(state(&c, name)["Status"], "exited");
+    assert_eq!(restart_count(&c, name), 0);
+    finish(&c);
+}
+
+#[test]
+fn a_new_supervisor_adopts_running_containers_and_pending_restarts_after_sigkill() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "adopt",
+        &format!(
+            r#"
+services:
+  steady:
+    image: IMAGE
+    command: {STOPPABLE}
+    restart: always
+  flaky:
+    image: IMAGE
+    command: ["sh", "-c", "echo start; exit 1"]
+    deploy:
+      restart_policy: {{condition: on-failure, max_attempts: 2, delay: 3s}}
+"#
+        ),
+    );
+    let _guard = KillSupervisorsOnPanic(c.e.env.root.clone());
+    c.ok(&["up", "-d"]);
+    let (steady, flaky) = ("padopt-steady-1", "padopt-flaky-1");
+    wait_until("flaky waits for its first restart", 10, || {
+        state(&c, flaky)["Status"] == "restarting"
+    });
+    assert_eq!(restart_count(&c, flaky), 1);
+    let old = kill_supervisor(&c);
+    // Containers outlive it.
+    assert_eq!(state(&c, steady)["Status"], "running");
+    // `up -d` has nothing to change and hands the project to a new supervisor.
+    c.ok(&["up", "-d"]);
+    assert!(supervisor_alive(&c));
+    assert_ne!(supervisor_pid(&c), old);
+    // It carries on with the pending restart: restarted once more, then given up.
+    wait_until("flaky restarted twice, then exited", 20, || {
+        restart_count(&c, flaky) == 2 && state(&c, flaky)["Status"] == "exited"
+    });
+    // And it watches the container that was running all along.
+    c.e.ok(&["container", "exec", steady, "touch", "/tmp/stop"]);
+    wait_until("steady restarted", 15, || {
+        restart_count(&c, steady) == 1 && state(&c, steady)["Status"] == "running"
+    });
+    finish(&c);
+}
+
+#[test]
+fn containers_found_exited_are_restarted_in_dependency_order() {
+    if !require_root() {
+        return;
+    }
+    // Without ordering, app (100 ms back-off) would be restarted long before db (2 s delay).
+    let c = Compose::new(
+        "order",
+        &format!(
+            r#"
+services:
+  db:
+    image: IMAGE
+    command: {STOPPABLE}
+    deploy:
+      restart_policy: {{condition: any, delay: 2s}}
+  app:
+    image: IMAGE
+    command: {STOPPABLE}
+    restart: always
+    depends_on: [db]
+"#
+        ),
+    );
+    let _guard = KillSupervisorsOnPanic(c.e.env.root.clone());
+    c.ok(&["up", "-d"]);
+    let (db, app) = ("porder-db-1", "porder-app-1");
+    for name in [db, app] {
+        c.e.env
+            .wait_status(name, "running", Duration::from_secs(10));
+    }
+    kill_supervisor(&c);
+    for name in [app, db] {
+        c.e.ok(&["container", "exec", name, "touch", "/tmp/stop"]);
+    }
+    for name in [app, db] {
+        c.e.env.wait_status(name, "exited", Duration::from_secs(10));
+    }
+    assert!(!supervisor_alive(&c));
+    // The next berth command notices the supervisor is gone and starts one.
+    c.ok(&["ps"]);
+    assert!(supervisor_alive(&c));
+    wait_until("both restarted", 20, || {
+        [db, app]
+            .iter()
+            .all(|n| state(&c, n)["Status"] == "running")
+    });
+    assert!(
+        started_at(&c, db) < started_at(&c, app),
+        "db must start first: db {}, app {}",
+        started_at(&c, db),
+        started_at(&c, app)
+    );
+    assert_eq!(restart_count(&c, db), 1);
+    assert_eq!(restart_count(&c, app), 1);
+    let log = std::fs::read_to_string(project_dir(&c).join("supervisor.log")).unwrap();
+    assert!(log.contains("porder-app-1: restart held"), "{log}");
+    finish(&c);
+}
