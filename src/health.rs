@@ -102,8 +102,18 @@ pub fn duration(d: berth_compose::units::Duration) -> Result<Option<Duration>, S
 /// most [`MAX_OUTPUT`] bytes kept), killed after the check's timeout. Never fails: a test that
 /// cannot run or times out is a failed result with exit code -1, as in Docker.
 pub fn probe(ctx: &Ctx, dir: &ContainerDir, hc: &HealthConfig) -> HealthResult {
+    probe_with(&ctx.shim_exe, ctx.root(), dir, hc)
+}
+
+/// [`probe`] for processes without a [`Ctx`] (the supervisor): berth's binary and the root.
+pub fn probe_with(
+    exe: &std::path::Path,
+    root: &std::path::Path,
+    dir: &ContainerDir,
+    hc: &HealthConfig,
+) -> HealthResult {
     let start = now_rfc3339();
-    let (exit_code, output) = match run_probe(ctx, dir, hc) {
+    let (exit_code, output) = match run_probe(exe, root, dir, hc) {
         Ok(r) => r,
         Err(e) => (-1, format!("{e:#}")),
     };
@@ -115,7 +125,12 @@ pub fn probe(ctx: &Ctx, dir: &ContainerDir, hc: &HealthConfig) -> HealthResult {
     }
 }
 
-fn run_probe(ctx: &Ctx, dir: &ContainerDir, hc: &HealthConfig) -> anyhow::Result<(i32, String)> {
+fn run_probe(
+    exe: &std::path::Path,
+    root: &std::path::Path,
+    dir: &ContainerDir,
+    hc: &HealthConfig,
+) -> anyhow::Result<(i32, String)> {
     let Some(args) = hc.probe_args() else {
         bail!("the health check is disabled or has no test");
     };
@@ -129,9 +144,9 @@ fn run_probe(ctx: &Ctx, dir: &ContainerDir, hc: &HealthConfig) -> anyhow::Result
     let child = {
         // The command holds the pipe's write ends until dropped: dropped at the end of this
         // block, so the pipe ends when the probe (and whatever inherited it) does.
-        let mut cmd = Command::new(&ctx.shim_exe);
+        let mut cmd = Command::new(exe);
         cmd.arg(EXEC_VERB)
-            .args(req.to_args(ctx.root()))
+            .args(req.to_args(root))
             .stdin(Stdio::null())
             .stdout(writer.try_clone().context("duplicate the probe's pipe")?)
             .stderr(writer);
@@ -504,5 +519,40 @@ mod tests {
         assert_eq!(duration(D::from_secs(2)), Ok(Some(Duration::from_secs(2))));
         assert!(duration(D(-1)).unwrap_err().contains("negative"));
         assert!(duration(D(500)).unwrap_err().contains("1ms"));
+    }
+}
+
+/// The supervisor's probing of one running container: a probe every `start_interval`
+/// during the start period and every `interval` after, each result recorded, until the
+/// container stops or is started again (another run, another loop).
+pub fn probe_loop(
+    exe: &std::path::Path,
+    root: &std::path::Path,
+    dir: &ContainerDir,
+    hc: &HealthConfig,
+) {
+    let Ok(first) = berth_engine::container::lifecycle::state(dir) else {
+        return;
+    };
+    let started = first.started_at.clone();
+    let begun = std::time::Instant::now();
+    loop {
+        let in_start_period = begun.elapsed() < Duration::from_millis(hc.start_period_ms);
+        let wait = if in_start_period {
+            hc.start_interval_ms
+        } else {
+            hc.interval_ms
+        };
+        std::thread::sleep(Duration::from_millis(wait.max(10)));
+        match berth_engine::container::lifecycle::state(dir) {
+            Ok(st)
+                if st.status == berth_engine::container::Status::Running
+                    && st.started_at == started => {}
+            _ => return,
+        }
+        let result = probe_with(exe, root, dir, hc);
+        if record(dir, hc, result).is_err() {
+            return;
+        }
     }
 }

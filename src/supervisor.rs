@@ -770,6 +770,21 @@ impl Supervisor {
         if let Err(e) = spawned {
             log(&format!("{id}: start a wait thread: {e}"));
             self.watched.remove(&id);
+            return;
+        }
+        // Health checks of this run, probed by the supervisor (who else would, after `up`?).
+        if let Ok(config) = self.store.dir_of(&id).config()
+            && let Some(hc) = config.healthcheck.filter(|h| h.probe_args().is_some())
+        {
+            let (exe, root, dir) = (
+                self.shim_exe.clone(),
+                self.root.clone(),
+                self.store.dir_of(&id),
+            );
+            let _ = std::thread::Builder::new()
+                .name("health".into())
+                .stack_size(256 * 1024)
+                .spawn(move || crate::health::probe_loop(&exe, &root, &dir, &hc));
         }
     }
 

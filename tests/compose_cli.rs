@@ -430,3 +430,30 @@ fn ctrl_c_stops_an_attached_up_gracefully() {
     );
     assert!(c.ps().iter().all(|p| p["State"] == "exited"));
 }
+
+#[test]
+fn the_supervisor_keeps_probing_health_after_up() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "probe",
+        r#"
+services:
+  svc:
+    image: IMAGE
+    command: ["sh", "-c", "sleep 1; touch /tmp/ok; exec sleep 600"]
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ok"]
+      interval: 300ms
+      retries: 50
+"#,
+    );
+    c.ok(&["up", "-d"]);
+    // Nobody waits on it in `up`: the supervisor's probes turn it healthy.
+    eventually("svc turns healthy", || {
+        !c.ok(&["ps"]).0.contains("(healthy)")
+    });
+    let v = c.e.env.inspect("pprobe-svc-1");
+    assert_eq!(v["State"]["Health"]["Status"], "healthy");
+}
