@@ -395,6 +395,41 @@ pub fn wait_healthy(
     }
 }
 
+/// The supervisor's probing of one running container: a probe every `start_interval`
+/// during the start period and every `interval` after, each result recorded, until the
+/// container stops or is started again (another run, another loop).
+pub fn probe_loop(
+    exe: &std::path::Path,
+    root: &std::path::Path,
+    dir: &ContainerDir,
+    hc: &HealthConfig,
+) {
+    let Ok(first) = berth_engine::container::lifecycle::state(dir) else {
+        return;
+    };
+    let started = first.started_at.clone();
+    let begun = std::time::Instant::now();
+    loop {
+        let in_start_period = begun.elapsed() < Duration::from_millis(hc.start_period_ms);
+        let wait = if in_start_period {
+            hc.start_interval_ms
+        } else {
+            hc.interval_ms
+        };
+        std::thread::sleep(Duration::from_millis(wait.max(10)));
+        match berth_engine::container::lifecycle::state(dir) {
+            Ok(st)
+                if st.status == berth_engine::container::Status::Running
+                    && st.started_at == started => {}
+            _ => return,
+        }
+        let result = probe_with(exe, root, dir, hc);
+        if record(dir, hc, result).is_err() {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -519,40 +554,5 @@ mod tests {
         assert_eq!(duration(D::from_secs(2)), Ok(Some(Duration::from_secs(2))));
         assert!(duration(D(-1)).unwrap_err().contains("negative"));
         assert!(duration(D(500)).unwrap_err().contains("1ms"));
-    }
-}
-
-/// The supervisor's probing of one running container: a probe every `start_interval`
-/// during the start period and every `interval` after, each result recorded, until the
-/// container stops or is started again (another run, another loop).
-pub fn probe_loop(
-    exe: &std::path::Path,
-    root: &std::path::Path,
-    dir: &ContainerDir,
-    hc: &HealthConfig,
-) {
-    let Ok(first) = berth_engine::container::lifecycle::state(dir) else {
-        return;
-    };
-    let started = first.started_at.clone();
-    let begun = std::time::Instant::now();
-    loop {
-        let in_start_period = begun.elapsed() < Duration::from_millis(hc.start_period_ms);
-        let wait = if in_start_period {
-            hc.start_interval_ms
-        } else {
-            hc.interval_ms
-        };
-        std::thread::sleep(Duration::from_millis(wait.max(10)));
-        match berth_engine::container::lifecycle::state(dir) {
-            Ok(st)
-                if st.status == berth_engine::container::Status::Running
-                    && st.started_at == started => {}
-            _ => return,
-        }
-        let result = probe_with(exe, root, dir, hc);
-        if record(dir, hc, result).is_err() {
-            return;
-        }
     }
 }
