@@ -1,0 +1,373 @@
+#!/usr/bin/env bash
+# Benchmark (run by hand, as root): berth's compose verbs against docker-compose and podman-compose.
+#
+# Method
+# - Compose files with N = 1, 10, 50 services `sK: {image: bench/bb:1, command: [sleep, "600"]}`
+#   (one default network), in a project directory each, project names cb1, cb10, cb50. The
+#   same busybox-static rootfs tar is imported as bench/bb:1 into every engine.
+# - Every engine lives in a throw-away network namespace of its own (`ip netns add`, commands
+#   through `nsenter --net`), so bridges, veths and firewall rules die with it and no DNS
+#   query leaves it (berth: <root>/daemon.json {"dns": ["127.0.0.1"]}; dockerd --dns
+#   127.0.0.1; podman dns_servers). berth: a fresh --root, `berth --root R
+#   --project-directory DIR -p NAME up -d | ps | down -t 0 | logs`. docker-compose 1.29 +
+#   dockerd (own data root, exec root, pidfile, socket, DOCKER_HOST), `-f FILE -p NAME`.
+#   podman-compose 1.0.3 with `--podman-args` pointing podman at its own --root, --runroot,
+#   --tmpdir and a containers.conf (CONTAINERS_CONF: netavark with its own config dir, runc,
+#   cgroupfs, file events, k8s-file logs).
+# - `up -d` and `down -t 0`: wall time of the whole command, REPS times for N = 1, 10 (default
+#   3) and REPS50 times for N = 50 (default 2); mean and min. The tools take turns within a
+#   repetition (berth, docker-compose, podman-compose up; then the three downs), so load from
+#   other jobs falls on all of them. podman-compose's down leaves the project network behind:
+#   it is removed after the timing, untimed. After every down: no container may be left.
+# - ps: with the 50 services up in every engine, hyperfine (warmup 3) `berth ps` (PS_RUNS,
+#   default 30 runs), `docker-compose ps` and `podman-compose ps` (PEER_PS_RUNS, default 5).
+# - logs: a project `cblogs` with one service `printer: {command: [seq, "100000"]}`; once it
+#   has exited (all 100000 lines readable), hyperfine (warmup 1, LOG_RUNS, default 5, output
+#   to /dev/null) `berth logs printer`, `docker logs cblogs_printer_1`, `docker-compose logs
+#   printer`, `podman logs cblogs_printer_1`, `podman-compose logs printer`.
+# - Ratios peer/berth of the means. At the end: no netns, link, nft table, mount or process
+#   of this script is left.
+# Debian packages: hyperfine busybox-static docker.io docker-compose podman podman-compose.
+#
+# Measured: see MEASURED below (filled in from a run on the shared 2-core dev VM).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
+reps=${REPS:-3}
+reps50=${REPS50:-2}
+ps_runs=${PS_RUNS:-30}
+peer_ps_runs=${PEER_PS_RUNS:-5}
+log_runs=${LOG_RUNS:-5}
+sizes=(${SIZES:-1 10 50})
+for t in hyperfine python3 nsenter ip nft; do
+  command -v "$t" >/dev/null || { echo "$t not installed (apt-get install -y $t)" >&2; exit 1; }
+done
+[ -x /bin/busybox ] && file -L /bin/busybox | grep -q 'statically linked' ||
+  { echo "needs Debian's busybox-static (apt-get install -y busybox-static)" >&2; exit 1; }
+cargo build --release --locked -q
+berth=$(realpath "${CARGO_TARGET_DIR:-target}/release/berth")
+
+work=$(mktemp -d /var/tmp/berth-cbench.XXXXXX)
+root=$work/berth
+tag=cb$$
+ns_b=$tag-berth ns_d=$tag-docker ns_p=$tag-podman
+made_ns=()
+dockerd_pid=
+host_links=$(ip -o link show | awk -F': ' '{print $2}' | sort)
+host_tables=$(nft list tables | sort)
+run_netns_before=$(ls /run/netns 2>/dev/null | sort)
+log=$work/tools.log # everything the tools print
+times=$work/times.txt
+: >"$times"
+
+inb() { nsenter --net="/run/netns/$ns_b" "$@"; }
+ind() { nsenter --net="/run/netns/$ns_d" "$@"; }
+inp() { nsenter --net="/run/netns/$ns_p" "$@"; }
+bt() { inb "$berth" --root "$root" "$@"; }
+docker_cli=docker
+[ -x /usr/bin/docker ] && docker_cli=/usr/bin/docker # Debian's CLI matches Debian's dockerd
+export DOCKER_HOST=unix://$work/docker/docker.sock
+dk() { ind "$docker_cli" "$@"; }
+export CONTAINERS_CONF=$work/podman/containers.conf
+pm_args="--root $work/podman/root --runroot $work/podman/run --tmpdir $work/podman/tmp --storage-driver overlay"
+pm() { inp podman $pm_args "$@"; }
+
+# The compose command line of TOOL for project NAME, as words (hyperfine -N splits it the
+# same way; no path here has a space).
+compose_cmd() { # TOOL NAME
+  local d=$work/proj/$2
+  case $1 in
+    berth) echo "nsenter --net=/run/netns/$ns_b $berth --root $root --project-directory $d -p $2" ;;
+    docker-compose) echo "nsenter --net=/run/netns/$ns_d docker-compose -f $d/docker-compose.yml -p $2" ;;
+    podman-compose) echo "nsenter --net=/run/netns/$ns_p podman-compose --podman-args '$pm_args' -f $d/docker-compose.yml -p $2" ;;
+  esac
+}
+# cc TOOL NAME ARGS...: runs the compose command.
+cc() {
+  local t=$1 n=$2 c
+  shift 2
+  case $t in
+    berth) c=(nsenter --net="/run/netns/$ns_b" "$berth" --root "$root" --project-directory "$work/proj/$n" -p "$n") ;;
+    docker-compose) c=(nsenter --net="/run/netns/$ns_d" docker-compose -f "$work/proj/$n/docker-compose.yml" -p "$n") ;;
+    podman-compose) c=(nsenter --net="/run/netns/$ns_p" podman-compose --podman-args "$pm_args" -f "$work/proj/$n/docker-compose.yml" -p "$n") ;;
+  esac
+  "${c[@]}" "$@"
+}
+# timed KEY TOOL NAME ARGS...: wall time of one compose command, appended to $times as
+# "KEY TOOL microseconds"; a failure stops the script.
+timed() {
+  local key=$1 t=$2 s e
+  shift 2
+  echo "== $t $*" >>"$log"
+  s=$(date +%s%N)
+  cc "$t" "$@" >>"$log" 2>&1 || { echo "FAILED: $t $* (tail of $log):"; tail -15 "$log"; exit 1; }
+  e=$(date +%s%N)
+  echo "$key $t $(((e - s) / 1000))" >>"$times"
+}
+# Container count of project NAME in TOOL's engine.
+count() { # TOOL NAME
+  case $1 in
+    berth) cc berth "$2" ps -a -q | grep -c . || true ;;
+    docker-compose) dk ps -aq --filter "label=com.docker.compose.project=$2" | grep -c . || true ;;
+    podman-compose) pm ps -aq --filter "label=io.podman.compose.project=$2" | grep -c . || true ;;
+  esac
+}
+
+mk_netns() {
+  ip netns add "$1"
+  made_ns+=("$1")
+  ip -n "$1" link set lo up
+}
+# Pids of the processes living in named netns $1.
+pids_in() {
+  local ino p
+  ino=$(stat -L -c %i "/run/netns/$1" 2>/dev/null) || return 0
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/ns/net" 2>/dev/null)" = "net:[$ino]" ] && echo "${p#/proc/}"
+  done
+  return 0
+}
+stop_dockerd() {
+  [ -n "$dockerd_pid" ] || return 0
+  local ids
+  ids=$(dk ps -aq 2>/dev/null) || true
+  [ -z "$ids" ] || dk rm -f $ids >/dev/null 2>&1 || true
+  kill "$dockerd_pid" 2>/dev/null || true
+  for _ in $(seq 150); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.2; done
+  for _ in $(seq 50); do [ -n "$(pids_in "$ns_d")" ] || break; sleep 0.2; done
+  dockerd_pid=
+}
+cleanup() {
+  set +e
+  if [ -d "$root" ]; then
+    for d in "$work"/proj/*; do
+      [ -d "$d" ] && cc berth "${d##*/}" down -t 0 >/dev/null 2>&1
+    done
+    ids=$(bt container ls -aq --no-trunc 2>/dev/null)
+    [ -z "$ids" ] || bt container rm -f $ids >/dev/null 2>&1
+  fi
+  if [ -f "$CONTAINERS_CONF" ]; then
+    pm rm -af -t 0 >/dev/null 2>&1
+    pm network prune -f >/dev/null 2>&1
+  fi
+  stop_dockerd
+  for ns in "${made_ns[@]}"; do
+    for pid in $(pids_in "$ns"); do kill "$pid" 2>/dev/null; done
+  done
+  sleep 0.5
+  for ns in "${made_ns[@]}"; do
+    for pid in $(pids_in "$ns"); do echo "killing leftover $pid in $ns: $(tr '\0' ' ' <"/proc/$pid/cmdline")"; kill -9 "$pid"; done
+    ip netns del "$ns"
+  done
+  grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m"; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# ---- the busybox rootfs tar, as bench/container.sh makes it -----------------------------
+mkdir -p "$work/rootfs/bin"
+cp /bin/busybox "$work/rootfs/bin/busybox"
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$work/rootfs/bin/$a"; done
+tar -C "$work/rootfs" -cf "$work/rootfs.tar" .
+
+# ---- the projects -------------------------------------------------------------------------
+for n in "${sizes[@]}"; do
+  mkdir -p "$work/proj/cb$n"
+  { echo "services:"; for i in $(seq "$n"); do
+      printf '  s%d:\n    image: bench/bb:1\n    command: [sleep, "600"]\n' "$i"; done
+  } >"$work/proj/cb$n/docker-compose.yml"
+done
+mkdir -p "$work/proj/cblogs"
+printf 'services:\n  printer:\n    image: bench/bb:1\n    command: [seq, "100000"]\n' \
+  >"$work/proj/cblogs/docker-compose.yml"
+
+tools=(berth)
+# ---- berth --------------------------------------------------------------------------------
+mk_netns "$ns_b"
+"$berth" --root "$root" image import -c 'CMD ["sh"]' "$work/rootfs.tar" bench/bb:1 >/dev/null
+echo '{"dns": ["127.0.0.1"]}' >"$root/daemon.json"
+# ---- docker-compose + dockerd -------------------------------------------------------------
+if command -v dockerd >/dev/null && command -v docker-compose >/dev/null; then
+  mk_netns "$ns_d"
+  mkdir -p "$work/docker"
+  # nsenter itself (not the ind function, which would fork a subshell) so that $! is dockerd.
+  nsenter --net="/run/netns/$ns_d" dockerd --data-root "$work/docker/data" --exec-root "$work/docker/exec" \
+    --pidfile "$work/docker/dockerd.pid" -H "$DOCKER_HOST" \
+    --dns 127.0.0.1 >"$work/docker/dockerd.log" 2>&1 &
+  dockerd_pid=$!
+  for _ in $(seq 150); do dk info >/dev/null 2>&1 && break; sleep 0.2; done
+  if dk import -c 'CMD ["sh"]' "$work/rootfs.tar" bench/bb:1 >/dev/null 2>&1; then
+    tools+=(docker-compose)
+  else
+    echo "dockerd did not come up (tail of its log):"; tail -3 "$work/docker/dockerd.log"
+    stop_dockerd
+  fi
+else
+  echo "docker.io or docker-compose not installed: docker-compose not measured"
+fi
+# ---- podman-compose -----------------------------------------------------------------------
+if command -v podman >/dev/null && command -v podman-compose >/dev/null; then
+  mk_netns "$ns_p"
+  mkdir -p "$work/podman/networks"
+  cat >"$CONTAINERS_CONF" <<CONF
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+dns_servers = ["127.0.0.1"]
+log_driver = "k8s-file"
+[network]
+network_backend = "netavark"
+network_config_dir = "$work/podman/networks"
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+  if pm import -q -c 'CMD ["sh"]' "$work/rootfs.tar" bench/bb:1 >/dev/null; then
+    tools+=(podman-compose)
+  else
+    echo "podman import failed: podman-compose not measured"
+  fi
+else
+  echo "podman or podman-compose not installed (apt-get install -y podman-compose): not measured"
+fi
+echo "tools: ${tools[*]}; sizes ${sizes[*]}; reps $reps (N=50: $reps50); tool output in $log"
+
+# ---- up -d / ps / down -t 0 ---------------------------------------------------------------
+for n in "${sizes[@]}"; do
+  r=$reps
+  [ "$n" -lt 50 ] || r=$reps50
+  for rep in $(seq "$r"); do
+    echo "== N=$n repetition $rep/$r: up -d, down -t 0"
+    for t in "${tools[@]}"; do
+      timed "up$n" "$t" "cb$n" up -d
+      c=$(count "$t" "cb$n")
+      [ "$c" = "$n" ] || { echo "FAILED: $t up -d of cb$n: $c containers, not $n"; exit 1; }
+    done
+    if [ "$n" = 50 ] && [ "$rep" = 1 ]; then
+      echo "== ps with 50 running: hyperfine, berth $ps_runs runs, the peers $peer_ps_runs"
+      for t in "${tools[@]}"; do
+        runs=$peer_ps_runs; [ "$t" != berth ] || runs=$ps_runs
+        hyperfine -N --style basic --warmup 3 --runs "$runs" --export-json "$work/ps-$t.json" \
+          -n "$t ps" "$(compose_cmd "$t" cb50) ps" >"$work/hyperfine-ps.txt" 2>&1 ||
+          { cat "$work/hyperfine-ps.txt"; exit 1; }
+      done
+    fi
+    for t in "${tools[@]}"; do
+      timed "down$n" "$t" "cb$n" down -t 0
+      [ "$t" != podman-compose ] || pm network rm -f "cb${n}_default" >>"$log" 2>&1 || true
+      c=$(count "$t" "cb$n")
+      [ "$c" = 0 ] || { echo "FAILED: $t down of cb$n left $c containers"; exit 1; }
+    done
+  done
+done
+
+# ---- logs of 100k lines -------------------------------------------------------------------
+echo "== logs: 100000 lines, hyperfine, $log_runs runs"
+for t in "${tools[@]}"; do timed logsup "$t" cblogs up -d; done
+lines() { # TOOL: lines the tool's logs print for the printer
+  case $1 in
+    berth) cc berth cblogs logs printer 2>/dev/null | wc -l ;;
+    docker-compose) dk logs cblogs_printer_1 2>/dev/null | wc -l ;;
+    podman-compose) pm logs cblogs_printer_1 2>/dev/null | wc -l ;;
+  esac
+}
+for t in "${tools[@]}"; do
+  for _ in $(seq 150); do [ "$(lines "$t")" = 100000 ] && break; sleep 0.2; done
+  [ "$(lines "$t")" = 100000 ] || { echo "FAILED: $t: the printer's logs have $(lines "$t") lines"; exit 1; }
+done
+cmds=(-n "berth logs" "$(compose_cmd berth cblogs) logs printer")
+for t in "${tools[@]}"; do
+  case $t in
+    docker-compose) cmds+=(-n "docker logs" "nsenter --net=/run/netns/$ns_d $docker_cli logs cblogs_printer_1"
+                           -n "docker-compose logs" "$(compose_cmd "$t" cblogs) logs printer") ;;
+    podman-compose) cmds+=(-n "podman logs" "nsenter --net=/run/netns/$ns_p podman $pm_args logs cblogs_printer_1"
+                           -n "podman-compose logs" "$(compose_cmd "$t" cblogs) logs printer") ;;
+  esac
+done
+hyperfine -N --style basic --warmup 1 --runs "$log_runs" --export-json "$work/logs.json" \
+  "${cmds[@]}" >"$work/hyperfine-logs.txt" 2>&1 || { cat "$work/hyperfine-logs.txt"; exit 1; }
+for t in "${tools[@]}"; do
+  timed logsdown "$t" cblogs down -t 0
+  [ "$t" != podman-compose ] || pm network rm -f cblogs_default >>"$log" 2>&1 || true
+done
+
+python3 - "$times" "$work" <<'PY'
+import glob, json, statistics, sys
+t = {}
+for line in open(sys.argv[1]):
+    k, tool, us = line.split()
+    t.setdefault((k, tool), []).append(int(us) / 1e6)
+tools = [x for x in ("berth", "docker-compose", "podman-compose") if ("logsup", x) in t]
+sizes = sorted({int(k[2:]) for k, _ in t if k.startswith("up") and k[2:].isdigit()})
+mean = lambda k, x: statistics.mean(t[(k, x)])
+print("== up -d / down -t 0: wall s, mean (min) over the repetitions; peer/berth of the means ==")
+print("  " + " " * 12 + "".join(f"{x:<30}" for x in tools))
+for verb in ("up", "down"):
+    for n in sizes:
+        k = f"{verb}{n}"
+        row = f"  {verb + ' N=' + str(n):<12}"
+        for x in tools:
+            cell = f"{mean(k, x):.3f} ({min(t[(k, x)]):.3f})"
+            if x != "berth":
+                cell += f" {mean(k, x) / mean(k, 'berth'):.1f}x"
+            row += f"{cell:<30}"
+        print(row)
+def hf(pattern):
+    return {x["command"]: x for f in sorted(glob.glob(sys.argv[2] + "/" + pattern))
+            for x in json.load(open(f))["results"]}
+ps, logs = hf("ps-*.json"), hf("logs.json")
+for title, r in (("ps with 50 running", ps), ("logs of 100000 lines to /dev/null", logs)):
+    if not r:
+        continue
+    print(f"== {title}: hyperfine mean ± sd (min); /berth ==")
+    base = next(v["mean"] for k, v in r.items() if k.startswith("berth"))
+    for k, v in r.items():
+        print(f"  {k:<22} {v['mean']*1000:8.1f} ms ± {v['stddev']*1000:6.1f} ({v['min']*1000:.1f})"
+              + ("" if k.startswith("berth") else f"  {v['mean'] / base:6.1f}x"))
+print("== targets ==")
+if 50 in sizes:
+    for verb, target in (("up", 0.6), ("down", 0.3)):
+        m = mean(f"{verb}50", "berth")
+        print(f"  {verb} N=50 < {target} s: {m:.3f} s: " + ("met" if m < target else f"MISSED, {m / target:.1f}x over"))
+        if "docker-compose" in tools:
+            q = mean(f"{verb}50", "docker-compose") / m
+            print(f"  {verb} N=50 >= 20x faster than docker-compose: {q:.1f}x: " + ("met" if q >= 20 else "MISSED"))
+if "berth ps" in ps:
+    m = ps["berth ps"]["mean"] * 1000
+    print(f"  ps with 50 < 50 ms: {m:.1f} ms: " + ("met" if m < 50 else f"MISSED, {m / 50:.1f}x over"))
+if "docker logs" in logs:
+    b, d = logs["berth logs"]["mean"], logs["docker logs"]["mean"]
+    print(f"  logs faster than docker logs: {b*1000:.0f} ms vs {d*1000:.0f} ms: " + ("met" if b < d else "MISSED"))
+PY
+
+# ---- everything goes, and nothing is left -------------------------------------------------
+stop_dockerd
+sleep 1 # berth's DNS daemon exits once the last endpoint is gone
+echo "== leftovers =="
+left=0
+bl=$(bt container ls -aq 2>/dev/null)
+[ -z "$bl" ] || { echo "  LEFT: berth containers: $bl"; left=1; }
+if [[ " ${tools[*]} " = *" podman-compose "* ]]; then
+  pl=$(pm ps -aq)
+  [ -z "$pl" ] || { echo "  LEFT: podman containers: $pl"; left=1; }
+fi
+for ns in "${made_ns[@]}"; do
+  for p in $(pids_in "$ns"); do
+    echo "  LEFT: process $p in $ns: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"; left=1
+  done
+done
+l=$(ip -n "$ns_b" -o link show | awk -F': ' '{print $2}' | tr '\n' ' ')
+[ "$l" = "lo " ] || { echo "  LEFT: links in berth's netns: $l"; left=1; }
+inb nft list tables | grep -q berth && { echo "  LEFT: berth's nft table"; left=1; }
+trap - EXIT
+cleanup
+for ns in "${made_ns[@]}"; do
+  [ ! -e "/run/netns/$ns" ] || { echo "  LEFT: netns $ns"; left=1; }
+done
+new_ns=$(comm -13 <(echo "$run_netns_before") <(ls /run/netns 2>/dev/null | sort) | grep '^netns-' || true)
+[ -z "$new_ns" ] || { echo "  LEFT (podman's?): /run/netns/$new_ns"; left=1; }
+grep -q " $work" /proc/self/mountinfo && { echo "  LEFT: mounts under $work"; left=1; }
+[ "$(ip -o link show | awk -F': ' '{print $2}' | sort)" = "$host_links" ] ||
+  { echo "  host links changed (another job?)"; left=1; }
+[ "$(nft list tables | sort)" = "$host_tables" ] || { echo "  host nft tables changed"; left=1; }
+[ "$left" = 1 ] || echo "  none: netns, links, nft tables, mounts, processes all gone"
