@@ -186,6 +186,10 @@ pub fn main(args: &[String], shim_exe: &Path, settle: &dyn Fn(), network: &dyn N
             return 2;
         }
     };
+    // A parent that blocked signals for its own signal thread (an attached `berth up`, the
+    // daemon) passes its mask on through fork and exec: the shim and its container start
+    // from an empty one, or the container would never see the SIGTERM of a `stop`.
+    sys::unblock_all_signals();
     let mut report = ReportPipe::stdout();
     match Shim::start(&root, &id, network) {
         Ok(mut shim) => {
@@ -1380,7 +1384,13 @@ mod sys {
     }
 
     /// Every catchable signal back to `SIG_DFL`.
+    /// Empties the calling thread's signal mask (inherited across fork and exec).
+    pub(super) fn unblock_all_signals() {
+        let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
+    }
+
     pub(super) fn reset_signal_dispositions() {
+        unblock_all_signals();
         for sig in Signal::iterator() {
             if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
                 continue;
