@@ -4,6 +4,7 @@
 //! afterwards nothing of berth's is left (containers, networks, links, nft tables, DNS).
 
 use std::process::Output;
+use std::time::Duration;
 
 mod common;
 
@@ -404,7 +405,9 @@ fn ctrl_c_stops_an_attached_up_gracefully() {
     }
     let c = Compose::new(
         "sigint",
-        "services:\n  a:\n    image: IMAGE\n    stop_grace_period: 1s\n    command: [\"sh\", \"-c\", \"echo ready; exec sleep 600\"]\n",
+        // A long grace period: the container must stop on its SIGTERM (the signals `up`
+        // blocks for itself are not passed on to the containers it starts).
+        "services:\n  a:\n    image: IMAGE\n    stop_grace_period: 60s\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; echo ready; while :; do sleep 0.1; done\"]\n",
     );
     let child =
         c.e.env
@@ -421,7 +424,13 @@ fn ctrl_c_stops_an_attached_up_gracefully() {
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
+    let signalled = std::time::Instant::now();
     let out = child.wait_with_output().unwrap();
+    assert!(
+        signalled.elapsed() < Duration::from_secs(20),
+        "the container ignored its SIGTERM: {:?}",
+        signalled.elapsed()
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Gracefully stopping"), "{stderr}");
     assert_eq!(
@@ -456,4 +465,94 @@ services:
     });
     let v = c.e.env.inspect("pprobe-svc-1");
     assert_eq!(v["State"]["Health"]["Status"], "healthy");
+}
+
+#[test]
+fn logs_follow_goes_across_restarts_and_recreates_and_ends_at_down() {
+    if !require_root() {
+        return;
+    }
+    // Every run prints its own mark; exec'ing `touch /tmp/stop` ends a run (exit 1), and
+    // on-failure brings it back in the same container.
+    const YAML: &str = r#"
+services:
+  svc:
+    image: IMAGE
+    restart: on-failure
+    stop_grace_period: 1s
+    environment: [MARK=first]
+    command: ["sh", "-c", "echo run-$$MARK-$$$$; while [ ! -f /tmp/stop ]; do sleep 0.05; done; rm /tmp/stop; exit 1"]
+"#;
+    let c = Compose::new("logsf", YAML);
+    c.ok(&["up", "-d"]);
+    let name = "plogsf-svc-1";
+    c.e.env
+        .wait_status(name, "running", std::time::Duration::from_secs(10));
+    let mut child = KillOnDrop(
+        c.e.env
+            .cmd(&c.args(&["logs", "-f", "--no-color"]))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen: Vec<String> = Vec::new();
+    let mut wait_for = |want: &dyn Fn(&[String]) -> bool, what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while !want(&seen) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) => seen.push(l),
+                Err(_) => panic!("logs -f never printed {what}; it printed {seen:?}"),
+            }
+        }
+    };
+    let first_runs = |seen: &[String]| seen.iter().filter(|l| *l == "svc-1  | run-first-1").count();
+    wait_for(&|seen| first_runs(seen) == 1, "the first run");
+    // A restart by the policy: the same container, a second run.
+    c.e.ok(&["container", "exec", name, "touch", "/tmp/stop"]);
+    wait_for(&|seen| first_runs(seen) == 2, "the restarted run");
+    // A recreate by `up` (changed environment): a new container with the same number.
+    c.write(&YAML.replace("MARK=first", "MARK=second"));
+    c.ok(&["up", "-d"]);
+    wait_for(
+        &|seen| seen.iter().any(|l| l == "svc-1  | run-second-1"),
+        "the recreated container's run",
+    );
+    // The project goes down: logs -f ends by itself.
+    c.ok(&["down", "-t", "1"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            assert!(status.success(), "logs -f: {status}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "logs -f did not end after down"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    reader.join().unwrap();
+}
+
+/// A child process killed and reaped when the test ends, failed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -6,13 +6,14 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use berth_engine::container::{ContainerState, RestartPolicy, Status, lifecycle};
-use berth_engine::logs::{LogReader, ReadOptions};
+use berth_engine::container::lifecycle;
+use berth_engine::logs::ReadOptions;
 use chrono::{DateTime, Utc};
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::commands::container::Ctx;
-use crate::commands::project_logs::{Prefix, prefixes, write_entry};
+use crate::commands::follow::{self, Prefixes, Tracker};
+use crate::commands::project_logs::{Prefix, write_entry};
 use crate::orchestrator::execute::Progress;
 use crate::orchestrator::observe::{Observed, project_containers};
 
@@ -45,25 +46,6 @@ enum Event {
     Exited { index: usize, code: i32 },
 }
 
-/// Whether the restart policy will bring the container back (the supervisor's rule), so its
-/// output is still followed.
-fn will_restart(policy: &RestartPolicy, st: &ContainerState) -> bool {
-    if st.status == Status::Restarting {
-        return true;
-    }
-    if st.manually_stopped {
-        return false;
-    }
-    let code = st.exit_code.unwrap_or(0);
-    match policy.name.as_str() {
-        "always" | "unless-stopped" => true,
-        "on-failure" => {
-            code != 0 && (policy.max_retries == 0 || st.restart_count < policy.max_retries)
-        }
-        _ => false,
-    }
-}
-
 /// Follows the project's containers; returns the exit code of `up`.
 pub fn attached(
     ctx: &Ctx,
@@ -73,21 +55,16 @@ pub fn attached(
     since: DateTime<Utc>,
     opts: &AttachOptions,
 ) -> anyhow::Result<u8> {
-    let containers: Vec<Observed> = project_containers(&ctx.store, project)?
-        .into_iter()
-        .filter(|o| !o.oneoff())
-        .collect();
-    let shown: Vec<bool> = containers
-        .iter()
-        .map(|o| {
-            (opts.attach.is_empty() || opts.attach.iter().any(|s| s == o.service()))
-                && !opts.no_attach.iter().any(|s| s == o.service())
-        })
-        .collect();
+    let show = |service: &str| {
+        (opts.attach.is_empty() || opts.attach.iter().any(|s| s == service))
+            && !opts.no_attach.iter().any(|s| s == service)
+    };
+    let mut tracker = Tracker::new(ctx, project, |_| true);
+    let first = tracker.new_ones()?;
     let color = !opts.no_color
         && std::io::IsTerminal::is_terminal(&std::io::stdout())
         && std::env::var_os("NO_COLOR").is_none();
-    let prefixes: Vec<Prefix> = prefixes(&containers, opts.no_log_prefix, color);
+    let mut prefixes = Prefixes::new(&first, opts.no_log_prefix, color);
     let out = std::sync::Mutex::new(());
     let (tx, rx) = mpsc::channel::<Event>();
     let stop_tx = tx.clone();
@@ -102,18 +79,15 @@ pub fn attached(
         })?;
     let progress = Progress::new();
     let mut result = 0u8;
+    // (name, service, shown) of every container followed, by index.
+    let mut followed: Vec<(String, String, bool)> = Vec::new();
     std::thread::scope(|s| -> anyhow::Result<()> {
-        for (index, o) in containers.iter().enumerate() {
-            let tx = tx.clone();
-            let (out, prefix, show) = (&out, &prefixes[index], shown[index]);
+        let follow = |index: usize, o: Observed, prefix: Prefix, shown: bool| {
+            let (tx, out) = (tx.clone(), &out);
             s.spawn(move || {
-                let dir = o.dir.clone();
-                let policy = o.config.restart.clone();
-                let done = move || {
-                    !dir.shim_alive().unwrap_or(false)
-                        && lifecycle::state(&dir).is_ok_and(|st| !will_restart(&policy, &st))
-                };
-                if show && let Ok(reader) = LogReader::open(&o.dir.log_dir()) {
+                let (dir, policy) = (o.dir.clone(), o.config.restart.clone());
+                let done = move || follow::done(&dir, &policy);
+                if shown && let Some(reader) = follow::open_log(&o) {
                     let ropts = ReadOptions {
                         since: Some(since),
                         follow: true,
@@ -121,7 +95,7 @@ pub fn attached(
                     };
                     if let Ok(entries) = reader.entries_until(&ropts, done.clone()) {
                         for e in entries.flatten() {
-                            if !write_entry(out, prefix, &e, false) {
+                            if !write_entry(out, &prefix, &e, false) {
                                 break;
                             }
                         }
@@ -136,17 +110,28 @@ pub fn attached(
                     .unwrap_or(0);
                 let _ = tx.send(Event::Exited { index, code });
             });
+        };
+        let mut remaining = 0usize;
+        for o in first {
+            let shown = show(o.service());
+            followed.push((o.config.name.clone(), o.service().to_string(), shown));
+            let prefix = prefixes.next(&o);
+            follow(followed.len() - 1, o, prefix, shown);
+            remaining += 1;
         }
-        drop(tx);
-        let mut remaining = containers.len();
         let mut signals_seen = 0;
         let mut stopping = false;
         let stop_all = |kill: bool| {
             let levels = stop_levels.to_vec();
-            let containers = &containers;
             let progress = &progress;
             let timeout = opts.timeout;
             s.spawn(move || {
+                // Whatever the project has now, recreated containers included.
+                let containers: Vec<Observed> = project_containers(&ctx.store, project)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|o| !o.oneoff())
+                    .collect();
                 for level in &levels {
                     let batch: Vec<&Observed> = containers
                         .iter()
@@ -169,10 +154,15 @@ pub fn attached(
                 }
             });
         };
-        while remaining > 0 {
-            let Ok(event) = rx.recv() else { break };
+        loop {
+            let event = match rx.recv_timeout(follow::RESCAN) {
+                Ok(event) => Some(event),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             match event {
-                Event::Signal => {
+                None => {}
+                Some(Event::Signal) => {
                     signals_seen += 1;
                     if signals_seen == 1 {
                         eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
@@ -183,14 +173,14 @@ pub fn attached(
                         stop_all(true);
                     }
                 }
-                Event::Exited { index, code } => {
+                Some(Event::Exited { index, code }) => {
                     remaining -= 1;
-                    let o = &containers[index];
-                    if shown[index] {
+                    let (name, service, shown) = &followed[index];
+                    if *shown {
                         let _g = out.lock();
-                        println!("{} exited with code {code}", o.config.name);
+                        println!("{name} exited with code {code}");
                     }
-                    let from = opts.exit_code_from.as_deref() == Some(o.service());
+                    let from = opts.exit_code_from.as_deref() == Some(service.as_str());
                     if from {
                         result = code.clamp(0, 255) as u8;
                     }
@@ -206,6 +196,25 @@ pub fn attached(
                         stop_all(false);
                     }
                 }
+            }
+            // Sampled before the scan: an `up` that finishes in between has made its
+            // containers by then, so the scan sees them.
+            let busy = crate::commands::up::project_busy(ctx.root(), project);
+            // Containers recreated or scaled by another command are followed too, from
+            // their first line — unless the session is ending.
+            if !stopping {
+                for o in tracker.new_ones()? {
+                    let shown = show(o.service());
+                    followed.push((o.config.name.clone(), o.service().to_string(), shown));
+                    let prefix = prefixes.next(&o);
+                    follow(followed.len() - 1, o, prefix, shown);
+                    remaining += 1;
+                }
+            }
+            // Nothing left to follow ends it, unless an `up` or `down` is under way
+            // (a recreate stops the old container before the new one exists).
+            if remaining == 0 && !busy {
+                break;
             }
         }
         Ok(())

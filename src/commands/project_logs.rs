@@ -10,6 +10,7 @@ use clap::Args;
 
 use crate::cli::Settings;
 use crate::commands::container::Ctx;
+use crate::commands::follow::{self, Prefixes, Tracker};
 use crate::commands::logs::parse_time;
 use crate::orchestrator::observe::{Observed, project_containers};
 use crate::project::{self, LoadFlags};
@@ -53,32 +54,28 @@ pub struct Prefix {
     text: String,
 }
 
-/// The prefixes of `containers`, padded to the longest.
-pub fn prefixes(containers: &[Observed], plain: bool, color: bool) -> Vec<Prefix> {
-    let names: Vec<String> = containers
-        .iter()
-        .map(|o| {
-            if o.oneoff() || o.number() == 0 {
-                o.config.name.clone()
-            } else {
-                format!("{}-{}", o.service(), o.number())
-            }
-        })
-        .collect();
-    let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
-    names
-        .into_iter()
-        .enumerate()
-        .map(|(i, n)| Prefix {
+impl Prefix {
+    /// `name` padded to `width`, in palette colour `index` when `color`; empty when `plain`.
+    pub fn new(name: &str, width: usize, index: usize, plain: bool, color: bool) -> Prefix {
+        Prefix {
             text: if plain {
                 String::new()
             } else if color {
-                format!("\x1b[{}m{n:<width$}  |\x1b[0m ", COLORS[i % COLORS.len()])
+                format!(
+                    "\x1b[{}m{name:<width$}  |\x1b[0m ",
+                    COLORS[index % COLORS.len()]
+                )
             } else {
-                format!("{n:<width$}  | ")
+                format!("{name:<width$}  | ")
             },
-        })
-        .collect()
+        }
+    }
+}
+
+/// The prefixes of `containers`, padded to the longest.
+pub fn prefixes(containers: &[Observed], plain: bool, color: bool) -> Vec<Prefix> {
+    let mut p = Prefixes::new(containers, plain, color);
+    containers.iter().map(|o| p.next(o)).collect()
 }
 
 /// Writes one entry with its prefix; false once the output is gone.
@@ -138,6 +135,10 @@ pub fn run(settings: &Settings, args: &ProjectLogsArgs) -> anyhow::Result<u8> {
         // Everything there is, merged by time.
         let mut all: Vec<(LogEntry, usize)> = Vec::new();
         for (i, o) in containers.iter().enumerate() {
+            if !o.dir.log_dir().exists() {
+                // Created, never started: no output yet.
+                continue;
+            }
             let reader = LogReader::open(&o.dir.log_dir())?;
             for e in reader.entries(&opts)? {
                 all.push((e?, i));
@@ -151,20 +152,84 @@ pub fn run(settings: &Settings, args: &ProjectLogsArgs) -> anyhow::Result<u8> {
         }
         return Ok(0);
     }
-    std::thread::scope(|s| {
-        for (i, o) in containers.iter().enumerate() {
-            let (out, prefix, opts) = (&out, &prefixes[i], &opts);
-            s.spawn(move || -> anyhow::Result<()> {
-                let reader = LogReader::open(&o.dir.log_dir())?;
-                let dir = o.dir.clone();
-                for e in reader.entries_until(opts, move || !dir.shim_alive().unwrap_or(false))? {
-                    if !write_entry(out, prefix, &e?, args.timestamps) {
-                        break;
+    follow_project(&ctx, &project.name, args, containers, &opts, color)
+}
+
+/// `logs -f`: every selected container's output, from `opts` for those there now and from
+/// their first line for those that appear later, until all are done (the project is down,
+/// or everything exited with no restart coming).
+fn follow_project(
+    ctx: &Ctx,
+    project: &str,
+    args: &ProjectLogsArgs,
+    first: Vec<Observed>,
+    opts: &ReadOptions,
+    color: bool,
+) -> anyhow::Result<u8> {
+    let select = |o: &Observed| {
+        (args.services.is_empty() || args.services.iter().any(|s| s == o.service()))
+            && args.index.is_none_or(|i| o.number() == i)
+            && o.config.log.driver != "none"
+    };
+    let mut tracker = Tracker::new(ctx, project, select);
+    let initial = tracker.new_ones()?;
+    let mut prefixes = Prefixes::new(&first, args.no_log_prefix, color);
+    let later = ReadOptions {
+        until: opts.until,
+        follow: true,
+        ..ReadOptions::default()
+    };
+    let out = Mutex::new(());
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| -> anyhow::Result<u8> {
+        let spawn = |o: Observed, prefix: Prefix, opts: ReadOptions| {
+            let (out, tx) = (&out, tx.clone());
+            s.spawn(move || {
+                if let Some(reader) = follow::open_log(&o) {
+                    let (dir, policy) = (o.dir.clone(), o.config.restart.clone());
+                    if let Ok(entries) =
+                        reader.entries_until(&opts, move || follow::done(&dir, &policy))
+                    {
+                        for e in entries {
+                            let Ok(e) = e else { break };
+                            if !write_entry(out, &prefix, &e, args.timestamps) {
+                                break;
+                            }
+                        }
                     }
                 }
-                Ok(())
+                let _ = tx.send(());
             });
+        };
+        let mut live = 0usize;
+        for o in initial {
+            let p = prefixes.next(&o);
+            // One that appeared since `first` was listed is new: all of it is shown.
+            let known = first.iter().any(|f| f.dir.id == o.dir.id);
+            spawn(o, p, if known { opts.clone() } else { later.clone() });
+            live += 1;
         }
-    });
-    Ok(0)
+        loop {
+            match rx.recv_timeout(follow::RESCAN) {
+                Ok(()) => live -= 1,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            // Sampled before the scan: an `up` that finishes in between has made its
+            // containers by then, so the scan sees them.
+            let busy = crate::commands::up::project_busy(ctx.root(), project);
+            // New containers (recreated, scaled) are followed from their first line.
+            for o in tracker.new_ones()? {
+                let p = prefixes.next(&o);
+                spawn(o, p, later.clone());
+                live += 1;
+            }
+            // Nothing left to follow ends it, unless an `up` or `down` is under way
+            // (a recreate stops the old container before the new one exists).
+            if live == 0 && !busy {
+                break;
+            }
+        }
+        Ok(0)
+    })
 }

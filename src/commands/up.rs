@@ -94,12 +94,24 @@ pub struct UpArgs {
 pub fn project_lock(root: &std::path::Path, project: &str) -> anyhow::Result<Lock> {
     let dir = root.join("projects");
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    let path = dir.join(format!("{project}.lock"));
+    let path = project_lock_path(root, project);
     if let Some(lock) = Lock::try_exclusive(&path)? {
         return Ok(lock);
     }
     eprintln!("waiting for another berth command on project {project} to finish");
     Ok(Lock::exclusive(&path)?)
+}
+
+fn project_lock_path(root: &std::path::Path, project: &str) -> std::path::PathBuf {
+    root.join("projects").join(format!("{project}.lock"))
+}
+
+/// Whether another command holds the project's lock now (an `up` or `down` under way).
+pub fn project_busy(root: &std::path::Path, project: &str) -> bool {
+    matches!(
+        Lock::try_exclusive(&project_lock_path(root, project)),
+        Ok(None)
+    )
 }
 
 /// The service graph of `project`.
@@ -175,7 +187,7 @@ pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
         }
     }
     let ctx = Ctx::open(settings)?;
-    let _lock = project_lock(ctx.root(), &project.name)?;
+    let lock = project_lock(ctx.root(), &project.name)?;
     let full = graph(project)?;
     let graph = if args.services.is_empty() {
         full
@@ -286,6 +298,8 @@ pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
         let record = crate::supervisor::ProjectRecord::of(project)?;
         crate::supervisor::write_project_record(ctx.root(), &project.name, &record)?;
         crate::supervisor::ensure_running(ctx.root(), &project.name)?;
+        // An attached session must not keep other commands off the project.
+        drop(lock);
         return attach_if_asked(&ctx, project, &graph, signals, since, args);
     }
     let up = UpContext {
@@ -322,6 +336,7 @@ pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
     let record = crate::supervisor::ProjectRecord::of(project)?;
     crate::supervisor::write_project_record(ctx.root(), &project.name, &record)?;
     crate::supervisor::ensure_running(ctx.root(), &project.name)?;
+    drop(lock);
     attach_if_asked(&ctx, project, &graph, signals, since, args)
 }
 
