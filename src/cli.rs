@@ -63,6 +63,8 @@ pub enum Command {
     Create(crate::commands::service_verbs::CreateArgs),
     /// Stop and remove containers, networks
     Down(crate::commands::down::DownArgs),
+    /// Receive real time events from containers
+    Events(crate::commands::events::EventsArgs),
     /// Execute a command in a running container
     Exec(crate::commands::service_verbs::ExecArgs),
     /// Force stop service containers

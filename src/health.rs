@@ -21,6 +21,7 @@ use berth_engine::container::store::ContainerDir;
 use berth_engine::container::{
     HEALTH_LOG_ENTRIES, Health, HealthConfig, HealthResult, HealthStatus, Status,
 };
+use berth_engine::events;
 use berth_engine::images::Healthcheck;
 use chrono::{DateTime, Utc};
 
@@ -274,6 +275,7 @@ pub fn record(
     result: HealthResult,
 ) -> anyhow::Result<Option<Health>> {
     let mut out = None;
+    let mut changed = false;
     dir.update_state(|s| {
         if !matches!(s.status, Status::Running | Status::Paused) {
             return;
@@ -283,11 +285,17 @@ pub fn record(
             return;
         }
         if let Some(h) = s.health.as_mut() {
+            let before = h.status;
             apply(h, hc, result, started);
+            changed = h.status != before;
             out = Some(h.clone());
         }
     })
     .with_context(|| format!("record the health of container {}", dir.id))?;
+    if let (true, Some(h)) = (changed, &out) {
+        // Docker's event on every change of status: `health_status: healthy`.
+        events::emit_for(dir, &format!("health_status: {}", h.status.as_str()), &[]);
+    }
     Ok(out)
 }
 

@@ -138,6 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 Command::Top(args) => commands::service_verbs::top(&settings, &args),
                 Command::Wait(args) => commands::service_verbs::wait(&settings, &args),
                 Command::Down(args) => commands::down::run(&settings, &args),
+                Command::Events(args) => commands::events::run(&settings, &args),
                 Command::Ps(args) => commands::ps::run(&settings, &args),
                 Command::Logs(args) => commands::project_logs::run(&settings, &args),
                 Command::Network(args) => commands::network::run(&settings, &args).map(|()| 0),

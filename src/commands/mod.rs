@@ -6,6 +6,7 @@ pub mod config;
 pub mod container;
 pub mod container_ops;
 pub mod down;
+pub mod events;
 pub mod follow;
 pub mod image;
 pub mod images;

@@ -9,6 +9,7 @@ pub mod container;
 pub mod content;
 pub mod digest;
 pub mod error;
+pub mod events;
 pub mod fsutil;
 pub mod images;
 pub mod install;

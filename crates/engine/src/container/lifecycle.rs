@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::container::config::{ContainerState, Status};
 use crate::container::shim::{self, ShimError};
 use crate::container::store::{ContainerDir, ContainerStore, StoreError};
+use crate::events;
 use crate::fsutil::FsError;
 use crate::rootfs::Rootfs;
 
@@ -187,6 +188,7 @@ pub fn kill(
     if user {
         dir.update_state(|s| s.manually_stopped = true)?;
     }
+    kill_event(dir, signal);
     ask(
         store,
         dir,
@@ -194,6 +196,12 @@ pub fn kill(
         Some(Duration::from_secs(10)),
     )?;
     Ok(())
+}
+
+/// Docker's `kill` event. Recorded before the signal is sent, so that it always precedes the
+/// `die` the shim records when the signal ends the container.
+fn kill_event(dir: &ContainerDir, signal: i32) {
+    events::emit_for(dir, "kill", &[("signal", signal.to_string())]);
 }
 
 /// Waits for the container to exit (at most `timeout`); returns its exit code, or `None` on
@@ -254,6 +262,7 @@ pub fn stop(
         parse_signal(&config.stop_signal)?
     };
     if !timeout.is_zero() {
+        kill_event(dir, sig);
         match ask(
             store,
             dir,
@@ -261,20 +270,27 @@ pub fn stop(
             Some(Duration::from_secs(10)),
         ) {
             Ok(_) => {}
-            Err(LifecycleError::NotRunning(_)) => return Ok(Some(final_code(dir)?)),
+            Err(LifecycleError::NotRunning(_)) => {
+                let code = final_code(dir)?;
+                events::emit_for(dir, "stop", &[]);
+                return Ok(Some(code));
+            }
             Err(e) => return Err(e),
         }
         if let Some(code) = wait(store, dir, Some(timeout))? {
             wait_for_shim_exit(dir, Duration::from_secs(5));
+            events::emit_for(dir, "stop", &[]);
             return Ok(Some(code));
         }
     }
+    kill_event(dir, 9);
     match ask(store, dir, "kill 9", Some(Duration::from_secs(10))) {
         Ok(_) | Err(LifecycleError::NotRunning(_)) => {}
         Err(e) => return Err(e),
     }
     let code = wait(store, dir, Some(Duration::from_secs(30)))?;
     wait_for_shim_exit(dir, Duration::from_secs(5));
+    events::emit_for(dir, "stop", &[]);
     Ok(code)
 }
 
@@ -289,6 +305,7 @@ pub fn pause(store: &ContainerStore, dir: &ContainerDir) -> Result<(), Lifecycle
     match st.status {
         Status::Running => {
             ask(store, dir, "pause", Some(Duration::from_secs(10)))?;
+            events::emit_for(dir, "pause", &[]);
             Ok(())
         }
         Status::Paused => Err(LifecycleError::Request {
@@ -309,6 +326,7 @@ pub fn resume(store: &ContainerStore, dir: &ContainerDir) -> Result<(), Lifecycl
         });
     }
     ask(store, dir, "resume", Some(Duration::from_secs(10)))?;
+    events::emit_for(dir, "unpause", &[]);
     Ok(())
 }
 
@@ -366,6 +384,7 @@ pub fn remove(
         if st.status == Status::Paused {
             let _ = ask(store, dir, "resume", Some(Duration::from_secs(10)));
         }
+        kill_event(dir, 9);
         match ask(store, dir, "kill 9", Some(Duration::from_secs(10))) {
             Ok(_) | Err(LifecycleError::NotRunning(_)) => {}
             Err(e) => return Err(e),

@@ -37,6 +37,7 @@ use crate::container::config::{
 };
 use crate::container::spec::{SpecContext, build_spec};
 use crate::container::store::{ContainerDir, ContainerStore};
+use crate::events;
 use crate::fsutil::{self, Lock};
 use crate::layout::Stores;
 use crate::logs::{LogWriter, Stream};
@@ -576,6 +577,9 @@ impl Shim {
                 None => None,
             };
         })?;
+        // Here rather than in the starter: a container that exits at once records its `die`
+        // in this process, which must come after its `start`.
+        events::emit_for(dir, "start", &[]);
         for f in [&out_r, &err_r] {
             set_nonblocking(f)?;
         }
@@ -1040,6 +1044,7 @@ impl Shim {
             eprintln!("shim: {e}");
         }
         let now = now_rfc3339();
+        let mut started_at = String::new();
         let _ = self.dir.update_state(|s| {
             s.status = Status::Exited;
             s.pid = None;
@@ -1048,7 +1053,22 @@ impl Shim {
             s.finished_at = now;
             s.exit_code = Some(code);
             s.oom_killed = oom;
+            started_at.clone_from(&s.started_at);
         });
+        if oom {
+            events::emit_for(&self.dir, "oom", &[]);
+        }
+        let ran_for = chrono::DateTime::parse_from_rfc3339(&started_at)
+            .map(|t| (chrono::Utc::now() - t.to_utc()).num_seconds().max(0))
+            .unwrap_or(0);
+        events::emit_for(
+            &self.dir,
+            "die",
+            &[
+                ("exitCode", code.to_string()),
+                ("execDuration", ran_for.to_string()),
+            ],
+        );
         let _ = fs::remove_file(&self.socket);
         for c in &mut self.clients {
             if c.waiting {

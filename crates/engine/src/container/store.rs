@@ -15,6 +15,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::container::config::{ContainerConfig, ContainerState, MountKind};
+use crate::events;
 use crate::fsutil::{self, FsError, Lock};
 use crate::layout::Root;
 
@@ -152,6 +153,11 @@ impl ContainerStore {
         Ok(store)
     }
 
+    /// The state root the store lives under.
+    pub fn root(&self) -> &Path {
+        self.dir.parent().unwrap_or(&self.dir)
+    }
+
     /// Directory for runtime files (sockets, the runtime's own state).
     pub fn run_dir(&self) -> &Path {
         &self.run_dir
@@ -199,8 +205,11 @@ impl ContainerStore {
             fsutil::fsync_dir(&self.dir)?;
             Ok::<_, FsError>(self.dir_of(&config.id))
         })();
-        if result.is_err() {
-            let _ = fs::remove_file(&link);
+        match &result {
+            Ok(_) => events::emit(self.root(), config, "create", &[]),
+            Err(_) => {
+                let _ = fs::remove_file(&link);
+            }
         }
         Ok(result?)
     }
@@ -326,15 +335,19 @@ impl ContainerStore {
     /// the name is released and the files deleted. The caller has stopped the container and
     /// unmounted its rootfs.
     pub fn remove(&self, dir: &ContainerDir) -> Result<(), StoreError> {
-        let name = dir.config().ok().map(|c| c.name);
+        let config = dir.config().ok();
         let tmp = self.dir.join(fsutil::unique_name(TMP_PREFIX));
         match fs::rename(&dir.path, &tmp) {
-            Ok(()) => {}
+            Ok(()) => {
+                if let Some(config) = &config {
+                    events::emit(self.root(), config, "destroy", &[]);
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(FsError::io("remove container", &dir.path, e).into()),
         }
-        if let Some(name) = name {
-            let link = self.dir.join(NAMES_DIR).join(name);
+        if let Some(config) = config {
+            let link = self.dir.join(NAMES_DIR).join(config.name);
             if fs::read_link(&link).is_ok_and(|t| t.as_os_str() == dir.id.as_str()) {
                 let _ = fs::remove_file(&link);
             }
