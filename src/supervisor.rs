@@ -309,6 +309,10 @@ fn ask(dir: &Path, line: &str, timeout: Duration) -> anyhow::Result<String> {
 /// prints its first line (`ready`, `running`, `error …`), so the supervisor is nobody's
 /// child; `ROOT PROJECT` is the supervisor.
 pub fn main(args: &[String]) -> i32 {
+    // Signals blocked by the parent (`berth daemon` and an attached `up` block SIGINT and
+    // SIGTERM for their signal thread) survive exec, and would pass on to every shim and
+    // container started from here: start from none.
+    let _ = nix::sys::signal::SigSet::all().thread_unblock();
     match args {
         [flag, root, project] if flag == "--launch" => launch(Path::new(root), project),
         [root, project] => match serve(Path::new(root), project) {

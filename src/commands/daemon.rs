@@ -61,8 +61,8 @@ pub fn run(settings: &Settings, args: &DaemonArgs) -> anyhow::Result<u8> {
             );
         }
     }
-    // Before any thread exists, so only the signal thread takes them. The supervisors do
-    // not inherit the mask: std's `Command` clears it in every child it starts.
+    // Before any thread exists, so only the signal thread takes them. The mask survives
+    // exec: the supervisor clears it as it starts, so neither it nor its shims keep it.
     let signals = crate::commands::attached::block_signals()?;
     let stores = Stores::open(&settings.root).with_context(|| {
         format!(
