@@ -59,6 +59,8 @@ pub enum Command {
     Login(crate::commands::login::LoginArgs),
     /// Log out from a registry
     Logout(crate::commands::login::LogoutArgs),
+    /// Keep the projects' supervisors running (in the foreground, e.g. from a systemd unit)
+    Daemon(crate::commands::daemon::DaemonArgs),
     /// Creates containers for a service
     Create(crate::commands::service_verbs::CreateArgs),
     /// Stop and remove containers, networks

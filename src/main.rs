@@ -122,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 Command::Login(args) => commands::login::login(&settings, &args).map(|()| 0),
                 Command::Logout(args) => commands::login::logout(&settings, &args).map(|()| 0),
                 Command::Up(args) => commands::up::run(&settings, &args),
+                Command::Daemon(args) => commands::daemon::run(&settings, &args),
                 Command::Create(args) => commands::service_verbs::create(&settings, &args),
                 Command::Exec(args) => commands::service_verbs::exec(&settings, &args),
                 Command::Kill(args) => commands::service_verbs::kill(&settings, &args),

@@ -309,6 +309,10 @@ fn ask(dir: &Path, line: &str, timeout: Duration) -> anyhow::Result<String> {
 /// prints its first line (`ready`, `running`, `error …`), so the supervisor is nobody's
 /// child; `ROOT PROJECT` is the supervisor.
 pub fn main(args: &[String]) -> i32 {
+    // Signals blocked by the parent (`berth daemon` and an attached `up` block SIGINT and
+    // SIGTERM for their signal thread) survive exec, and would pass on to every shim and
+    // container started from here: start from none.
+    let _ = nix::sys::signal::SigSet::all().thread_unblock();
     match args {
         [flag, root, project] if flag == "--launch" => launch(Path::new(root), project),
         [root, project] => match serve(Path::new(root), project) {
@@ -378,6 +382,14 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// Whether the state file says running or paused although the shim is gone (what
+/// [`lifecycle::state`] reports as an exit with code 255).
+fn shim_died(dir: &ContainerDir) -> bool {
+    dir.state()
+        .is_ok_and(|raw| matches!(raw.status, Status::Running | Status::Paused))
+        && !dir.shim_alive().unwrap_or(true)
 }
 
 /// What the restart policy decides about one exit (moby's `ShouldRestart`).
@@ -656,7 +668,10 @@ impl Supervisor {
                 None => self.judge(&dir, &name, service, &config.restart, st, ordered),
             },
             Status::Exited => {
-                if st.restart_judged.as_deref() != Some(st.finished_at.as_str()) {
+                // A died shim's exit is never judged yet (judging it writes `exited`), whatever
+                // `restart_judged` says: an empty `finished_at` cannot tell two such exits apart.
+                if shim_died(&dir) || st.restart_judged.as_deref() != Some(st.finished_at.as_str())
+                {
                     self.judge(&dir, &name, service, &config.restart, st, ordered);
                 }
             }
@@ -675,13 +690,22 @@ impl Supervisor {
         st: ContainerState,
         ordered: bool,
     ) {
-        let decision = decide(policy, &st, run_duration(&st));
+        // The state file says running although the shim is gone (killed, or the machine went
+        // down): whatever still runs in the container's cgroup has nobody to stop it.
+        let shim_died = shim_died(dir);
+        // Nobody recorded that exit: it is dated now (as Docker dates the exits it finds
+        // after a crash), so the next such exit is told apart from this one.
+        let finished_at = if shim_died && st.finished_at.is_empty() {
+            shim::now_rfc3339()
+        } else {
+            st.finished_at.clone()
+        };
+        let ended = ContainerState {
+            finished_at: finished_at.clone(),
+            ..st.clone()
+        };
+        let decision = decide(policy, &st, run_duration(&ended));
         let due_ms = now_ms() + decision.wait_ms;
-        // The state file says running although the shim is gone (killed): whatever still
-        // runs in the container's cgroup has nobody to stop it.
-        let shim_died = dir
-            .state()
-            .is_ok_and(|raw| matches!(raw.status, Status::Running | Status::Paused));
         let mut changed = false;
         let written = dir.update_state(|s| {
             // Somebody else moved it on (a user start, a concurrent judge): leave it.
@@ -692,9 +716,10 @@ impl Supervisor {
                 return;
             }
             changed = true;
-            s.restart_judged = Some(st.finished_at.clone());
+            s.restart_judged = Some(finished_at.clone());
             if shim_died {
                 s.status = Status::Exited;
+                s.finished_at = finished_at.clone();
                 s.exit_code = st.exit_code;
                 s.error = st.error.clone();
                 s.pid = None;
@@ -1048,6 +1073,28 @@ mod tests {
         };
         assert_eq!(run_duration(&st), Some(Duration::from_millis(10_500)));
         assert_eq!(run_duration(&ContainerState::default()), None);
+    }
+
+    #[test]
+    fn a_running_state_without_its_shim_is_a_died_shim() {
+        let tmp = tempfile::tempdir().unwrap();
+        let stores = berth_engine::layout::Stores::open(tmp.path()).unwrap();
+        let store = ContainerStore::open(&stores.root).unwrap();
+        let config = berth_engine::container::ContainerConfig {
+            id: berth_engine::container::store::new_id(),
+            name: "box".into(),
+            ..Default::default()
+        };
+        let dir = store.create(&config).unwrap();
+        assert!(!shim_died(&dir), "created, never started");
+        dir.update_state(|s| s.status = Status::Running).unwrap();
+        // What a reboot leaves: running on disk, nobody holding the shim's lock.
+        assert!(shim_died(&dir));
+        let shim = Lock::try_exclusive(&dir.shim_lock()).unwrap().unwrap();
+        assert!(!shim_died(&dir), "the shim is alive");
+        drop(shim);
+        dir.update_state(|s| s.status = Status::Exited).unwrap();
+        assert!(!shim_died(&dir), "its exit was recorded");
     }
 
     #[test]

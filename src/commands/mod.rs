@@ -5,6 +5,7 @@ pub mod attached;
 pub mod config;
 pub mod container;
 pub mod container_ops;
+pub mod daemon;
 pub mod down;
 pub mod events;
 pub mod follow;
