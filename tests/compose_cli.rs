@@ -556,3 +556,47 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn anonymous_volumes_survive_a_recreate_unless_renewed() {
+    if !require_root() {
+        return;
+    }
+    const YAML: &str = r#"
+services:
+  svc:
+    image: IMAGE
+    stop_grace_period: 1s
+    environment: [GEN=one]
+    volumes: ["/data"]
+    command: ["sh", "-c", "[ -f /data/mark ] || cat /proc/sys/kernel/random/uuid > /data/mark; exec sleep 600"]
+"#;
+    let c = Compose::new("anon", YAML);
+    let name = "panon-svc-1";
+    let mark = |c: &Compose| {
+        eventually("the mark is written", || {
+            c.e.env
+                .run(&["container", "exec", name, "test", "-s", "/data/mark"])
+                .status
+                .code()
+                != Some(0)
+        });
+        c.e.ok(&["container", "exec", name, "cat", "/data/mark"])
+    };
+    c.ok(&["up", "-d"]);
+    let first = mark(&c);
+    // A config change recreates the container; its anonymous volume comes along.
+    c.write(&YAML.replace("GEN=one", "GEN=two"));
+    c.ok(&["up", "-d"]);
+    assert_eq!(mark(&c), first, "the recreated container lost /data");
+    // -V: a fresh anonymous volume, and the old one is gone.
+    c.ok(&["up", "-d", "--force-recreate", "-V"]);
+    assert_ne!(mark(&c), first, "-V kept the old anonymous volume");
+    let volumes = c.e.ok(&["volume", "ls", "-q"]);
+    assert_eq!(volumes.lines().count(), 1, "{volumes}");
+    // down --rmi all takes the service's image too.
+    c.ok(&["down", "-v", "--rmi", "all", "-t", "1"]);
+    let images = c.e.ok(&["image", "ls", "-q"]);
+    assert!(images.trim().is_empty(), "{images}");
+    assert!(c.e.ok(&["volume", "ls", "-q"]).trim().is_empty());
+}

@@ -35,9 +35,11 @@ pub struct DownArgs {
 }
 
 pub fn run(settings: &Settings, args: &DownArgs) -> anyhow::Result<u8> {
-    if args.rmi.is_some() {
-        bail!("--rmi is not supported yet");
-    }
+    let rmi_all = match args.rmi.as_deref() {
+        None | Some("local") => false,
+        Some("all") => true,
+        Some(other) => bail!("invalid --rmi {other:?}\nhint: use \"local\" or \"all\""),
+    };
     let loaded = project::load(settings, &LoadFlags::default())?;
     let project = &loaded.loaded.project;
     let ctx = Ctx::open(settings)?;
@@ -114,6 +116,9 @@ pub fn run(settings: &Settings, args: &DownArgs) -> anyhow::Result<u8> {
             Err(e) => crate::project::warn(&format!("network {name}: {e:#}")),
         }
     }
+    if rmi_all {
+        remove_images(&ctx, project, &progress);
+    }
     if args.volumes {
         let vstore = VolumeStore::open(&ctx.engine.stores.root)?;
         let users = ctx.store.volume_users()?;
@@ -131,4 +136,51 @@ pub fn run(settings: &Settings, args: &DownArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// `--rmi all`: the images of the project's services, each once, unless another container
+/// still uses it (a warning, as docker compose; never an error). `--rmi local` removes the
+/// images compose built without a name of their own: berth builds none yet, so nothing.
+fn remove_images(ctx: &Ctx, project: &berth_compose::model::Project, progress: &Progress) {
+    let in_use = match ctx.store.image_users() {
+        Ok(u) => u,
+        Err(e) => {
+            crate::project::warn(&format!("images: {e}"));
+            return;
+        }
+    };
+    let mut names: Vec<&str> = project
+        .services
+        .values()
+        .map(|s| s.image.as_str())
+        .filter(|i| !i.is_empty())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut removed = false;
+    for name in names {
+        let Ok(reference) = berth_engine::reference::Reference::parse(name) else {
+            continue;
+        };
+        let key = reference.to_string();
+        if !ctx
+            .engine
+            .stores
+            .images
+            .refs()
+            .is_ok_and(|r| r.contains_key(&key))
+        {
+            continue;
+        }
+        match berth_engine::prune::remove_image(&ctx.engine.stores, &key, false, &in_use) {
+            Ok(_) => {
+                progress.line("Image", name, "Removed");
+                removed = true;
+            }
+            Err(e) => crate::project::warn(&format!("image {name}: {e}")),
+        }
+    }
+    if removed && let Err(e) = berth_engine::prune::collect_garbage(&ctx.engine.stores) {
+        crate::project::warn(&format!("images: {e}"));
+    }
 }

@@ -37,6 +37,9 @@ pub struct UpArgs {
     /// Don't start the services after creating them
     #[arg(long = "no-start")]
     pub no_start: bool,
+    /// Recreate anonymous volumes instead of retrieving data from the previous containers
+    #[arg(short = 'V', long = "renew-anon-volumes")]
+    pub renew_anon_volumes: bool,
     /// Remove containers for services not defined in the Compose file
     #[arg(long = "remove-orphans")]
     pub remove_orphans: bool,
@@ -315,6 +318,7 @@ pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
         images,
         hashes,
         no_start: args.no_start,
+        renew_anon_volumes: args.renew_anon_volumes,
         stop_timeout: args.timeout.map(Duration::from_secs),
         progress,
     };

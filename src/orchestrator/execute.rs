@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use berth_compose::model::Project;
 use berth_engine::container::lifecycle;
 use berth_engine::container::store::ContainerDir;
+use berth_engine::container::{ContainerConfig, MountKind};
 use berth_engine::images::ImageRecord;
 use berth_engine::volumes::{VolumeOptions, VolumeStore};
 use berth_net::ipam::SubnetConfig;
@@ -49,6 +50,8 @@ pub struct UpContext<'a> {
     pub images: BTreeMap<String, ImageRecord>,
     pub hashes: BTreeMap<String, String>,
     pub no_start: bool,
+    /// `-V`: a recreated container gets new anonymous volumes instead of its predecessor's.
+    pub renew_anon_volumes: bool,
     pub stop_timeout: Option<Duration>,
     pub progress: Progress,
 }
@@ -227,8 +230,22 @@ impl UpContext<'_> {
     }
 
     fn create(&self, service: &str, number: u32) -> anyhow::Result<ContainerDir> {
+        self.create_after(service, number, None)
+    }
+
+    /// Creates the container; one that replaces `previous` takes over its anonymous volumes
+    /// (by mount target, as docker compose does) unless `-V` renews them.
+    fn create_after(
+        &self,
+        service: &str,
+        number: u32,
+        previous: Option<&ContainerConfig>,
+    ) -> anyhow::Result<ContainerDir> {
         let inst = self.instance(service, number)?;
-        let config = convert::container_config(&inst)?;
+        let mut config = convert::container_config(&inst)?;
+        if let Some(prev) = previous.filter(|_| !self.renew_anon_volumes) {
+            inherit_anonymous_volumes(&mut config, prev);
+        }
         crate::commands::container::ensure_volumes(self.ctx, &config.mounts)?;
         let dir = self.ctx.store.create(&config)?;
         self.progress.line("Container", &config.name, "Created");
@@ -279,20 +296,28 @@ impl UpContext<'_> {
                 // As docker compose: the old container stops and steps aside under a
                 // temporary name, the new one takes the name, then the old one goes.
                 let old_dir = self.ctx.store.dir_of(old);
-                let old_name = old_dir.config()?.name;
+                let old_config = old_dir.config()?;
+                let old_name = old_config.name.clone();
                 lifecycle::stop(&self.ctx.store, &old_dir, self.stop_timeout)
                     .with_context(|| format!("stop {old_name}"))?;
                 self.ctx
                     .store
                     .rename(&old_dir, &format!("{}_{old_name}", &old[..12]))?;
-                let dir = match self.create(service, *number) {
+                let dir = match self.create_after(service, *number, Some(&old_config)) {
                     Ok(d) => d,
                     Err(e) => {
                         let _ = self.ctx.store.rename(&old_dir, &old_name);
                         return Err(e);
                     }
                 };
-                stop_and_remove(self.ctx, &old_dir, self.stop_timeout, false)?;
+                // With -V the old anonymous volumes go with the old container; otherwise
+                // the new one uses them now.
+                stop_and_remove(
+                    self.ctx,
+                    &old_dir,
+                    self.stop_timeout,
+                    self.renew_anon_volumes,
+                )?;
                 self.progress.line("Container", &old_name, "Recreated");
                 self.start(&dir)
             }
@@ -324,6 +349,33 @@ impl UpContext<'_> {
                 }
                 Err(first)
             }
+        }
+    }
+}
+
+/// Points `config`'s anonymous volume mounts at the anonymous volumes `previous` had at the
+/// same targets.
+fn inherit_anonymous_volumes(config: &mut ContainerConfig, previous: &ContainerConfig) {
+    for m in &mut config.mounts {
+        let MountKind::Volume {
+            name, anonymous, ..
+        } = &mut m.kind
+        else {
+            continue;
+        };
+        if !*anonymous {
+            continue;
+        }
+        let target = m.target.trim_end_matches('/');
+        if let Some(old) = previous.mounts.iter().find_map(|p| match &p.kind {
+            MountKind::Volume {
+                name,
+                anonymous: true,
+                ..
+            } if p.target.trim_end_matches('/') == target => Some(name),
+            _ => None,
+        }) {
+            name.clone_from(old);
         }
     }
 }
