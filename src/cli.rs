@@ -77,6 +77,10 @@ pub enum Command {
     Pause(crate::commands::service_verbs::ServicesArgs),
     /// Print the public port for a port binding
     Port(crate::commands::service_verbs::PortArgs),
+    /// Copy files/folders between a service container and the local filesystem
+    Cp(crate::commands::service_verbs::CpArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(crate::commands::service_verbs::StatsArgs),
     /// Run a one-off command on a service
     Run(crate::commands::run::RunArgs),
     /// Restart service containers

@@ -130,6 +130,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 Command::Pause(args) => commands::service_verbs::pause(&settings, &args, false),
                 Command::Unpause(args) => commands::service_verbs::pause(&settings, &args, true),
                 Command::Port(args) => commands::service_verbs::port(&settings, &args),
+                Command::Cp(args) => commands::service_verbs::cp(&settings, &args),
+                Command::Stats(args) => commands::service_verbs::stats(&settings, &args),
                 Command::Restart(args) => commands::service_verbs::restart(&settings, &args),
                 Command::Run(args) => commands::run::run(&settings, &args),
                 Command::Rm(args) => commands::service_verbs::rm(&settings, &args),

@@ -299,6 +299,23 @@ fn service_verbs_act_on_the_project() {
     c.ok(&["unpause", "web"]);
     let top = c.ok(&["top", "web"]).0;
     assert!(top.contains("httpd"), "{top}");
+    // cp both ways through the service's name.
+    let local = c.e.env.tmp.path().join("from-web.html");
+    c.ok(&["cp", "web:/www/index.html", local.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&local).unwrap(), "hello-from-web\n");
+    std::fs::write(&local, "into-client\n").unwrap();
+    c.ok(&["cp", local.to_str().unwrap(), "client:/tmp/copied"]);
+    assert_eq!(
+        c.ok(&["exec", "-T", "client", "cat", "/tmp/copied"]).0,
+        "into-client\n"
+    );
+    // stats --no-stream: one row per running container of the project.
+    let stats = c.ok(&["stats", "--no-stream", "--format", "json"]).0;
+    assert_eq!(stats.lines().count(), 2, "{stats}");
+    assert!(
+        stats.contains("pverbs-web-1") && stats.contains("pverbs-client-1"),
+        "{stats}"
+    );
     c.ok(&["stop", "-t", "1", "client"]);
     let ps = c.ps();
     assert_eq!(

@@ -207,6 +207,44 @@ pub struct PortArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CpArgs {
+    #[command(flatten)]
+    pub shorts: crate::cli::ShortGlobals,
+    /// Index of the container if service has multiple replicas
+    #[arg(long)]
+    pub index: Option<u32>,
+    /// Archive mode (copy all uid/gid information)
+    #[arg(short, long)]
+    pub archive: bool,
+    /// Always follow symbol link in SRC_PATH
+    #[arg(short = 'L', long)]
+    pub follow_link: bool,
+    /// SERVICE:SRC_PATH or a local path
+    pub src: String,
+    /// SERVICE:DEST_PATH or a local path
+    pub dest: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub shorts: crate::cli::ShortGlobals,
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Disable streaming stats and only pull the first result
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Do not truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Format output: table or json
+    #[arg(long)]
+    pub format: Option<String>,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct LsArgs {
     /// Show all stopped Compose projects
     #[arg(short, long)]
@@ -449,6 +487,55 @@ pub fn port(settings: &Settings, a: &PortArgs) -> anyhow::Result<u8> {
         .unwrap_or_else(|| "0.0.0.0".into());
     println!("{ip}:{}", found.host_port);
     Ok(0)
+}
+
+/// `cp`: `SERVICE:PATH` names the service's container (`--index`, default 1); the copy itself
+/// is `container cp`'s. Paths that start with `/` or `.` are local, as docker's.
+pub fn cp(settings: &Settings, a: &CpArgs) -> anyhow::Result<u8> {
+    let p = ProjectCtx::open(settings)?;
+    let resolve = |arg: &str| -> anyhow::Result<String> {
+        if arg.starts_with('/') || arg.starts_with('.') {
+            return Ok(arg.to_string());
+        }
+        match arg.split_once(':') {
+            Some((service, path)) if !service.is_empty() => {
+                let o = p.one(service, a.index)?;
+                Ok(format!("{}:{path}", o.dir.id))
+            }
+            _ => Ok(arg.to_string()),
+        }
+    };
+    let args = crate::commands::container_ops::CpArgs {
+        archive: a.archive,
+        follow_link: a.follow_link,
+        src: resolve(&a.src)?,
+        dest: resolve(&a.dest)?,
+    };
+    crate::commands::container_ops::run_cp(&p.ctx, &args)
+}
+
+/// `stats`: `container stats` of the project's containers (the selected services').
+pub fn stats(settings: &Settings, a: &StatsArgs) -> anyhow::Result<u8> {
+    let p = ProjectCtx::open(settings)?;
+    let containers: Vec<String> = p
+        .levels(&a.services, false)?
+        .into_iter()
+        .flatten()
+        .filter(|o| a.all || o.running())
+        .map(|o| o.dir.id.clone())
+        .collect();
+    if containers.is_empty() {
+        // docker's stats with no container would show every one on the host.
+        return Ok(0);
+    }
+    let args = crate::commands::container_ops::StatsArgs {
+        all: a.all,
+        no_stream: a.no_stream,
+        no_trunc: a.no_trunc,
+        format: a.format.clone(),
+        containers,
+    };
+    crate::commands::container_ops::run_stats(&p.ctx, &args)
 }
 
 pub fn top(settings: &Settings, a: &ServicesArgs) -> anyhow::Result<u8> {
