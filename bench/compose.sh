@@ -29,7 +29,13 @@
 #   of this script is left.
 # Debian packages: hyperfine busybox-static docker.io docker-compose podman podman-compose.
 #
-# Measured: see MEASURED below (filled in from a run on the shared 2-core dev VM).
+# Measured 2026-11-23 on the 2-core dev VM, quiet, REPS=3 REPS50=2 (mean s; peer/berth):
+#   up -d   N=1 0.115 | docker-compose 1.47 (12.7x) | podman-compose 1.59 (13.7x)
+#           N=10 0.326 | 3.22 (9.9x) | 12.9 (39.4x);  N=50 2.03 | 12.8 (6.3x) | 64.0 (31.5x)
+#   down -t 0 N=1 0.123 | 1.24 (10.1x) | 0.54 (4.4x);  N=10 0.248 | 1.85 (7.4x) | 2.31 (9.3x)
+#           N=50 1.44 | 6.14 (4.3x) | 11.4 (7.9x)
+#   ps (50 running) 12.4 ms | 899 ms | 1329 ms;  logs 100k lines 97 ms | docker logs 584 ms
+#   Targets: ps < 50 ms and logs < docker logs met; up N=50 < 0.6 s and down < 0.3 s MISSED.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }

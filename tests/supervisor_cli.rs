@@ -321,3 +321,82 @@ services:
     assert!(log.contains("porder-app-1: restart held"), "{log}");
     finish(&c);
 }
+
+#[test]
+fn sigkill_of_the_supervisor_during_up_loses_nothing() {
+    if !require_root() {
+        return;
+    }
+    const YAML: &str = r#"
+services:
+  db:
+    image: IMAGE
+    command: STOPPABLE
+    restart: always
+  app:
+    image: IMAGE
+    environment: [GEN=one]
+    command: ["sh", "-c", "sleep 1.5; touch /tmp/ok; exec sleep 600"]
+    stop_grace_period: 1s
+    depends_on: [db]
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ok"]
+      interval: 200ms
+      retries: 50
+  web:
+    image: IMAGE
+    environment: [GEN=one]
+    command: ["sleep", "600"]
+    stop_grace_period: 1s
+    depends_on:
+      app: {condition: service_healthy}
+"#;
+    let yaml = YAML.replace("STOPPABLE", STOPPABLE);
+    let c = Compose::new("midup", &yaml);
+    let _guard = KillSupervisorsOnPanic(c.e.env.root.clone());
+    c.ok(&["up", "-d"]);
+    let first_app = c
+        .ids()
+        .into_iter()
+        .find(|(n, _)| n == "pmidup-app-1")
+        .unwrap()
+        .1;
+    // A changed app and web: `up` recreates app, then waits for it to turn healthy (1.5 s)
+    // before it recreates web. The supervisor dies in between.
+    c.write(&yaml.replace("GEN=one", "GEN=two"));
+    let child = c.e.env.cmd(&c.args(&["up", "-d"])).spawn().unwrap();
+    let mut child = ChildGuard(child);
+    wait_until("up recreates app", 20, || {
+        c.ids()
+            .iter()
+            .any(|(n, id)| n == "pmidup-app-1" && *id != first_app)
+    });
+    let killed = kill_supervisor(&c);
+    // With no supervisor, db's exit is not acted on yet.
+    c.e.ok(&["container", "exec", "pmidup-db-1", "touch", "/tmp/stop"]);
+    let status = child.0.wait().unwrap();
+    assert!(
+        status.success(),
+        "up failed after its supervisor was killed: {status}"
+    );
+    // up started a new supervisor, which restarts db by its policy.
+    assert!(supervisor_alive(&c));
+    assert_ne!(supervisor_pid(&c), killed);
+    wait_until("db restarted", 20, || {
+        restart_count(&c, "pmidup-db-1") == 1 && state(&c, "pmidup-db-1")["Status"] == "running"
+    });
+    let ps = c.ps();
+    assert_eq!(ps.len(), 3, "{ps:?}");
+    assert!(ps.iter().all(|p| p["State"] == "running"), "{ps:?}");
+    finish(&c);
+}
+
+/// A child killed and reaped if the test fails before waiting for it.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
