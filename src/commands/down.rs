@@ -10,7 +10,7 @@ use clap::Args;
 use crate::cli::Settings;
 use crate::commands::container::Ctx;
 use crate::orchestrator::convert;
-use crate::orchestrator::execute::{Progress, stop_and_remove, stop_parallel};
+use crate::orchestrator::execute::{Progress, parallel, stop_and_remove, stop_parallel};
 use crate::orchestrator::observe::{Observed, project_containers};
 use crate::project::{self, LoadFlags};
 
@@ -79,10 +79,14 @@ pub fn run(settings: &Settings, args: &DownArgs) -> anyhow::Result<u8> {
     for batch in &batches {
         stop_parallel(&ctx, batch, timeout, &progress)?;
     }
-    for o in batches.iter().flatten() {
+    // Everything is stopped: the removals are independent (a directory tree, a network
+    // endpoint each) and run in parallel; one after the other they were most of `down`.
+    let stopped: Vec<&Observed> = batches.iter().flatten().copied().collect();
+    parallel(&stopped, |o| {
         stop_and_remove(&ctx, &o.dir, timeout, args.volumes)?;
         progress.line("Container", &o.config.name, "Removed");
-    }
+        Ok(())
+    })?;
     if !args.services.is_empty() {
         return Ok(0);
     }

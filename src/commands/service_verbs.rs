@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::cli::Settings;
 use crate::commands::container::Ctx;
 use crate::labels;
-use crate::orchestrator::execute::Progress;
+use crate::orchestrator::execute::{Progress, parallel};
 use crate::orchestrator::observe::{Observed, project_containers};
 use crate::project::{self, LoadFlags};
 
@@ -78,30 +78,6 @@ impl ProjectCtx {
             .iter()
             .find(|o| o.service() == service && !o.oneoff() && o.number() == index)
             .with_context(|| format!("service \"{service}\" is not running container #{index}"))
-    }
-}
-
-/// Runs `f` on each container of a level in parallel; the first error is returned after all.
-fn parallel<'a>(
-    items: &[&'a Observed],
-    f: impl Fn(&'a Observed) -> anyhow::Result<()> + Sync,
-) -> anyhow::Result<()> {
-    let errors: Vec<anyhow::Error> = std::thread::scope(|s| {
-        let handles: Vec<_> = items.iter().map(|o| s.spawn(|| f(o))).collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().ok().and_then(Result::err))
-            .collect()
-    });
-    let mut it = errors.into_iter();
-    match it.next() {
-        None => Ok(()),
-        Some(first) => {
-            for e in it {
-                eprintln!("error: {e:#}");
-            }
-            Err(first)
-        }
     }
 }
 

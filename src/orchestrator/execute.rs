@@ -407,26 +407,36 @@ pub fn stop_parallel(
     timeout: Option<Duration>,
     progress: &Progress,
 ) -> anyhow::Result<()> {
+    parallel(containers, |o| {
+        if o.running() {
+            lifecycle::stop(&ctx.store, &o.dir, timeout)?;
+            progress.line("Container", &o.config.name, "Stopped");
+        }
+        Ok(())
+    })
+}
+
+/// Runs `f` on each container in parallel (a thread each: the work is waiting on shims and
+/// the kernel); every error is reported, the first is returned once all are done.
+pub fn parallel<'a>(
+    items: &[&'a Observed],
+    f: impl Fn(&'a Observed) -> anyhow::Result<()> + Sync,
+) -> anyhow::Result<()> {
     let errors: Vec<anyhow::Error> = std::thread::scope(|s| {
-        let handles: Vec<_> = containers
-            .iter()
-            .map(|o| {
-                s.spawn(move || -> anyhow::Result<()> {
-                    if o.running() {
-                        lifecycle::stop(&ctx.store, &o.dir, timeout)?;
-                        progress.line("Container", &o.config.name, "Stopped");
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
+        let handles: Vec<_> = items.iter().map(|o| s.spawn(|| f(o))).collect();
         handles
             .into_iter()
             .filter_map(|h| h.join().ok().and_then(Result::err))
             .collect()
     });
-    match errors.into_iter().next() {
+    let mut it = errors.into_iter();
+    match it.next() {
         None => Ok(()),
-        Some(e) => Err(e),
+        Some(first) => {
+            for e in it {
+                eprintln!("error: {e:#}");
+            }
+            Err(first)
+        }
     }
 }

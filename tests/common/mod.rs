@@ -188,6 +188,19 @@ pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     v
 }
 
+/// `pid: command line` of each of `pids`, for a failure message.
+#[allow(dead_code)]
+pub fn describe_pids(pids: &[i32]) -> String {
+    pids.iter()
+        .map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            format!("{pid}: {}", cmdline.trim_end())
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 pub fn shim_pids(root: &Path) -> Vec<i32> {
     let needle = root.to_string_lossy().into_owned();
     let mut pids = Vec::new();

@@ -153,9 +153,19 @@ impl Drop for NetEnv {
         if std::thread::panicking() {
             return;
         }
-        eventually("the DNS daemon exits", || {
-            !shim_pids(&self.env.root).is_empty()
-        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = shim_pids(&self.env.root);
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for the shims and the DNS daemon to exit: {}",
+                describe_pids(&left)
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
         assert_eq!(self.ns.links(), ["lo"], "links left in the namespace");
         let addrs = self.ns.ip(&["-o", "-4", "addr", "show"]);
         assert_eq!(addrs.lines().count(), 1, "addresses left: {addrs}");

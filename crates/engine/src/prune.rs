@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use crate::content::ContentError;
 use crate::digest::Digest;
-use crate::fsutil::FsError;
+use crate::fsutil::{self, FsError};
 use crate::images::{ImageError, ImageRecord};
 use crate::layers::LayerError;
-use crate::layout::Stores;
-use crate::rootfs::link_id;
+use crate::layout::{LAYER_TMP_PREFIX, Stores};
+use crate::rootfs::{INIT_LAYERS_DIR, link_id};
 
 /// Ingest files untouched for this long are abandoned downloads.
 pub const STALE_INGEST_AGE: Duration = Duration::from_secs(60 * 60);
@@ -257,8 +257,11 @@ pub fn collect_garbage(stores: &Stores) -> Result<PruneReport, PruneError> {
     }
     layers.sort();
     let links_dir = stores.root.layer_links_dir();
+    // Link ids of the layers that stay: their init layers stay too.
+    let mut kept = HashSet::new();
     for chain_id in layers {
         if roots.chain_ids.contains(&chain_id) {
+            kept.insert(link_id(&chain_id));
             continue;
         }
         let size = stores
@@ -271,9 +274,12 @@ pub fn collect_garbage(stores: &Stores) -> Result<PruneReport, PruneError> {
             remove_link(&links_dir.join(link_id(&chain_id)))?;
             report.bytes_reclaimed += size;
             report.layers_removed.push(chain_id);
+        } else {
+            kept.insert(link_id(&chain_id));
         }
     }
     remove_dangling_links(&links_dir)?;
+    remove_stale_init_layers(stores, &kept)?;
 
     report.ingest_removed = stores.content.prune_ingest(STALE_INGEST_AGE)?;
     report.tmp_removed = stores.layers.prune_tmp()?;
@@ -286,6 +292,29 @@ fn remove_link(link: &std::path::Path) -> Result<(), FsError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(FsError::io("remove", link, e)),
     }
+}
+
+/// Removes init layers (see [`crate::rootfs`]) whose top layer is gone, and the leftovers of
+/// interrupted ones.
+fn remove_stale_init_layers(stores: &Stores, live: &HashSet<String>) -> Result<(), FsError> {
+    let dir = stores.root.layers_dir().join(INIT_LAYERS_DIR);
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(FsError::io("read directory", &dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| FsError::io("read directory", &dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = match name.strip_prefix(LAYER_TMP_PREFIX) {
+            Some(rest) => !fsutil::unique_name_owner_alive(rest),
+            None => !live.contains(&name),
+        };
+        if stale {
+            fsutil::remove_dir_all_best_effort(&entry.path());
+        }
+    }
+    Ok(())
 }
 
 /// Removes links in `layers/l/` whose layer is gone (a layer removed by an older berth or

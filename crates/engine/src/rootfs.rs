@@ -7,20 +7,34 @@
 //! `layers/l/<26 chars>` → `../<chainID hex>/diff` (derived from the chainID: idempotent, no
 //! state to keep), and the lowerdirs are named through those links:
 //!
-//! 1. absolute links (`<root>/layers/l/<id>`) when the whole data fits in a page;
+//! 1. relative to the container directory (`../../layers/l/<id>`, `upperdir=upper`,
+//!    `workdir=work`) when the whole data fits in a page. Short options matter beyond the
+//!    limit: the kernel prints them in `/proc/self/mountinfo` for every container's overlay,
+//!    and the runtime and the cgroup v1 code read that file several times per start (with
+//!    absolute paths, 9% of the CPU of `up -d` of 50 services went to printing it);
 //! 2. otherwise relative links (`l/<id>`, 29 bytes a layer) resolved against the layers
-//!    directory, as moby does. The process's working directory is never changed (other
-//!    threads depend on it): the mount is made by a short-lived thread that first unshares its
-//!    filesystem context (`CLONE_FS`: its own cwd) and then `fchdir`s to the layers directory;
+//!    directory, as moby does.
+//!
+//!    Either way the process's working directory is never changed (other threads depend on
+//!    it): the mount is made by a short-lived thread that first unshares its filesystem
+//!    context (`CLONE_FS`: its own cwd) and then `fchdir`s to the directory;
 //! 3. when even that does not fit (about 135 layers, more than Docker's limit of 128) the
 //!    mount is refused with [`RootfsError::TooManyLayers`], which names the image, the layer
 //!    count and the size: the image has to be squashed.
+//!
+//! Above the image's layers sits its **init layer** (`layers/init/<link id of the top
+//! layer>`, shared by every container of the image, as read-only as the others): the mount
+//! points the runtime needs (`/proc`, `/sys`, `/dev`, `/etc/hostname`, `/etc/hosts`,
+//! `/etc/resolv.conf`) that no layer has. Without it the runtime created them in every
+//! container's upper directory: seven inodes and overlay's create path per start, the largest
+//! filesystem cost of `up` on small images. Docker's `<id>-init` layer holds the same entries,
+//! made per container.
 
 use std::ffi::{CString, OsString};
 use std::fs::{self, DirBuilder};
 use std::io;
 use std::os::unix::ffi::OsStringExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rustix::io::Errno;
@@ -29,7 +43,7 @@ use rustix::mount::{MountFlags, UnmountFlags};
 use crate::digest::Digest;
 use crate::fsutil::{self, FsError};
 use crate::images::ImageRecord;
-use crate::layout::{LAYER_DIFF_DIR, LAYER_LINKS_DIR, Root, Stores, mkdir_all};
+use crate::layout::{LAYER_DIFF_DIR, LAYER_LINKS_DIR, LAYER_TMP_PREFIX, Root, Stores, mkdir_all};
 
 /// The writable layer, inside the container directory.
 pub const UPPER_DIR: &str = "upper";
@@ -39,6 +53,8 @@ pub const WORK_DIR: &str = "work";
 pub const MERGED_DIR: &str = "merged";
 /// The lower directory of an image without layers, inside the container directory.
 pub const EMPTY_LOWER_DIR: &str = "empty";
+/// Init layers (see the module doc), under the layers directory.
+pub const INIT_LAYERS_DIR: &str = "init";
 /// Length of a layer's short link name in `layers/l/`.
 pub const LINK_ID_LEN: usize = 26;
 /// The most mount data the kernel copies: one page (4096 bytes on the usual platforms; the
@@ -152,12 +168,18 @@ impl Rootfs {
         }
 
         let layers_dir = stores.root.layers_dir();
-        let mut ids = Vec::with_capacity(diffs.len());
+        // Lower directories relative to the layers directory, top first.
+        let mut lowers = Vec::with_capacity(diffs.len() + 1);
+        if let Some((top, _)) = diffs.first() {
+            let layer_diffs: Vec<&Path> = diffs.iter().map(|(_, d)| d.as_path()).collect();
+            lowers.push(ensure_init_layer(&layers_dir, top, &layer_diffs)?);
+        }
         for (chain_id, _) in &diffs {
-            ids.push(ensure_layer_link(&stores.root, chain_id)?);
+            let id = ensure_layer_link(&stores.root, chain_id)?;
+            lowers.push(format!("{LAYER_LINKS_DIR}/{id}"));
         }
         let empty_lower;
-        let plan = if ids.is_empty() {
+        let plan = if lowers.is_empty() {
             // overlay needs a lowerdir: an image without layers gets an empty one.
             empty_lower = container_dir.join(EMPTY_LOWER_DIR);
             create_dir(&empty_lower, 0o755)?;
@@ -167,7 +189,15 @@ impl Rootfs {
                 relative_to: None,
             }
         } else {
-            plan_mount(&image.id, &layers_dir, &ids, &rootfs.upper, &rootfs.work)?
+            let plan = plan_mount(&image.id, &layers_dir, container_dir, &lowers);
+            plan.map_err(|e| match e {
+                RootfsError::TooManyLayers { image, bytes, .. } => RootfsError::TooManyLayers {
+                    image,
+                    layers: diffs.len(),
+                    bytes,
+                },
+                e => e,
+            })?
         };
         let data = CString::new(plan.data).map_err(|_| RootfsError::UnusablePath {
             path: container_dir.to_path_buf(),
@@ -310,38 +340,39 @@ pub fn ensure_layer_link(root: &Root, chain_id: &Digest) -> Result<String, FsErr
     Ok(id)
 }
 
-/// The mount data and, for relative lowerdirs, the directory they are relative to.
+/// The mount data and the directory its relative paths are resolved against (none for an
+/// image without layers, whose one lower directory is absolute).
 #[derive(Debug, PartialEq, Eq)]
 struct MountPlan {
     data: String,
     relative_to: Option<PathBuf>,
 }
 
-/// Chooses absolute or relative short links (see the module doc) for the link ids `ids`, top
-/// layer first.
+/// Chooses how to name the lower directories `lowers` (given relative to `layers_dir`:
+/// `l/<link id>`, `init/<link id>`; top first) and the upper and work directories of
+/// `container_dir` (see the module doc): relative to the container directory when that fits,
+/// else relative to the layers directory.
 fn plan_mount(
     image: &Digest,
     layers_dir: &Path,
-    ids: &[String],
-    upper: &Path,
-    work: &Path,
+    container_dir: &Path,
+    lowers: &[String],
 ) -> Result<MountPlan, RootfsError> {
     let index_off = index_off();
-    let links = layers_dir.join(LAYER_LINKS_DIR);
-    let links = path_str(&links)?;
-    let absolute: Vec<String> = ids.iter().map(|id| format!("{links}/{id}")).collect();
-    let data = overlay_data(&absolute, upper, work, index_off)?;
-    if data.len() <= MAX_MOUNT_DATA {
-        return Ok(MountPlan {
-            data,
-            relative_to: None,
-        });
+    if let Some(up) = relative_path(container_dir, layers_dir) {
+        let up = path_str(&up)?;
+        let rel: Vec<String> = lowers.iter().map(|l| format!("{up}/{l}")).collect();
+        let data = overlay_data(&rel, Path::new(UPPER_DIR), Path::new(WORK_DIR), index_off)?;
+        if data.len() <= MAX_MOUNT_DATA {
+            return Ok(MountPlan {
+                data,
+                relative_to: Some(container_dir.to_path_buf()),
+            });
+        }
     }
-    let relative: Vec<String> = ids
-        .iter()
-        .map(|id| format!("{LAYER_LINKS_DIR}/{id}"))
-        .collect();
-    let data = overlay_data(&relative, upper, work, index_off)?;
+    let upper = container_dir.join(UPPER_DIR);
+    let work = container_dir.join(WORK_DIR);
+    let data = overlay_data(lowers, &upper, &work, index_off)?;
     if data.len() <= MAX_MOUNT_DATA {
         return Ok(MountPlan {
             data,
@@ -350,9 +381,139 @@ fn plan_mount(
     }
     Err(RootfsError::TooManyLayers {
         image: image.clone(),
-        layers: ids.len(),
+        layers: lowers.len(),
         bytes: data.len() + 1,
     })
+}
+
+/// `to` relative to `from` (both absolute, without `.` or `..`): `../..` up to their common
+/// ancestor, then down. `None` when either is not absolute.
+fn relative_path(from: &Path, to: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    if !from.is_absolute() || !to.is_absolute() {
+        return None;
+    }
+    let plain = |p: &Path| {
+        p.components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+    };
+    if !plain(from) || !plain(to) {
+        return None;
+    }
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut rel = PathBuf::new();
+    for _ in common..from.len() {
+        rel.push("..");
+    }
+    for c in &to[common..] {
+        rel.push(c);
+    }
+    Some(rel)
+}
+
+/// The runtime's mount points that an init layer provides when the image lacks them:
+/// relative path, and whether it is a directory (else an empty file).
+const INIT_ENTRIES: &[(&str, bool)] = &[
+    ("proc", true),
+    ("sys", true),
+    ("dev", true),
+    ("etc/hostname", false),
+    ("etc/hosts", false),
+    ("etc/resolv.conf", false),
+];
+
+/// The init layer of the image whose top layer is `top` and whose layer diff directories are
+/// `diffs` (top first): made once (in a temporary directory renamed into place, so concurrent
+/// starts agree), then shared. Returns its path relative to `layers_dir`.
+fn ensure_init_layer(layers_dir: &Path, top: &Digest, diffs: &[&Path]) -> Result<String, FsError> {
+    let rel = format!("{INIT_LAYERS_DIR}/{}", link_id(top));
+    let dir = layers_dir.join(&rel);
+    if dir.is_dir() {
+        return Ok(rel);
+    }
+    let parent = layers_dir.join(INIT_LAYERS_DIR);
+    mkdir_all(&parent)?;
+    let tmp = parent.join(fsutil::unique_name(LAYER_TMP_PREFIX));
+    let made = (|| {
+        create_dir(&tmp, 0o755)?;
+        fill_init_layer(&tmp, diffs)?;
+        match fs::rename(&tmp, &dir) {
+            Ok(()) => Ok(()),
+            // Another start made it first: theirs is the same.
+            Err(e) if dir.is_dir() => {
+                tracing::debug!(error = %e, "init layer made concurrently");
+                fsutil::remove_dir_all_best_effort(&tmp);
+                Ok(())
+            }
+            Err(e) => Err(FsError::io("rename", &dir, e)),
+        }
+    })();
+    if made.is_err() {
+        fsutil::remove_dir_all_best_effort(&tmp);
+    }
+    made.map(|()| rel)
+}
+
+/// Creates in `init` every [`INIT_ENTRIES`] entry that no layer of `diffs` has. An entry that
+/// some layer has in any form (a whiteout too), or below something that is not a directory
+/// in some layer, is left out: the runtime then makes it in the upper directory as before.
+/// A parent directory that some layer has is made with the mode and owner of the topmost
+/// one, because the init layer's copy is the one the container sees.
+fn fill_init_layer(init: &Path, diffs: &[&Path]) -> Result<(), FsError> {
+    'entries: for (entry, is_dir) in INIT_ENTRIES {
+        let entry = Path::new(entry);
+        if diffs
+            .iter()
+            .any(|d| !matches!(fs::symlink_metadata(d.join(entry)), Err(e) if e.kind() == io::ErrorKind::NotFound))
+        {
+            continue;
+        }
+        // Parents, outermost first, with the attributes of the topmost layer that has them.
+        let mut parents = Vec::new();
+        for parent in entry.ancestors().skip(1) {
+            if parent.as_os_str().is_empty() {
+                break;
+            }
+            let mut attrs = None;
+            for d in diffs {
+                match fs::symlink_metadata(d.join(parent)) {
+                    Ok(m) if m.is_dir() => {
+                        attrs = Some((m.mode() & 0o7777, m.uid(), m.gid()));
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    _ => continue 'entries,
+                }
+            }
+            parents.push((parent, attrs));
+        }
+        for (parent, attrs) in parents.into_iter().rev() {
+            let path = init.join(parent);
+            if path.is_dir() {
+                continue;
+            }
+            let (mode, uid, gid) = attrs.unwrap_or((0o755, 0, 0));
+            create_dir(&path, 0o755)?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                .map_err(|e| FsError::io("chmod", &path, e))?;
+            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
+                .map_err(|e| FsError::io("chown", &path, e))?;
+        }
+        let path = init.join(entry);
+        if *is_dir {
+            create_dir(&path, 0o755)?;
+        } else {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&path)
+                .map_err(|e| FsError::io("create", &path, e))?;
+        }
+    }
+    Ok(())
 }
 
 fn index_off() -> bool {
@@ -540,46 +701,129 @@ mod tests {
     }
 
     #[test]
-    fn mount_data_uses_absolute_links_then_relative_ones_then_refuses() {
+    fn mount_data_is_relative_to_the_container_then_to_the_layers_then_refused() {
         let layers = Path::new("/var/lib/berth-with-a-rather-long-root-path/layers");
-        let upper = Path::new("/var/lib/berth/containers/0123456789abcdef/upper");
-        let work = Path::new("/var/lib/berth/containers/0123456789abcdef/work");
+        let container = Path::new("/var/lib/berth-with-a-rather-long-root-path/containers/0123");
         let image = digest(0);
         let ids = |n: u32| (0..n).map(|i| link_id(&digest(i))).collect::<Vec<_>>();
+        let lowers = |n: u32| {
+            ids(n)
+                .iter()
+                .map(|id| format!("l/{id}"))
+                .collect::<Vec<_>>()
+        };
 
-        let few = plan_mount(&image, layers, &ids(3), upper, work).unwrap();
-        assert_eq!(few.relative_to, None);
-        let first = format!("{}/l/{}", layers.display(), ids(1)[0]);
+        let few = plan_mount(&image, layers, container, &lowers(3)).unwrap();
+        assert_eq!(few.relative_to.as_deref(), Some(container));
+        let first = format!("../../layers/l/{}", ids(1)[0]);
         assert!(
             few.data.contains(&format!("lowerdir={first}:")),
             "{}",
             few.data
         );
-        assert!(few.data.ends_with(&format!(
-            ",upperdir={},workdir={}",
-            upper.display(),
-            work.display()
-        )));
+        assert!(
+            few.data.ends_with(",upperdir=upper,workdir=work"),
+            "{}",
+            few.data
+        );
 
-        let deep = plan_mount(&image, layers, &ids(120), upper, work).unwrap();
+        let deep = plan_mount(&image, layers, container, &lowers(120)).unwrap();
         assert_eq!(deep.relative_to.as_deref(), Some(layers));
         assert!(deep.data.len() <= MAX_MOUNT_DATA, "{}", deep.data.len());
         assert!(deep.data.contains(&format!("lowerdir=l/{}:l/", ids(1)[0])));
         assert_eq!(deep.data.matches(":l/").count(), 119);
+        assert!(deep.data.ends_with(&format!(
+            ",upperdir={}/upper,workdir={}/work",
+            container.display(),
+            container.display()
+        )));
 
-        let err = plan_mount(&image, layers, &ids(200), upper, work).unwrap_err();
+        let err = plan_mount(&image, layers, container, &lowers(200)).unwrap_err();
         assert!(
             matches!(err, RootfsError::TooManyLayers { layers: 200, bytes, .. } if bytes > 4096),
             "{err}"
         );
         assert!(err.to_string().contains(&image.to_string()), "{err}");
 
-        let bad = Path::new("/tmp/a,b/upper");
-        let err = plan_mount(&image, layers, &ids(1), bad, work).unwrap_err();
+        // A separator in the root does not matter to relative paths, only to absolute ones.
+        let bad = Path::new("/tmp/a,b/containers/0123");
+        let bad_layers = Path::new("/tmp/a,b/layers");
+        assert!(plan_mount(&image, bad_layers, bad, &lowers(1)).is_ok());
+        let err = plan_mount(&image, bad_layers, bad, &lowers(120)).unwrap_err();
         assert!(
             matches!(err, RootfsError::UnusablePath { found: ',', .. }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn relative_paths() {
+        let rel = |a: &str, b: &str| relative_path(Path::new(a), Path::new(b));
+        assert_eq!(
+            rel("/r/containers/x", "/r/layers"),
+            Some("../../layers".into())
+        );
+        assert_eq!(rel("/r", "/r/layers"), Some("layers".into()));
+        assert_eq!(rel("/a/b", "/c"), Some("../../c".into()));
+        assert_eq!(rel("a/b", "/c"), None);
+        assert_eq!(rel("/a/../b", "/c"), None);
+    }
+
+    #[test]
+    fn init_layer_has_the_mount_points_no_layer_has() {
+        use std::os::unix::fs::symlink;
+        let t = tempfile::tempdir().unwrap();
+        let top = t.path().join("top");
+        let bottom = t.path().join("bottom");
+        let init = t.path().join("init");
+        for d in [&top, &bottom, &init] {
+            fs::create_dir(d).unwrap();
+        }
+        // The image has /dev, a 0700 /etc lower down and a 0750 one on top, /etc/hosts as a
+        // symlink and /sys as a file: any entry counts as present, whatever its kind.
+        fs::create_dir(bottom.join("dev")).unwrap();
+        fs::create_dir(bottom.join("etc")).unwrap();
+        fs::set_permissions(bottom.join("etc"), fs::Permissions::from_mode(0o700)).unwrap();
+        fs::create_dir(top.join("etc")).unwrap();
+        fs::set_permissions(top.join("etc"), fs::Permissions::from_mode(0o750)).unwrap();
+        symlink("../run/hosts", top.join("etc/hosts")).unwrap();
+        fs::write(bottom.join("sys"), b"").unwrap();
+
+        fill_init_layer(&init, &[top.as_path(), bottom.as_path()]).unwrap();
+        let mut made: Vec<String> = walk(&init);
+        made.sort();
+        assert_eq!(made, ["etc", "etc/hostname", "etc/resolv.conf", "proc"]);
+        // The topmost /etc's mode is kept: the init layer's copy is the one seen.
+        let mode = fs::metadata(init.join("etc")).unwrap().mode() & 0o7777;
+        assert_eq!(mode, 0o750);
+        assert!(fs::metadata(init.join("proc")).unwrap().is_dir());
+        assert_eq!(fs::metadata(init.join("etc/hostname")).unwrap().len(), 0);
+
+        // /etc that is not a directory somewhere: nothing is made below it.
+        let odd = t.path().join("odd");
+        let init2 = t.path().join("init2");
+        fs::create_dir(&odd).unwrap();
+        fs::create_dir(&init2).unwrap();
+        symlink("/private/etc", odd.join("etc")).unwrap();
+        fill_init_layer(&init2, &[odd.as_path()]).unwrap();
+        let mut made = walk(&init2);
+        made.sort();
+        assert_eq!(made, ["dev", "proc", "sys"]);
+    }
+
+    fn walk(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+                if p.is_dir() && !p.is_symlink() {
+                    todo.push(p);
+                }
+            }
+        }
+        out
     }
 
     #[test]

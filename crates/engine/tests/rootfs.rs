@@ -124,6 +124,33 @@ fn busybox_rootfs_merges_layers_takes_writes_in_upper_and_unmounts() {
     );
     assert_eq!(listing(&merged.join("etc/opaque")), ["new.txt"]);
     assert!(base.join("etc/opaque/old.txt").is_file());
+    // The init layer adds what the runtime mounts over and the image lacks, shared by the
+    // image's containers; the upper stays empty.
+    let init = stores
+        .root
+        .layers_dir()
+        .join("init")
+        .join(link_id(&image.layers[1].chain_id));
+    assert_eq!(listing(&init), ["dev", "etc", "proc", "sys"]);
+    assert_eq!(
+        listing(&init.join("etc")),
+        ["hostname", "hosts", "resolv.conf"]
+    );
+    assert!(listing(&base.join("etc")).contains(&"passwd".to_string()));
+    assert!(merged.join("proc").is_dir() && merged.join("etc/hosts").is_file());
+    assert!(
+        merged.join("etc/passwd").is_file(),
+        "the image's /etc is merged"
+    );
+    assert!(listing(rootfs.upper()).is_empty());
+    let top_etc = fs::metadata(app.join("etc")).unwrap();
+    let init_etc = fs::metadata(init.join("etc")).unwrap();
+    assert_eq!(
+        init_etc.mode(),
+        top_etc.mode(),
+        "/etc keeps the image's mode"
+    );
+
     // The merged root has the mode and owner of the top layer's root.
     let (upper_meta, top_meta) = (
         fs::metadata(rootfs.upper()).unwrap(),
@@ -219,8 +246,13 @@ fn an_image_of_120_layers_mounts_through_short_relative_links() {
         "the process cwd is unchanged"
     );
     let merged = rootfs.merged();
-    let names = listing(merged);
+    // The layers' files, and the runtime's mount points from the init layer.
+    let names: Vec<String> = listing(merged)
+        .into_iter()
+        .filter(|n| !["dev", "etc", "proc", "sys"].contains(&n.as_str()))
+        .collect();
     assert_eq!(names.len(), LAYERS + 1);
+    assert!(merged.join("etc/resolv.conf").is_file());
     for i in 0..LAYERS {
         assert_eq!(
             fs::read_to_string(merged.join(format!("layer-{i:03}"))).unwrap(),

@@ -11,13 +11,14 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::Path;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkBuffer,
-    NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NLMSG_DONE,
+    NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NetlinkBuffer, NetlinkDeserializable, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload, NlasIterator, Parseable,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    LinkFlags, LinkInfo, LinkMessage, LinkMessageBuffer,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -28,6 +29,14 @@ use nix::errno::Errno;
 use sha2::{Digest, Sha256};
 
 use crate::netns::{self, NetnsError};
+
+/// Size of a netlink message header (`struct nlmsghdr`).
+const NETLINK_HEADER_LEN: usize = 16;
+/// `RTM_NEWLINK`: a link, in answer to `GETLINK`.
+const RTM_NEWLINK: u16 = 16;
+
+/// One undecoded answer: its header and payload.
+type RawAnswer = (NetlinkHeader, Vec<u8>);
 
 /// The longest interface name the kernel accepts (`IFNAMSIZ` - 1).
 pub const IFNAME_MAX: usize = 15;
@@ -173,6 +182,33 @@ impl Netlink {
         msg: RouteNetlinkMessage,
         flags: u16,
     ) -> Result<Result<Vec<RouteNetlinkMessage>, Errno>, LinkError> {
+        let answers = match self.request_raw(op, msg, flags)? {
+            Ok(answers) => answers,
+            Err(errno) => return Ok(Err(errno)),
+        };
+        let mut out = Vec::with_capacity(answers.len());
+        for (header, payload) in answers {
+            let m = RouteNetlinkMessage::deserialize(&header, &payload).map_err(|e| {
+                LinkError::Decode {
+                    op,
+                    detail: e.to_string(),
+                }
+            })?;
+            out.push(m);
+        }
+        Ok(Ok(out))
+    }
+
+    /// [`Netlink::request`] without decoding the answers: their headers and raw payloads.
+    /// netlink-packet-route formats an error context for every attribute it parses, so a
+    /// full decode of one bridge's `NEWLINK` cost more than the kernel's work; link lookups
+    /// read the few attributes they need straight from the bytes ([`parse_link`]).
+    fn request_raw(
+        &mut self,
+        op: &'static str,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<Result<Vec<RawAnswer>, Errno>, LinkError> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
@@ -185,43 +221,45 @@ impl Netlink {
         packet.serialize(&mut buf);
         self.socket.send(&buf, 0).map_err(LinkError::Socket)?;
 
+        let decode = |detail: String| LinkError::Decode { op, detail };
         let mut out = Vec::new();
         loop {
             let (data, _) = self.socket.recv_from_full().map_err(LinkError::Socket)?;
             let mut offset = 0;
             while offset < data.len() {
                 let chunk = &data[offset..];
-                let len = NetlinkBuffer::new_checked(chunk)
-                    .map_err(|e| LinkError::Decode {
-                        op,
-                        detail: e.to_string(),
-                    })?
-                    .length() as usize;
-                if len == 0 || len > chunk.len() {
-                    return Err(LinkError::Decode {
-                        op,
-                        detail: format!("bad message length {len}"),
-                    });
+                let buffer =
+                    NetlinkBuffer::new_checked(chunk).map_err(|e| decode(e.to_string()))?;
+                let len = buffer.length() as usize;
+                if len < NETLINK_HEADER_LEN || len > chunk.len() {
+                    return Err(decode(format!("bad message length {len}")));
                 }
-                let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&chunk[..len])
-                    .map_err(|e| LinkError::Decode {
-                        op,
-                        detail: e.to_string(),
-                    })?;
+                let buffer =
+                    NetlinkBuffer::new_checked(&chunk[..len]).map_err(|e| decode(e.to_string()))?;
                 offset += (len + 3) & !3;
-                if message.header.sequence_number != seq {
+                if buffer.sequence_number() != seq {
                     continue; // a late answer to an earlier request
                 }
-                match message.payload {
-                    NetlinkPayload::Error(e) => {
-                        return Ok(match e.code {
-                            None => Ok(out),
-                            Some(code) => Err(Errno::from_raw(code.get().abs())),
+                match buffer.message_type() {
+                    NLMSG_ERROR => {
+                        let payload = buffer.payload();
+                        let code = payload
+                            .get(..4)
+                            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                            .map(i32::from_ne_bytes)
+                            .ok_or_else(|| decode("short error message".into()))?;
+                        return Ok(match code {
+                            0 => Ok(out),
+                            code => Err(Errno::from_raw(code.abs())),
                         });
                     }
-                    NetlinkPayload::Done(_) => return Ok(Ok(out)),
-                    NetlinkPayload::InnerMessage(m) => out.push(m),
-                    _ => {}
+                    NLMSG_DONE => return Ok(Ok(out)),
+                    NLMSG_NOOP | NLMSG_OVERRUN => {}
+                    _ => {
+                        let header =
+                            NetlinkHeader::parse(&buffer).map_err(|e| decode(e.to_string()))?;
+                        out.push((header, buffer.payload().to_vec()));
+                    }
                 }
             }
         }
@@ -232,11 +270,11 @@ impl Netlink {
         check_ifname(name)?;
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
-        match self.request("get link", RouteNetlinkMessage::GetLink(msg), 0)? {
-            Ok(answers) => Ok(answers.into_iter().find_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(to_link(l)),
-                _ => None,
-            })),
+        match self.request_raw("get link", RouteNetlinkMessage::GetLink(msg), 0)? {
+            Ok(answers) => Ok(answers
+                .iter()
+                .find(|(h, _)| h.message_type == RTM_NEWLINK)
+                .and_then(|(_, payload)| parse_link(payload))),
             Err(Errno::ENODEV) => Ok(None),
             Err(errno) => Err(kernel("get link", name)(errno)),
         }
@@ -251,18 +289,16 @@ impl Netlink {
     /// Every link of this namespace.
     pub fn list_links(&mut self) -> Result<Vec<Link>, LinkError> {
         let answers = self
-            .request(
+            .request_raw(
                 "list links",
                 RouteNetlinkMessage::GetLink(LinkMessage::default()),
                 NLM_F_DUMP,
             )?
             .map_err(kernel("list links", "*"))?;
         Ok(answers
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(to_link(l)),
-                _ => None,
-            })
+            .iter()
+            .filter(|(h, _)| h.message_type == RTM_NEWLINK)
+            .filter_map(|(_, payload)| parse_link(payload))
             .collect())
     }
 
@@ -588,33 +624,55 @@ fn family(addr: IpAddr) -> AddressFamily {
     }
 }
 
-fn to_link(msg: LinkMessage) -> Link {
+/// The [`Link`] in the payload of a `NEWLINK` message, read from its header and the few
+/// attributes it needs (see [`Netlink::request_raw`]); `None` when it is malformed.
+fn parse_link(payload: &[u8]) -> Option<Link> {
+    const IFLA_ADDRESS: u16 = 1;
+    const IFLA_IFNAME: u16 = 3;
+    const IFLA_MTU: u16 = 4;
+    const IFLA_MASTER: u16 = 10;
+    const IFLA_LINKINFO: u16 = 18;
+    const IFLA_INFO_KIND: u16 = 1;
+    const IFF_UP: u32 = 1;
+    let u32_of = |v: &[u8]| {
+        v.get(..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_ne_bytes)
+    };
+    let string_of = |v: &[u8]| {
+        let end = v.iter().position(|b| *b == 0).unwrap_or(v.len());
+        String::from_utf8_lossy(&v[..end]).into_owned()
+    };
+    let buffer = LinkMessageBuffer::new_checked(payload).ok()?;
     let mut link = Link {
-        index: msg.header.index,
+        index: buffer.link_index(),
         name: String::new(),
         kind: None,
         mtu: None,
-        up: msg.header.flags.contains(LinkFlags::Up),
+        up: buffer.flags() & IFF_UP != 0,
         master: None,
         mac: None,
     };
-    for attr in msg.attributes {
-        match attr {
-            LinkAttribute::IfName(n) => link.name = n,
-            LinkAttribute::Mtu(m) => link.mtu = Some(m),
-            LinkAttribute::Controller(m) => link.master = Some(m),
-            LinkAttribute::Address(a) => link.mac = Some(a),
-            LinkAttribute::LinkInfo(infos) => {
-                for info in infos {
-                    if let LinkInfo::Kind(kind) = info {
-                        link.kind = Some(kind.to_string());
+    for nla in buffer.attributes() {
+        let nla = nla.ok()?;
+        let value = nla.value();
+        match nla.kind() {
+            IFLA_IFNAME => link.name = string_of(value),
+            IFLA_MTU => link.mtu = u32_of(value),
+            IFLA_MASTER => link.master = u32_of(value),
+            IFLA_ADDRESS => link.mac = Some(value.to_vec()),
+            IFLA_LINKINFO => {
+                for info in NlasIterator::new(value) {
+                    let info = info.ok()?;
+                    if info.kind() == IFLA_INFO_KIND {
+                        link.kind = Some(string_of(info.value()));
                     }
                 }
             }
             _ => {}
         }
     }
-    link
+    Some(link)
 }
 
 fn route_ip(addr: RouteAddress) -> Option<IpAddr> {
@@ -650,6 +708,47 @@ fn to_route(msg: RouteMessage) -> Option<Route> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_link_reads_what_the_library_would() {
+        use netlink_packet_core::Emitable;
+        let mut msg = LinkMessage::default();
+        msg.header.index = 42;
+        msg.header.flags = LinkFlags::Up | LinkFlags::Broadcast;
+        msg.attributes = vec![
+            LinkAttribute::IfName("br-0123456789ab".into()),
+            LinkAttribute::Mtu(1400),
+            LinkAttribute::Controller(7),
+            LinkAttribute::Address(vec![2, 66, 172, 17, 0, 2]),
+            LinkAttribute::TxQueueLen(1000),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]),
+        ];
+        let mut buf = vec![0; msg.buffer_len()];
+        msg.emit(&mut buf);
+        assert_eq!(
+            parse_link(&buf),
+            Some(Link {
+                index: 42,
+                name: "br-0123456789ab".into(),
+                kind: Some("bridge".into()),
+                mtu: Some(1400),
+                up: true,
+                master: Some(7),
+                mac: Some(vec![2, 66, 172, 17, 0, 2]),
+            })
+        );
+        let mut down = LinkMessage::default();
+        down.header.index = 1;
+        down.attributes = vec![LinkAttribute::IfName("lo".into())];
+        let mut buf = vec![0; down.buffer_len()];
+        down.emit(&mut buf);
+        let lo = parse_link(&buf).unwrap();
+        assert_eq!(
+            (lo.index, lo.name.as_str(), lo.up, lo.kind),
+            (1, "lo", false, None)
+        );
+        assert_eq!(parse_link(&buf[..8]), None);
+    }
 
     #[test]
     fn bridge_name_uses_hex_id_prefix() {

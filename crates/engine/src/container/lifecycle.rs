@@ -87,7 +87,8 @@ pub fn start(
     if is_running(&st) {
         return Ok(None);
     }
-    if user {
+    // A fresh container has nothing to clear: skip the write (one file less per start).
+    if user && (st.manually_stopped || st.restart_count != 0) {
         dir.update_state(|s| {
             s.manually_stopped = false;
             s.restart_count = 0;

@@ -27,8 +27,6 @@ pub const NAMES_DIR: &str = ".names";
 pub const CONFIG_FILE: &str = "config.json";
 /// The container's state.
 pub const STATE_FILE: &str = "state.json";
-/// Serialises read-modify-write of [`STATE_FILE`].
-pub const STATE_LOCK_FILE: &str = "state.lock";
 /// Held exclusively by the container's shim for its whole life: a lock that can be taken
 /// means no shim runs.
 pub const SHIM_LOCK_FILE: &str = "shim.lock";
@@ -107,12 +105,14 @@ impl ContainerDir {
         Ok(fsutil::read_json_if_exists(&self.state_file())?.unwrap_or_default())
     }
 
-    /// Read-modify-write of the state under its lock; returns the new state.
+    /// Read-modify-write of the state under a lock on the container directory itself (no
+    /// lock file: every file a start creates costs, see ARCHITECTURE.md); returns the new
+    /// state.
     pub fn update_state(
         &self,
         f: impl FnOnce(&mut ContainerState),
     ) -> Result<ContainerState, FsError> {
-        let _lock = Lock::exclusive(&self.path.join(STATE_LOCK_FILE))?;
+        let _lock = Lock::exclusive_dir(&self.path)?;
         let mut state = self.state()?;
         f(&mut state);
         fsutil::write_json_atomic(&self.state_file(), &state)?;
