@@ -268,7 +268,8 @@ fi
 
 echo "== leftovers after rm -f =="
 left=0
-if grep -q " $work/berth" /proc/self/mountinfo; then echo "  LEFT: mounts under $root"; left=1; fi
+# ($root/run is berth's runtime tmpfs: it stays, as /run does.)
+if grep " $work/berth" /proc/self/mountinfo | grep -vq " $root/run "; then echo "  LEFT: mounts under $root"; left=1; fi
 for id in "${ids[@]}"; do
   for d in /sys/fs/cgroup/*/berth/"$id" /sys/fs/cgroup/berth/"$id"; do
     [ -e "$d" ] && { echo "  LEFT: cgroup $d"; left=1; }

@@ -347,7 +347,8 @@ fn dns_socket(root: &Path) -> PathBuf {
 /// none answers. All of it under `run/dns.spawn.lock`, so a daemon is never told to exit
 /// while another process is attaching a container.
 pub fn dns_reload(root: &Path, spawn: bool) -> Result<(), String> {
-    let run = root.join("run");
+    berth_engine::rundir::prepare(root);
+    let run = root.join(berth_engine::rundir::RUN_DIR);
     std::fs::create_dir_all(&run).map_err(|e| format!("create {}: {e}", run.display()))?;
     let lock_path = run.join("dns.spawn.lock");
     let _lock = berth_engine::fsutil::Lock::exclusive(&lock_path)

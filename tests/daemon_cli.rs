@@ -3,66 +3,18 @@
 //! each in its own state root and network namespace. Every test ends with `down` and checks
 //! that no supervisor of its root is left; the daemon is killed and reaped even on panic.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
 use common::compose::*;
+use common::supervisor::*;
 use common::*;
-
-/// A command that runs until `/tmp/stop` appears in the container, then exits 3 (removing
-/// the file, so the next run waits again): how a test makes a container exit without
-/// `container kill` (which marks it stopped by the user).
-const STOPPABLE: &str =
-    r#"["sh", "-c", "while [ ! -e /tmp/stop ]; do sleep 1; done; rm /tmp/stop; exit 3"]"#;
 
 /// The daemon's period, twice, and a little more: long enough for it to have acted.
 const TWO_ROUNDS: Duration = Duration::from_millis(4500);
-
-/// Pids of the supervisors of `root` (by their command line).
-fn supervisors(root: &Path) -> Vec<i32> {
-    let needle = root.to_string_lossy().into_owned();
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.iter().any(|a| a == "__supervise") && args.iter().any(|a| a == &needle) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-fn kill(pid: i32, signal: rustix::process::Signal) {
-    rustix::process::kill_process(rustix::process::Pid::from_raw(pid).unwrap(), signal).unwrap();
-}
-
-/// SIGKILLs the supervisors of its root when a test panics (a passing test checks that
-/// `down` left none).
-struct KillSupervisorsOnPanic(PathBuf);
-
-impl Drop for KillSupervisorsOnPanic {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for pid in supervisors(&self.0) {
-                let _ = rustix::process::kill_process(
-                    rustix::process::Pid::from_raw(pid).unwrap(),
-                    rustix::process::Signal::KILL,
-                );
-            }
-        }
-    }
-}
 
 /// `berth daemon ARGS` running as a child of the test, its output in files; SIGKILLed (if
 /// still running) and reaped on drop.
@@ -138,62 +90,6 @@ impl<'a> Other<'a> {
         args.extend_from_slice(verb);
         self.c.e.env.ok(&args);
     }
-}
-
-fn project_dir(root: &Path, project: &str) -> PathBuf {
-    root.join("projects").join(project)
-}
-
-/// The pid the supervisor of `project` wrote into its lock file (`None` while a new one
-/// writes it).
-fn read_supervisor_pid(root: &Path, project: &str) -> Option<i32> {
-    let text = std::fs::read_to_string(project_dir(root, project).join("supervisor.lock")).ok()?;
-    text.trim().parse().ok()
-}
-
-/// The pid the running supervisor of `project` wrote into its lock file.
-fn supervisor_pid(root: &Path, project: &str) -> i32 {
-    read_supervisor_pid(root, project).unwrap()
-}
-
-/// Whether somebody holds the supervisor's lock.
-fn supervisor_alive(root: &Path, project: &str) -> bool {
-    let Ok(f) = std::fs::File::open(project_dir(root, project).join("supervisor.lock")) else {
-        return false;
-    };
-    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err()
-}
-
-/// SIGKILLs the supervisor of `project`; returns its pid once its lock is free.
-fn kill_supervisor(root: &Path, project: &str) -> i32 {
-    let pid = supervisor_pid(root, project);
-    kill(pid, rustix::process::Signal::KILL);
-    eventually("the killed supervisor releases its lock", 10, || {
-        !supervisor_alive(root, project)
-    });
-    pid
-}
-
-fn eventually(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// `container inspect`'s `State` of `name`.
-fn state(c: &Compose, name: &str) -> serde_json::Value {
-    c.e.env.inspect(name)["State"].clone()
-}
-
-fn restart_count(c: &Compose, name: &str) -> u64 {
-    c.e.env.inspect(name)["RestartCount"].as_u64().unwrap()
-}
-
-fn started_at(c: &Compose, name: &str) -> chrono::DateTime<chrono::FixedOffset> {
-    let s = state(c, name)["StartedAt"].as_str().unwrap().to_string();
-    chrono::DateTime::parse_from_rfc3339(&s).unwrap()
 }
 
 /// The signals `pid` blocks (`SigBlk` of /proc/PID/status).
@@ -278,10 +174,10 @@ services:
     }
     assert!(supervisors(&root).is_empty());
     let daemon = Daemon::start(&c.e.env, &["--all"]);
-    eventually("both supervisors back", 15, || {
+    wait_until("both supervisors back", 15, || {
         supervisor_alive(&root, &c.name) && supervisor_alive(&root, &other.name)
     });
-    eventually("every container running again", 20, || {
+    wait_until("every container running again", 20, || {
         [db, app, solo]
             .iter()
             .all(|n| state(&c, n)["Status"] == "running")
@@ -329,11 +225,11 @@ services:
     kill(old, rustix::process::Signal::KILL);
     // One period of the daemon, and the time a supervisor takes to start. (The lock may
     // never be seen free: the daemon can be quicker than this loop.)
-    eventually("a new supervisor within a few seconds", 6, || {
+    wait_until("a new supervisor within a few seconds", 6, || {
         supervisor_alive(&root, &c.name) && read_supervisor_pid(&root, &c.name) != Some(old)
     });
     let new = supervisor_pid(&root, &c.name);
-    eventually("the daemon says so", 5, || {
+    wait_until("the daemon says so", 5, || {
         daemon.stdout() == "project pdheal: supervisor started\n"
     });
     // It does not inherit the daemon's blocked SIGINT and SIGTERM (nor would its shims).
@@ -364,13 +260,13 @@ services:
     // The supervisor that must survive is one the daemon started.
     kill_supervisor(&root, &c.name);
     let mut daemon = Daemon::start(&c.e.env, &["--all"]);
-    eventually("the daemon starts the supervisor", 10, || {
+    wait_until("the daemon starts the supervisor", 10, || {
         supervisor_alive(&root, &c.name)
     });
     let sup = supervisor_pid(&root, &c.name);
     kill(daemon.pid(), rustix::process::Signal::TERM);
     let mut status = None;
-    eventually("the daemon exits", 10, || {
+    wait_until("the daemon exits", 10, || {
         status = daemon.child.try_wait().unwrap();
         status.is_some()
     });
@@ -416,7 +312,7 @@ services:
             serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
         let shim = st["shim_pid"].as_i64().unwrap() as i32;
         kill(shim, rustix::process::Signal::KILL);
-        eventually(&format!("restart {n}"), 15, || {
+        wait_until(&format!("restart {n}"), 15, || {
             restart_count(&c, name) == n && state(&c, name)["Status"] == "running"
         });
     }

@@ -2,113 +2,13 @@
 //! SIGKILL, dependency-ordered recovery) as root, each in its own state root and network
 //! namespace. Every test ends with `down` and checks that no supervisor of its root is left.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
 use common::compose::*;
+use common::supervisor::*;
 use common::*;
-
-/// A command that runs until `/tmp/stop` appears in the container, then exits 3 (removing
-/// the file, so the next run waits again). pid 1 ignores signals it has no handler for, so
-/// this is how a test makes a container exit without `container kill` (which marks it
-/// stopped by the user).
-const STOPPABLE: &str =
-    r#"["sh", "-c", "while [ ! -e /tmp/stop ]; do sleep 1; done; rm /tmp/stop; exit 3"]"#;
-
-/// Pids of the supervisors of `root` (by their command line).
-fn supervisors(root: &Path) -> Vec<i32> {
-    let needle = root.to_string_lossy().into_owned();
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.iter().any(|a| a == "__supervise") && args.iter().any(|a| a == &needle) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-/// SIGKILLs the supervisors of its root when a test panics (a passing test checks that
-/// `down` left none).
-struct KillSupervisorsOnPanic(PathBuf);
-
-impl Drop for KillSupervisorsOnPanic {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for pid in supervisors(&self.0) {
-                let _ = rustix::process::kill_process(
-                    rustix::process::Pid::from_raw(pid).unwrap(),
-                    rustix::process::Signal::KILL,
-                );
-            }
-        }
-    }
-}
-
-fn project_dir(c: &Compose) -> PathBuf {
-    c.e.env.root.join("projects").join(&c.name)
-}
-
-/// The pid the running supervisor wrote into its lock file.
-fn supervisor_pid(c: &Compose) -> i32 {
-    let text = std::fs::read_to_string(project_dir(c).join("supervisor.lock")).unwrap();
-    text.trim().parse().unwrap()
-}
-
-/// Whether somebody holds the supervisor's lock.
-fn supervisor_alive(c: &Compose) -> bool {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .open(project_dir(c).join("supervisor.lock"))
-        .unwrap();
-    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err()
-}
-
-fn kill_supervisor(c: &Compose) -> i32 {
-    let pid = supervisor_pid(c);
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
-    wait_until("the killed supervisor releases its lock", 10, || {
-        !supervisor_alive(c)
-    });
-    pid
-}
-
-fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// `container inspect`'s `State` of `name`.
-fn state(c: &Compose, name: &str) -> serde_json::Value {
-    c.e.env.inspect(name)["State"].clone()
-}
-
-fn restart_count(c: &Compose, name: &str) -> u64 {
-    c.e.env.inspect(name)["RestartCount"].as_u64().unwrap()
-}
-
-fn started_at(c: &Compose, name: &str) -> chrono::DateTime<chrono::FixedOffset> {
-    let s = state(c, name)["StartedAt"].as_str().unwrap().to_string();
-    chrono::DateTime::parse_from_rfc3339(&s).unwrap()
-}
 
 /// `down`, then no supervisor of the root may be left.
 fn finish(c: &Compose) {
@@ -243,13 +143,13 @@ services:
         state(&c, flaky)["Status"] == "restarting"
     });
     assert_eq!(restart_count(&c, flaky), 1);
-    let old = kill_supervisor(&c);
+    let old = kill_supervisor(&c.e.env.root, &c.name);
     // Containers outlive it.
     assert_eq!(state(&c, steady)["Status"], "running");
     // `up -d` has nothing to change and hands the project to a new supervisor.
     c.ok(&["up", "-d"]);
-    assert!(supervisor_alive(&c));
-    assert_ne!(supervisor_pid(&c), old);
+    assert!(supervisor_alive(&c.e.env.root, &c.name));
+    assert_ne!(supervisor_pid(&c.e.env.root, &c.name), old);
     // It carries on with the pending restart: restarted once more, then given up.
     wait_until("flaky restarted twice, then exited", 20, || {
         restart_count(&c, flaky) == 2 && state(&c, flaky)["Status"] == "exited"
@@ -293,17 +193,17 @@ services:
         c.e.env
             .wait_status(name, "running", Duration::from_secs(10));
     }
-    kill_supervisor(&c);
+    kill_supervisor(&c.e.env.root, &c.name);
     for name in [app, db] {
         c.e.ok(&["container", "exec", name, "touch", "/tmp/stop"]);
     }
     for name in [app, db] {
         c.e.env.wait_status(name, "exited", Duration::from_secs(10));
     }
-    assert!(!supervisor_alive(&c));
+    assert!(!supervisor_alive(&c.e.env.root, &c.name));
     // The next berth command notices the supervisor is gone and starts one.
     c.ok(&["ps"]);
-    assert!(supervisor_alive(&c));
+    assert!(supervisor_alive(&c.e.env.root, &c.name));
     wait_until("both restarted", 20, || {
         [db, app]
             .iter()
@@ -317,7 +217,8 @@ services:
     );
     assert_eq!(restart_count(&c, db), 1);
     assert_eq!(restart_count(&c, app), 1);
-    let log = std::fs::read_to_string(project_dir(&c).join("supervisor.log")).unwrap();
+    let log = std::fs::read_to_string(project_dir(&c.e.env.root, &c.name).join("supervisor.log"))
+        .unwrap();
     assert!(log.contains("porder-app-1: restart held"), "{log}");
     finish(&c);
 }
@@ -371,7 +272,7 @@ services:
             .iter()
             .any(|(n, id)| n == "pmidup-app-1" && *id != first_app)
     });
-    let killed = kill_supervisor(&c);
+    let killed = kill_supervisor(&c.e.env.root, &c.name);
     // With no supervisor, db's exit is not acted on yet.
     c.e.ok(&["container", "exec", "pmidup-db-1", "touch", "/tmp/stop"]);
     let status = child.0.wait().unwrap();
@@ -380,8 +281,8 @@ services:
         "up failed after its supervisor was killed: {status}"
     );
     // up started a new supervisor, which restarts db by its policy.
-    assert!(supervisor_alive(&c));
-    assert_ne!(supervisor_pid(&c), killed);
+    assert!(supervisor_alive(&c.e.env.root, &c.name));
+    assert_ne!(supervisor_pid(&c.e.env.root, &c.name), killed);
     wait_until("db restarted", 20, || {
         restart_count(&c, "pmidup-db-1") == 1 && state(&c, "pmidup-db-1")["Status"] == "running"
     });

@@ -4,6 +4,7 @@
 
 pub mod compose;
 pub mod net;
+pub mod supervisor;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -147,10 +148,18 @@ impl Drop for Env {
         for id in &ids {
             let _ = self.run(&["container", "rm", "-f", id]);
         }
+        unmount_run(&self.root);
         if !std::thread::panicking() {
             assert_no_leaks(&self.root, &ids);
         }
     }
+}
+
+/// Takes down the root's `run/` tmpfs (berth mounts it at the first container start and
+/// leaves it, as `/run` is left): lazily, a DNS daemon may still be on its way out.
+pub fn unmount_run(root: &Path) {
+    let run = root.join("run");
+    while nix::mount::umount2(&run, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
 }
 
 /// Nothing of the root is mounted, no shim (or DNS daemon) of it runs, no cgroup of these containers exists.
@@ -189,7 +198,6 @@ pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
 }
 
 /// `pid: command line` of each of `pids`, for a failure message.
-#[allow(dead_code)]
 pub fn describe_pids(pids: &[i32]) -> String {
     pids.iter()
         .map(|pid| {

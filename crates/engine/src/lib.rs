@@ -21,6 +21,7 @@ pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod rootfs;
+pub mod rundir;
 pub mod transfer;
 pub mod unpack;
 pub mod volumes;

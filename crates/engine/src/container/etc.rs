@@ -60,12 +60,12 @@ pub struct EtcFiles {
 }
 
 impl EtcFiles {
-    /// The paths the files have (or will have) in `container_dir`.
-    pub fn in_dir(container_dir: &Path) -> EtcFiles {
+    /// The paths the files have (or will have) in `dir` (the container's bundle).
+    pub fn in_dir(dir: &Path) -> EtcFiles {
         EtcFiles {
-            hostname: container_dir.join(HOSTNAME_FILE),
-            hosts: container_dir.join(HOSTS_FILE),
-            resolv_conf: container_dir.join(RESOLV_CONF_FILE),
+            hostname: dir.join(HOSTNAME_FILE),
+            hosts: dir.join(HOSTS_FILE),
+            resolv_conf: dir.join(RESOLV_CONF_FILE),
         }
     }
 }
@@ -221,18 +221,18 @@ fn read_host(path: &Path) -> Result<String, EtcError> {
     }
 }
 
-/// Writes `hostname`, `hosts` and `resolv.conf` for `cfg` into `container_dir`, each
+/// Writes `hostname`, `hosts` and `resolv.conf` for `cfg` into `dir`, each
 /// atomically; `addresses` are the container's own network addresses (without any, its
 /// hostname maps to 127.0.0.1); `embedded` are the networks' own resolvers, which come
 /// first and replace the host's servers. A missing host file counts as empty.
 pub fn write_etc_files(
     cfg: &ContainerConfig,
-    container_dir: &Path,
+    dir: &Path,
     host: &HostFiles,
     addresses: &[IpAddr],
     embedded: &[String],
 ) -> Result<EtcFiles, EtcError> {
-    let files = EtcFiles::in_dir(container_dir);
+    let files = EtcFiles::in_dir(dir);
     let host_network = cfg.network == NetworkConfig::Host;
     let host_hosts = if host_network {
         Some(read_host(&host.hosts)?)

@@ -138,7 +138,7 @@ fn exec(root: &Path, req: &ExecRequest) -> Result<i32, String> {
     }
     // The exec'd process: the container's own process (env, user, capabilities, rlimits)
     // with this request's changes, handed to the runtime as a process.json.
-    let spec = oci_spec::runtime::Spec::load(dir.bundle_dir().join("config.json"))
+    let spec = oci_spec::runtime::Spec::load(store.bundle_dir(&dir.id).join("config.json"))
         .map_err(|e| format!("read the container's spec: {e}"))?;
     let mut process = spec.process().clone().unwrap_or_default();
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();

@@ -410,6 +410,7 @@ pub fn remove(
     }
     let _ = std::fs::remove_file(shim::socket_path(store, &dir.id));
     let _ = std::fs::remove_dir_all(shim::runtime_root(store).join(shim::runtime_id(&dir.id)));
+    let _ = std::fs::remove_dir_all(store.bundle_dir(&dir.id));
     match store.remove(dir) {
         Ok(()) => {
             if let (true, Some(config)) = (volumes, &config) {

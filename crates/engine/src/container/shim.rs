@@ -356,6 +356,8 @@ impl Shim {
         let stores =
             Stores::open(root).map_err(|e| ShimError::Msg(format!("open state root: {e}")))?;
         let store = ContainerStore::open(&stores.root)?;
+        // Before this start puts its first runtime file there.
+        crate::rundir::prepare(stores.root.path());
         let dir = store.dir_of(id);
         let config = dir.config()?;
         let lock = Lock::try_exclusive(&dir.shim_lock())?
@@ -425,9 +427,11 @@ impl Shim {
         let volume_sources = prepare_mounts(&stores.root, config, rootfs.merged())?;
 
         // The bundle.
+        let bundle = store.bundle_dir(&dir.id);
+        fs::create_dir_all(&bundle).map_err(io_err("create the bundle directory"))?;
         let ctx = SpecContext {
             rootfs: rootfs.merged().to_path_buf(),
-            container_dir: dir.path.clone(),
+            etc_dir: bundle.clone(),
             cgroups_path: cgroups_path(config),
             volume_sources,
             init_binary: init_binary(config),
@@ -443,14 +447,12 @@ impl Shim {
         };
         crate::container::etc::write_etc_files(
             config,
-            &dir.path,
+            &bundle,
             &crate::container::etc::HostFiles::default(),
             &setup.addresses,
             &setup.nameservers,
         )?;
         let spec = build_spec(config, &ctx)?;
-        let bundle = dir.bundle_dir();
-        fs::create_dir_all(&bundle).map_err(io_err("create the bundle directory"))?;
         let spec_json = serde_json::to_vec(&spec)
             .map_err(|e| ShimError::Msg(format!("serialise the OCI spec: {e}")))?;
         // Rewritten at every start: no fsync needed.
@@ -1041,8 +1043,10 @@ impl Shim {
         // manager read /proc/self/mountinfo once per v1 controller, and that file holds a
         // line per running container: a quarter of the CPU of `down` went there.
         remove_cgroup(&cg);
-        if let Err(e) = fs::remove_dir_all(&self.container.root) {
-            eprintln!("shim: delete runtime state: {e}");
+        for dir in [&self.container.root, self.container.bundle()] {
+            if let Err(e) = fs::remove_dir_all(dir) {
+                eprintln!("shim: delete runtime state {}: {e}", dir.display());
+            }
         }
         if let Err(e) = self.rootfs.unmount() {
             eprintln!("shim: {e}");
@@ -1349,6 +1353,7 @@ fn remove_runtime_state(rt_root: &Path, rt_id: &str) {
 /// After a failed start: nothing of this attempt may stay behind.
 fn cleanup_after_failure(store: &ContainerStore, dir: &ContainerDir, config: &ContainerConfig) {
     remove_runtime_state(&runtime_root(store), runtime_id(&dir.id));
+    let _ = fs::remove_dir_all(store.bundle_dir(&dir.id));
     remove_cgroup_parents(&cgroups_path(config));
     let _ = Rootfs::at(&dir.path).unmount();
     let _ = fs::remove_file(socket_path(store, &dir.id));

@@ -177,9 +177,9 @@ pub const INIT_PATH: &str = "/sbin/berth-init";
 pub struct SpecContext {
     /// The mounted overlay rootfs.
     pub rootfs: PathBuf,
-    /// The container's directory; holds `hostname`, `hosts`, `resolv.conf` written by
-    /// [`crate::container::etc::write_etc_files`] before the spec is used.
-    pub container_dir: PathBuf,
+    /// Holds `hostname`, `hosts`, `resolv.conf` written by
+    /// [`crate::container::etc::write_etc_files`] before the spec is used (the bundle).
+    pub etc_dir: PathBuf,
     /// The OCI `cgroupsPath` (e.g. `/berth/<id>` or `system.slice:berth:<id>`).
     pub cgroups_path: String,
     /// Volume name → its host directory.
@@ -405,7 +405,7 @@ fn mounts(cfg: &ContainerConfig, ctx: &SpecContext) -> Result<Vec<Mount>, SpecEr
     user.sort_by_key(|m| depth(m.destination()));
     let taken: HashSet<PathBuf> = user.iter().map(|m| m.destination().clone()).collect();
 
-    let etc = EtcFiles::in_dir(&ctx.container_dir);
+    let etc = EtcFiles::in_dir(&ctx.etc_dir);
     let mut out = default_mounts(cfg);
     for (dest, src) in [
         ("/etc/resolv.conf", &etc.resolv_conf),
@@ -906,7 +906,7 @@ mod tests {
         fs::create_dir_all(vol.join("sub/dir")).unwrap();
         let ctx = SpecContext {
             rootfs,
-            container_dir: dir.path().join("ctr"),
+            etc_dir: dir.path().join("ctr"),
             cgroups_path: "/berth/abc".into(),
             volume_sources: [("data".to_string(), vol)].into_iter().collect(),
             init_binary: Some(dir.path().join("tini")),
@@ -1028,7 +1028,7 @@ mod tests {
         let hosts = find(&spec, "/etc/hosts").unwrap();
         assert_eq!(
             hosts.source().as_deref(),
-            Some(f.ctx.container_dir.join("hosts").as_path())
+            Some(f.ctx.etc_dir.join("hosts").as_path())
         );
         assert_eq!(opts(hosts), ["rbind", "rprivate"]);
 

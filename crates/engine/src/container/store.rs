@@ -1,7 +1,8 @@
 //! The container store: one directory per container under `<root>/containers/<id>/` holding
 //! `config.json` (fixed at create), `state.json` (rewritten atomically at each transition),
-//! the overlay dirs (`upper/`, `work/`, `merged/`), the OCI bundle (`bundle/config.json`), the
-//! generated `/etc` files, the logs (`log/`) and the shim's lock (`shim.lock`).
+//! the overlay dirs (`upper/`, `work/`, `merged/`), the logs (`log/`) and the shim's lock
+//! (`shim.lock`). What a start writes anew every time (the OCI bundle, the generated `/etc`
+//! files) is under the runtime directory instead ([`ContainerStore::bundle_dir`]).
 //!
 //! Names are reserved by a symlink `<root>/containers/.names/<name>` → `<id>`: creating it is
 //! atomic and fails when the name is taken, so two concurrent creates of one name cannot both
@@ -34,8 +35,6 @@ pub const SHIM_LOCK_FILE: &str = "shim.lock";
 pub const SHIM_LOG_FILE: &str = "shim.log";
 /// The container's output.
 pub const LOG_DIR: &str = "log";
-/// The OCI bundle handed to the runtime.
-pub const BUNDLE_DIR: &str = "bundle";
 const TMP_PREFIX: &str = ".tmp-";
 
 /// Why a store operation failed.
@@ -91,9 +90,6 @@ impl ContainerDir {
     pub fn log_dir(&self) -> PathBuf {
         self.path.join(LOG_DIR)
     }
-    pub fn bundle_dir(&self) -> PathBuf {
-        self.path.join(BUNDLE_DIR)
-    }
 
     /// The configuration.
     pub fn config(&self) -> Result<ContainerConfig, FsError> {
@@ -134,7 +130,7 @@ impl ContainerStore {
     pub fn open(root: &Root) -> Result<ContainerStore, StoreError> {
         let dir = root.path().join(CONTAINERS_DIR);
         let store = ContainerStore {
-            run_dir: root.path().join("run"),
+            run_dir: root.path().join(crate::rundir::RUN_DIR),
             dir,
         };
         for d in [store.dir.join(NAMES_DIR), store.run_dir.clone()] {
@@ -161,6 +157,13 @@ impl ContainerStore {
     /// Directory for runtime files (sockets, the runtime's own state).
     pub fn run_dir(&self) -> &Path {
         &self.run_dir
+    }
+
+    /// The OCI bundle of container `id` while it runs (`run/b/<id16>/`: the spec as
+    /// `config.json`, and the generated `hostname`, `hosts` and `resolv.conf` it bind-mounts).
+    /// All of it is written anew at every start, so it lives with the runtime state.
+    pub fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.run_dir.join("b").join(&id[..16.min(id.len())])
     }
 
     /// The directory of container `id` (not checked).
