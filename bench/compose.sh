@@ -29,12 +29,14 @@
 #   of this script is left.
 # Debian packages: hyperfine busybox-static docker.io docker-compose podman podman-compose.
 #
-# Measured 2026-11-23 on the 2-core dev VM, quiet, REPS=3 REPS50=2 (mean s; peer/berth):
-#   up -d   N=1 0.115 | docker-compose 1.47 (12.7x) | podman-compose 1.59 (13.7x)
-#           N=10 0.326 | 3.22 (9.9x) | 12.9 (39.4x);  N=50 2.03 | 12.8 (6.3x) | 64.0 (31.5x)
-#   down -t 0 N=1 0.123 | 1.24 (10.1x) | 0.54 (4.4x);  N=10 0.248 | 1.85 (7.4x) | 2.31 (9.3x)
-#           N=50 1.44 | 6.14 (4.3x) | 11.4 (7.9x)
-#   ps (50 running) 12.4 ms | 899 ms | 1329 ms;  logs 100k lines 97 ms | docker logs 584 ms
+# Measured 2026-11-23 on the 2-core dev VM, quiet, REPS=3 REPS50=2 (mean s; peer/berth),
+# after the start-cost work (init layer, run/ on tmpfs, own cgroup cleanup, ...):
+#   up -d   N=1 0.089 | docker-compose 1.02 (11.4x) | podman-compose 1.48 (16.6x)
+#           N=10 0.237 | 2.55 (10.8x) | 12.3 (51.9x);  N=50 1.41 | 12.5 (8.9x) | 63.0 (44.6x)
+#   down -t 0 N=1 0.124 | 0.86 (6.9x) | 0.42 (3.4x);  N=10 0.179 | 1.76 (9.8x) | 1.93 (10.8x)
+#           N=50 0.545 | 5.94 (10.9x) | 10.2 (18.7x)
+#   ps (50 running) 10.1 ms | 705 ms | 1305 ms;  logs 100k lines 123 ms | docker logs 614 ms
+#   Before that work (same day): up N=50 2.03 s (6.3x), down N=50 1.44 s (4.3x).
 #   Targets: ps < 50 ms and logs < docker logs met; up N=50 < 0.6 s and down < 0.3 s MISSED.
 set -euo pipefail
 cd "$(dirname "$0")/.."
