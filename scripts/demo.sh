@@ -13,6 +13,8 @@ export BERTH_ROOT=$root
 project=(--project-directory examples/web)
 cleanup() {
   "$berth" "${project[@]}" down -v -t 1 >/dev/null 2>&1 || true
+  # berth keeps runtime state on a tmpfs at <root>/run (as /run): it goes with the root.
+  umount -l "$root/run" 2>/dev/null || true
   rm -rf "$root"
 }
 trap cleanup EXIT
