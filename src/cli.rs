@@ -318,10 +318,13 @@ impl Settings {
         };
         Ok(Settings {
             ansi: use_ansi(g.ansi, &project.environment),
-            root: g
-                .root
-                .clone()
-                .unwrap_or_else(|| default_root(&project.environment)),
+            // Absolute: the shims, the runtime's spec and the overlay options are handed
+            // paths under it, and none of them shares this process's working directory.
+            root: std::path::absolute(
+                g.root
+                    .clone()
+                    .unwrap_or_else(|| default_root(&project.environment)),
+            )?,
             project,
             progress: g.progress,
             parallel,

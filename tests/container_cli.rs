@@ -46,6 +46,28 @@ fn exit_codes_and_output_streams() {
 }
 
 #[test]
+fn a_relative_root_works_from_its_directory() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new();
+    // `--root root` from the directory above it: the same root as env's.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .current_dir(env.tmp.path())
+        .args(["--root", "root", "container", "run", "--rm", IMAGE])
+        .args(["sh", "-c", "echo relative; cat /etc/hostname >/dev/null"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "relative\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success());
+}
+
+#[test]
 fn kill_stop_and_wait_report_docker_exit_codes() {
     if !require_root() {
         return;

@@ -189,7 +189,15 @@ impl Rootfs {
                 relative_to: None,
             }
         } else {
-            let plan = plan_mount(&image.id, &layers_dir, container_dir, &lowers);
+            // Absolute, so that the relative forms are relative to the right directory.
+            let absolute =
+                |p: &Path| std::path::absolute(p).map_err(|e| FsError::io("resolve", p, e));
+            let plan = plan_mount(
+                &image.id,
+                &absolute(&layers_dir)?,
+                &absolute(container_dir)?,
+                &lowers,
+            );
             plan.map_err(|e| match e {
                 RootfsError::TooManyLayers { image, bytes, .. } => RootfsError::TooManyLayers {
                     image,
@@ -205,7 +213,9 @@ impl Rootfs {
         })?;
         let result = match &plan.relative_to {
             None => mount_overlay(&rootfs.merged, &data),
-            Some(dir) => mount_overlay_from(dir, &rootfs.merged, &data),
+            // The target too must not be relative to the thread's new directory.
+            Some(dir) => std::path::absolute(&rootfs.merged)
+                .and_then(|merged| mount_overlay_from(dir, &merged, &data)),
         };
         result.map_err(|e| match Errno::from_io_error(&e) {
             Some(Errno::NODEV) => RootfsError::OverlayUnavailable {

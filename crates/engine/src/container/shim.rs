@@ -1256,24 +1256,25 @@ fn cgroup_bases() -> Vec<PathBuf> {
 /// Removes the cgroup of an exited container in every hierarchy, with any cgroups made below
 /// it, then its empty parents ([`remove_cgroup_parents`]). A cgroup whose last processes are
 /// still being torn down refuses `rmdir` with `EBUSY` for a moment: that is retried for up
-/// to a second.
+/// to a second in all (a process that outlives the init, possible without a pid namespace
+/// of its own, keeps its cgroup, as it did with libcontainer's `delete`).
 pub fn remove_cgroup(cgroups_path: &str) {
     let rel = cgroups_path.trim_matches('/');
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
     for base in cgroup_bases() {
-        remove_cgroup_tree(&base.join(rel));
+        remove_cgroup_tree(&base.join(rel), deadline);
     }
     remove_cgroup_parents(cgroups_path);
 }
 
-fn remove_cgroup_tree(dir: &Path) {
+fn remove_cgroup_tree(dir: &Path, deadline: std::time::Instant) {
     if let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_cgroup_tree(&e.path());
+                remove_cgroup_tree(&e.path(), deadline);
             }
         }
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(1);
     let mut pause = Duration::from_millis(5);
     loop {
         match fs::remove_dir(dir) {
