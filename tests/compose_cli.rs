@@ -564,16 +564,6 @@ services:
     reader.join().unwrap();
 }
 
-/// A child process killed and reaped when the test ends, failed or not.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn anonymous_volumes_survive_a_recreate_unless_renewed() {
     if !require_root() {

@@ -266,7 +266,7 @@ services:
     // before it recreates web. The supervisor dies in between.
     c.write(&yaml.replace("GEN=one", "GEN=two"));
     let child = c.e.env.cmd(&c.args(&["up", "-d"])).spawn().unwrap();
-    let mut child = ChildGuard(child);
+    let mut child = KillOnDrop(child);
     wait_until("up recreates app", 20, || {
         c.ids()
             .iter()
@@ -290,14 +290,4 @@ services:
     assert_eq!(ps.len(), 3, "{ps:?}");
     assert!(ps.iter().all(|p| p["State"] == "running"), "{ps:?}");
     finish(&c);
-}
-
-/// A child killed and reaped if the test fails before waiting for it.
-struct ChildGuard(std::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

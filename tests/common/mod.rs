@@ -209,7 +209,13 @@ pub fn describe_pids(pids: &[i32]) -> String {
         .join("; ")
 }
 
+/// Pids of the shims, monitors and DNS daemon of `root` (by their command lines).
 pub fn shim_pids(root: &Path) -> Vec<i32> {
+    berth_pids(root, &["__shim", "__monitor", "__dns"])
+}
+
+/// Pids of the berth processes of `root` running one of `verbs` (by their command lines).
+pub fn berth_pids(root: &Path, verbs: &[&str]) -> Vec<i32> {
     let needle = root.to_string_lossy().into_owned();
     let mut pids = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -223,13 +229,19 @@ pub fn shim_pids(root: &Path) -> Vec<i32> {
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        if args
-            .iter()
-            .any(|a| a == "__shim" || a == "__monitor" || a == "__dns")
-            && args.iter().any(|a| a == &needle)
-        {
+        if args.iter().any(|a| verbs.contains(&a.as_str())) && args.iter().any(|a| a == &needle) {
             pids.push(pid);
         }
     }
     pids
+}
+
+/// A child process killed and reaped when the test ends, failed or not.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -16,24 +16,7 @@ pub const STOPPABLE: &str =
 
 /// Pids of the supervisors of `root` (by their command line).
 pub fn supervisors(root: &Path) -> Vec<i32> {
-    let needle = root.to_string_lossy().into_owned();
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.iter().any(|a| a == "__supervise") && args.iter().any(|a| a == &needle) {
-            pids.push(pid);
-        }
-    }
-    pids
+    super::berth_pids(root, &["__supervise"])
 }
 
 pub fn kill(pid: i32, signal: rustix::process::Signal) {
