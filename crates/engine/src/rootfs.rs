@@ -192,20 +192,13 @@ impl Rootfs {
             // Absolute, so that the relative forms are relative to the right directory.
             let absolute =
                 |p: &Path| std::path::absolute(p).map_err(|e| FsError::io("resolve", p, e));
-            let plan = plan_mount(
+            plan_mount(
                 &image.id,
+                diffs.len(),
                 &absolute(&layers_dir)?,
                 &absolute(container_dir)?,
                 &lowers,
-            );
-            plan.map_err(|e| match e {
-                RootfsError::TooManyLayers { image, bytes, .. } => RootfsError::TooManyLayers {
-                    image,
-                    layers: diffs.len(),
-                    bytes,
-                },
-                e => e,
-            })?
+            )?
         };
         let data = CString::new(plan.data).map_err(|_| RootfsError::UnusablePath {
             path: container_dir.to_path_buf(),
@@ -361,9 +354,10 @@ struct MountPlan {
 /// Chooses how to name the lower directories `lowers` (given relative to `layers_dir`:
 /// `l/<link id>`, `init/<link id>`; top first) and the upper and work directories of
 /// `container_dir` (see the module doc): relative to the container directory when that fits,
-/// else relative to the layers directory.
+/// else relative to the layers directory. `layers` is the image's layer count, for the error.
 fn plan_mount(
     image: &Digest,
+    layers: usize,
     layers_dir: &Path,
     container_dir: &Path,
     lowers: &[String],
@@ -391,7 +385,7 @@ fn plan_mount(
     }
     Err(RootfsError::TooManyLayers {
         image: image.clone(),
-        layers: lowers.len(),
+        layers,
         bytes: data.len() + 1,
     })
 }
@@ -723,7 +717,7 @@ mod tests {
                 .collect::<Vec<_>>()
         };
 
-        let few = plan_mount(&image, layers, container, &lowers(3)).unwrap();
+        let few = plan_mount(&image, 3, layers, container, &lowers(3)).unwrap();
         assert_eq!(few.relative_to.as_deref(), Some(container));
         let first = format!("../../layers/l/{}", ids(1)[0]);
         assert!(
@@ -737,7 +731,7 @@ mod tests {
             few.data
         );
 
-        let deep = plan_mount(&image, layers, container, &lowers(120)).unwrap();
+        let deep = plan_mount(&image, 120, layers, container, &lowers(120)).unwrap();
         assert_eq!(deep.relative_to.as_deref(), Some(layers));
         assert!(deep.data.len() <= MAX_MOUNT_DATA, "{}", deep.data.len());
         assert!(deep.data.contains(&format!("lowerdir=l/{}:l/", ids(1)[0])));
@@ -748,7 +742,7 @@ mod tests {
             container.display()
         )));
 
-        let err = plan_mount(&image, layers, container, &lowers(200)).unwrap_err();
+        let err = plan_mount(&image, 200, layers, container, &lowers(200)).unwrap_err();
         assert!(
             matches!(err, RootfsError::TooManyLayers { layers: 200, bytes, .. } if bytes > 4096),
             "{err}"
@@ -758,8 +752,8 @@ mod tests {
         // A separator in the root does not matter to relative paths, only to absolute ones.
         let bad = Path::new("/tmp/a,b/containers/0123");
         let bad_layers = Path::new("/tmp/a,b/layers");
-        assert!(plan_mount(&image, bad_layers, bad, &lowers(1)).is_ok());
-        let err = plan_mount(&image, bad_layers, bad, &lowers(120)).unwrap_err();
+        assert!(plan_mount(&image, 1, bad_layers, bad, &lowers(1)).is_ok());
+        let err = plan_mount(&image, 120, bad_layers, bad, &lowers(120)).unwrap_err();
         assert!(
             matches!(err, RootfsError::UnusablePath { found: ',', .. }),
             "{err}"
