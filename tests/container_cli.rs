@@ -253,6 +253,127 @@ fn read_only_rootfs_and_hardening_probes_fail() {
     );
 }
 
+/// `field` of `/proc/self/status` as the script's process sees it.
+fn status_field(out: &str, field: &str) -> Option<String> {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.trim().to_string())
+}
+
+#[test]
+fn the_seccomp_filter_is_loaded_and_capabilities_are_exactly_the_containers() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new();
+    // The shim loads a precompiled filter itself, borrowing CAP_SYS_ADMIN for the load:
+    // the filter must be in force and the capability gone from every set.
+    let status = "grep -E '^(Cap|Seccomp|NoNewPrivs)' /proc/self/status";
+    let check = |out: &str, eff: &str, seccomp: &str, what: &str| {
+        for set in ["CapEff", "CapPrm"] {
+            assert_eq!(
+                status_field(out, set).as_deref(),
+                Some(eff),
+                "{what} {set}: {out}"
+            );
+        }
+        assert_eq!(
+            status_field(out, "CapAmb").as_deref(),
+            Some("0000000000000000"),
+            "{what}: {out}"
+        );
+        assert_eq!(
+            status_field(out, "CapInh").as_deref(),
+            Some("0000000000000000"),
+            "{what}: {out}"
+        );
+        assert_eq!(
+            status_field(out, "Seccomp").as_deref(),
+            Some(seccomp),
+            "{what}: {out}"
+        );
+    };
+    const DEFAULT: &str = "00000000a80425fb";
+    const NONE: &str = "0000000000000000";
+    let (_, out, _) = env.sh(&[], status);
+    check(&out, DEFAULT, "2", "default");
+    assert_eq!(
+        status_field(&out, "CapBnd").as_deref(),
+        Some(DEFAULT),
+        "{out}"
+    );
+    assert_eq!(
+        status_field(&out, "NoNewPrivs").as_deref(),
+        Some("0"),
+        "{out}"
+    );
+    let (_, out, _) = env.sh(&["--user", "1000"], status);
+    check(&out, NONE, "2", "--user 1000");
+    let (_, out, _) = env.sh(&["--security-opt", "no-new-privileges"], status);
+    check(&out, DEFAULT, "2", "no-new-privileges");
+    assert_eq!(
+        status_field(&out, "NoNewPrivs").as_deref(),
+        Some("1"),
+        "{out}"
+    );
+    let (_, out, _) = env.sh(&["--cap-add", "SYS_ADMIN"], status);
+    check(&out, "00000000a82425fb", "2", "--cap-add SYS_ADMIN");
+    let (_, out, _) = env.sh(&["--security-opt", "seccomp=unconfined"], status);
+    check(&out, DEFAULT, "0", "seccomp=unconfined");
+
+    // The filter is Docker's: a new user namespace needs no capability, only the filter
+    // forbids it (where this kernel allows unprivileged user namespaces at all).
+    let (code, _, err) = env.sh(&[], "unshare -U true");
+    assert_ne!(code, 0, "unshare -U under the default profile: {err}");
+    assert!(err.contains("not permitted"), "{err}");
+    let userns = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+        .map(|s| s.trim() != "0")
+        .unwrap_or(false);
+    if userns {
+        let (code, _, err) = env.sh(&["--security-opt", "seccomp=unconfined"], "unshare -U true");
+        assert_eq!(code, 0, "unshare -U unconfined: {err}");
+    }
+
+    // Processes exec'd into the container get the same filter and the same capabilities.
+    env.ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "sc",
+        IMAGE,
+        "sleep",
+        "100",
+    ]);
+    env.wait_status("sc", "running", Duration::from_secs(5));
+    let exec = |flags: &[&str]| {
+        let mut args = vec!["container", "exec"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["sc", "sh", "-c", status]);
+        env.ok(&args)
+    };
+    check(&exec(&[]), DEFAULT, "2", "exec");
+    check(&exec(&["-u", "1000"]), NONE, "2", "exec -u 1000");
+    let out = exec(&["--privileged"]);
+    assert_eq!(
+        status_field(&out, "Seccomp").as_deref(),
+        Some("2"),
+        "exec --privileged: {out}"
+    );
+    assert_ne!(
+        status_field(&out, "CapEff").as_deref(),
+        Some(DEFAULT),
+        "{out}"
+    );
+    let out = env.run(&["container", "exec", "sc", "unshare", "-U", "true"]);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "unshare -U in an exec'd process"
+    );
+    env.ok(&["container", "rm", "-f", "sc"]);
+}
+
 #[test]
 fn limits_are_set_and_effective() {
     if !require_root() {

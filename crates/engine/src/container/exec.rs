@@ -181,6 +181,14 @@ fn exec(root: &Path, req: &ExecRequest) -> Result<i32, String> {
             process.set_capabilities(Some(caps));
         }
     }
+    // The container's precompiled seccomp filter, loaded by the executor as at the start.
+    let seccomp = crate::container::seccomp_bpf::for_exec(
+        &spec,
+        &mut process,
+        req.privileged,
+        &shim::seccomp_cache_dir(&store),
+    )
+    .map_err(|e| e.to_string())?;
     let work = tempdir_in(&shim::runtime_root(&store))?;
     let process_file = work.join("process.json");
     crate::fsutil::write_json_atomic(&process_file, &process).map_err(|e| e.to_string())?;
@@ -201,6 +209,7 @@ fn exec(root: &Path, req: &ExecRequest) -> Result<i32, String> {
     .with_root_path(shim::runtime_root(&store))
     .map_err(|e| e.to_string())?
     .with_console_socket(console.as_ref().map(|(_, p)| p.clone()))
+    .with_executor(shim::ShimExecutor { seccomp })
     .as_tenant()
     .with_process(Some(&process_file))
     // The runtime takes a console socket only from a caller that does not wait itself; this

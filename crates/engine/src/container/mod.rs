@@ -8,6 +8,7 @@ pub mod exec;
 pub mod lifecycle;
 pub mod ops;
 pub mod seccomp;
+pub mod seccomp_bpf;
 pub mod shim;
 pub mod spec;
 pub mod store;

@@ -452,7 +452,10 @@ impl Shim {
             &setup.addresses,
             &setup.nameservers,
         )?;
-        let spec = build_spec(config, &ctx)?;
+        let mut spec = build_spec(config, &ctx)?;
+        let seccomp =
+            crate::container::seccomp_bpf::take_from_spec(&mut spec, &seccomp_cache_dir(store))
+                .map_err(|e| ShimError::Msg(e.to_string()))?;
         let spec_json = serde_json::to_vec(&spec)
             .map_err(|e| ShimError::Msg(format!("serialise the OCI spec: {e}")))?;
         // Rewritten at every start: no fsync needed.
@@ -501,7 +504,7 @@ impl Shim {
         .with_stdout(out_w)
         .with_stderr(err_w)
         .with_console_socket(console.as_ref().map(|(_, p)| p.clone()))
-        .with_executor(DefaultSignalsExecutor)
+        .with_executor(ShimExecutor { seccomp })
         .as_init(&bundle)
         .with_systemd(false)
         .with_detach(true)
@@ -1405,18 +1408,35 @@ pub fn observed_state(dir: &ContainerDir) -> Result<ContainerState, fsutil::FsEr
     Ok(state)
 }
 
-/// libcontainer's default executor, after putting every signal back to its default action:
-/// the shim (like any Rust program) ignores SIGPIPE, and ignored signals survive `execve`, so
-/// without this the container's processes would ignore SIGPIPE too (Docker's don't).
-#[derive(Clone)]
-struct DefaultSignalsExecutor;
+/// Where compiled seccomp filters are kept (`run/seccomp/`, a tmpfs: rebuilt after a reboot).
+pub(crate) fn seccomp_cache_dir(store: &ContainerStore) -> PathBuf {
+    store.run_dir().join("seccomp")
+}
 
-impl libcontainer::workload::Executor for DefaultSignalsExecutor {
+/// libcontainer's default executor, after putting every signal back to its default action
+/// and loading the container's precompiled seccomp filter (`seccomp_bpf`).
+///
+/// Signals: the shim (like any Rust program) ignores SIGPIPE, and ignored signals survive
+/// `execve`, so without this the container's processes would ignore SIGPIPE too (Docker's
+/// don't).
+#[derive(Clone)]
+pub(crate) struct ShimExecutor {
+    pub(crate) seccomp: Option<crate::container::seccomp_bpf::Filter>,
+}
+
+impl libcontainer::workload::Executor for ShimExecutor {
     fn exec(
         &self,
         spec: &oci_spec::runtime::Spec,
     ) -> Result<(), libcontainer::workload::ExecutorError> {
         sys::reset_signal_dispositions();
+        if let Some(filter) = &self.seccomp {
+            filter.apply().map_err(|e| {
+                libcontainer::workload::ExecutorError::Other(format!(
+                    "load the seccomp filter: {e}"
+                ))
+            })?;
+        }
         libcontainer::workload::default::get_executor().exec(spec)
     }
 
