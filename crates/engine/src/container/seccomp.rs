@@ -788,11 +788,12 @@ fn reduce(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::container::caps::DEFAULT_CAPS;
 
-    fn caps_with(extra: &[&str]) -> Vec<String> {
+    /// Docker's default capabilities and `extra` (also used by `seccomp_bpf`'s tests).
+    pub(crate) fn caps_with(extra: &[&str]) -> Vec<String> {
         DEFAULT_CAPS
             .iter()
             .chain(extra)

@@ -417,19 +417,11 @@ mod sys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::caps::DEFAULT_CAPS;
     use crate::container::seccomp::default_profile;
+    use crate::container::seccomp::tests::caps_with as caps;
     use oci_spec::runtime::{
         Capabilities, LinuxBuilder, LinuxCapabilities, LinuxSeccompFilterFlag, Process,
     };
-
-    fn caps(extra: &[&str]) -> Vec<String> {
-        DEFAULT_CAPS
-            .iter()
-            .chain(extra)
-            .map(|s| s.to_string())
-            .collect()
-    }
 
     fn cap_set(names: &[String]) -> Capabilities {
         names
