@@ -62,16 +62,6 @@ impl Filter {
         }
         Ok(())
     }
-
-    /// Number of BPF instructions.
-    pub fn len(&self) -> usize {
-        self.program.len()
-    }
-
-    /// Whether the program is empty (never, for a compiled profile).
-    pub fn is_empty(&self) -> bool {
-        self.program.is_empty()
-    }
 }
 
 /// Why a profile could not be compiled or its compiled form not read.
@@ -557,7 +547,7 @@ mod tests {
         fs::write(&path, ret_allow).unwrap();
         let mut s = spec(&names, Some(profile.clone()), false);
         let filter = take_from_spec(&mut s, dir.path()).unwrap().unwrap();
-        assert_eq!(filter.len(), 1);
+        assert_eq!(filter.program.len(), 1);
         assert_eq!(filter.program[0].k, 0x7fff_0000);
 
         fs::write(&path, [1u8, 2, 3]).unwrap();
@@ -567,7 +557,7 @@ mod tests {
         let mut s = spec(&names, Some(profile.clone()), false);
         let filter = take_from_spec(&mut s, dir.path()).unwrap().unwrap();
         assert_eq!(bytes(&filter.program), bytes(&compile_for_test(&profile)));
-        assert_eq!(read_program(&path).unwrap().len(), filter.len());
+        assert_eq!(read_program(&path).unwrap().len(), filter.program.len());
     }
 
     #[test]
@@ -580,7 +570,7 @@ mod tests {
 
         let mut p = process(&s);
         let f = for_exec(&s, &mut p, false, dir.path()).unwrap().unwrap();
-        assert!(f.drop_sys_admin && !f.is_empty());
+        assert!(f.drop_sys_admin && !f.program.is_empty());
         let eff = p
             .capabilities()
             .as_ref()
