@@ -447,6 +447,10 @@ impl Netlink {
     }
 
     /// Deletes interface `name` (for a veth, both ends). A missing interface is fine.
+    ///
+    /// The kernel takes its rtnl lock for this even when there is no such interface, and
+    /// namespace teardown holds that lock for long stretches while many containers exit:
+    /// callers that only clean up check [`link_exists`] first.
     pub fn delete_link(&mut self, name: &str) -> Result<(), LinkError> {
         check_ifname(name)?;
         let mut msg = LinkMessage::default();
@@ -601,6 +605,18 @@ fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether this namespace has an interface `name`, asked without the kernel's rtnl lock (an
+/// `ioctl(SIOCGIFINDEX)` looks the name up under RCU): cheap even while namespace teardown
+/// holds that lock.
+pub fn link_exists(name: &str) -> Result<bool, LinkError> {
+    check_ifname(name)?;
+    match nix::net::if_::if_nametoindex(name) {
+        Ok(_) => Ok(true),
+        Err(Errno::ENODEV) => Ok(false),
+        Err(errno) => Err(kernel("look up link", name)(errno)),
+    }
+}
+
 /// Checks `name` is a name the kernel accepts for an interface (`dev_valid_name`).
 pub fn check_ifname(name: &str) -> Result<(), LinkError> {
     let ok = !name.is_empty()
@@ -708,6 +724,17 @@ fn to_route(msg: RouteMessage) -> Option<Route> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_exists_finds_loopback_and_not_a_made_up_name() {
+        // Every network namespace has `lo`; no root needed to look.
+        assert!(link_exists("lo").unwrap());
+        assert!(!link_exists("berth-nope0").unwrap());
+        assert!(matches!(
+            link_exists("has space"),
+            Err(LinkError::InvalidName(_))
+        ));
+    }
 
     #[test]
     fn parse_link_reads_what_the_library_would() {

@@ -561,10 +561,10 @@ impl NetworkStore {
         ports: &[PublishedPort],
     ) -> Result<Vec<Endpoint>, NetworkError> {
         let _lock = self.lock()?;
-        self.release_locked(id)?;
+        self.release_locked(id, true)?;
         let result = self.reserve_locked(id, name, names, requests, ports);
         if result.is_err() {
-            let _ = self.release_locked(id);
+            let _ = self.release_locked(id, true);
         }
         result
     }
@@ -780,26 +780,38 @@ impl NetworkStore {
     /// veths (gone already when its namespace went). Returns the endpoints released.
     /// Idempotent.
     pub fn release(&self, id: &str) -> Result<Vec<Endpoint>, NetworkError> {
+        // The records are read and the veths deleted before the lock. Deleting a link waits
+        // for the kernel's rtnl lock, which namespace teardown holds for tens of milliseconds
+        // when many containers exit at once (`down`): under the store lock, that wait queued
+        // every other release behind it. This is as safe as it was under the lock: a veth is
+        // named after its container alone, records are written whole (temp file + rename),
+        // and only the container's own start adds them.
+        let held = self.container_endpoints(id)?;
+        if held.is_empty() {
+            // Released already, usually by the container's shim as it exited: `down` and
+            // `rm` call this once more for each container, and no longer queue for the lock.
+            return Ok(held);
+        }
+        let mut errors = Vec::new();
+        remove_host_veths(&held, &mut errors);
         let _lock = self.lock()?;
-        self.release_locked(id)
+        match self.release_locked(id, false) {
+            Ok(eps) => many(errors).map(|()| eps),
+            Err(e) => {
+                errors.push(e);
+                Err(many(errors).unwrap_err())
+            }
+        }
     }
 
-    fn release_locked(&self, id: &str) -> Result<Vec<Endpoint>, NetworkError> {
+    /// Releases container `id`'s records and addresses; with `links`, its host veths too.
+    fn release_locked(&self, id: &str, links: bool) -> Result<Vec<Endpoint>, NetworkError> {
         let eps = self.container_endpoints(id)?;
         let mut errors = Vec::new();
-        let mut nl = None;
+        if links {
+            remove_host_veths(&eps, &mut errors);
+        }
         for ep in &eps {
-            if nl.is_none() {
-                nl = Netlink::open().ok();
-            }
-            if let Some(nl) = nl.as_mut()
-                && let Err(source) = nl.delete_link(&ep.host_veth)
-            {
-                errors.push(NetworkError::Link {
-                    name: ep.network.clone(),
-                    source,
-                });
-            }
             if let Err(e) = self.ipam.release(&ep.network, id) {
                 errors.push(e.into());
             }
@@ -897,6 +909,47 @@ fn configure_links(netns_path: &Path, links: &[ContainerLink]) -> Result<(), Net
     })
     .map_err(|e| le(LinkError::Netns(e)))?
     .map_err(le)
+}
+
+/// Deletes the host ends of `eps`' veths that are still there (the kernel removes a veth
+/// with the namespace of its other end, usually before this runs).
+fn remove_host_veths(eps: &[Endpoint], errors: &mut Vec<NetworkError>) {
+    let mut nl = None;
+    for ep in eps {
+        let present = match link::link_exists(&ep.host_veth) {
+            Ok(p) => p,
+            Err(source) => {
+                errors.push(NetworkError::Link {
+                    name: ep.network.clone(),
+                    source,
+                });
+                continue;
+            }
+        };
+        if !present {
+            continue;
+        }
+        if nl.is_none() {
+            match Netlink::open() {
+                Ok(n) => nl = Some(n),
+                Err(source) => {
+                    errors.push(NetworkError::Link {
+                        name: ep.network.clone(),
+                        source,
+                    });
+                    return;
+                }
+            }
+        }
+        if let Some(nl) = nl.as_mut()
+            && let Err(source) = nl.delete_link(&ep.host_veth)
+        {
+            errors.push(NetworkError::Link {
+                name: ep.network.clone(),
+                source,
+            });
+        }
+    }
 }
 
 fn many(mut errors: Vec<NetworkError>) -> Result<(), NetworkError> {
