@@ -34,13 +34,33 @@ impl Env {
             .join("upper")
     }
 
+    /// Whether the container's rootfs is a mount point on the host (this process's table).
     fn merged_mounted(&self, name: &str) -> bool {
+        self.merged_mounted_in(name, "/proc/self/mountinfo")
+    }
+
+    /// Whether the container's rootfs is a mount point in its shim's mount namespace.
+    fn merged_mounted_in_shim(&self, name: &str) -> bool {
+        let state = self
+            .root
+            .join("containers")
+            .join(self.id_of(name))
+            .join("state.json");
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
+        let pid = state["shim_pid"]
+            .as_i64()
+            .expect("a running container's shim");
+        self.merged_mounted_in(name, &format!("/proc/{pid}/mountinfo"))
+    }
+
+    fn merged_mounted_in(&self, name: &str, mountinfo: &str) -> bool {
         let merged = self
             .root
             .join("containers")
             .join(self.id_of(name))
             .join("merged");
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let mounts = std::fs::read_to_string(mountinfo).unwrap();
         mounts
             .lines()
             .any(|l| l.split(' ').nth(4) == Some(merged.to_str().unwrap()))
@@ -205,8 +225,10 @@ fn cp_in_and_out_of_running_and_stopped_containers_stays_in_the_rootfs() {
     env.wait_status("c1", "running", Duration::from_secs(5));
     let out = env.run(&["container", "cp", "c1:/stopped.txt", "-"]);
     assert_eq!(tar_file(&out.stdout, "stopped.txt"), b"from the host");
-    // A running container's rootfs stays mounted after a copy.
-    assert!(env.merged_mounted("c1"));
+    // A running container's rootfs is mounted in its shim's namespace only, and stays
+    // mounted there after a copy.
+    assert!(env.merged_mounted_in_shim("c1"));
+    assert!(!env.merged_mounted("c1"));
 }
 
 #[test]

@@ -160,8 +160,17 @@ fn exec(root: &Path, req: &ExecRequest) -> Result<i32, String> {
         process.set_cwd(PathBuf::from(w));
     }
     if !req.user.is_empty() {
-        let (uid, gid, groups) =
-            resolve_user(crate::rootfs::Rootfs::at(&dir.path).merged(), &req.user)?;
+        // The rootfs as the shim mounted it, in its mount namespace (none on the host).
+        let view = crate::container::ops::live_rootfs(&dir)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("container {} is not running", dir.id))?;
+        let (uid, gid, groups) = resolve_user(
+            Path::new(&format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&view)
+            )),
+            &req.user,
+        )?;
         let mut user = process.user().clone();
         user.set_uid(uid)
             .set_gid(gid)

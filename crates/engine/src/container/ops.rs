@@ -120,13 +120,17 @@ fn errno(op: &'static str, path: impl AsRef<[u8]>) -> impl FnOnce(Errno) -> OpsE
 // ---------------------------------------------------------------------------------------------
 // The rootfs
 
-/// A container's root filesystem opened for `cp` or `export`: a directory fd on `<dir>/merged`.
-/// Mounts a stopped container's rootfs; [`RootfsAccess::close`] (or drop) unmounts what it
-/// mounted, unless a shim has started the container meanwhile.
+/// A container's root filesystem opened for `cp` or `export`: a directory fd on its merged
+/// overlay. A running container's is reached in its shim's mount namespace (see
+/// [`live_rootfs`]); a stopped container's is mounted on the host for the access, and
+/// [`RootfsAccess::close`] (or drop) unmounts what it mounted.
 #[derive(Debug)]
 pub struct RootfsAccess {
     root: Option<OwnedFd>,
     mounted_here: Option<Rootfs>,
+    /// `rootfs.lock`, held while a mount of this access's own stands: a shim that starts
+    /// meanwhile waits for it rather than mount the same upper directory a second time.
+    mounting: Option<crate::fsutil::Lock>,
     dir: ContainerDir,
     name: String,
     read_only: bool,
@@ -134,13 +138,25 @@ pub struct RootfsAccess {
 }
 
 impl RootfsAccess {
-    /// Opens the rootfs of the container in `dir`, mounting it when it is not mounted.
+    /// Opens the rootfs of the container in `dir`, mounting it when no shim has it mounted.
     pub fn open(stores: &Stores, dir: &ContainerDir) -> Result<RootfsAccess, OpsError> {
         let config = dir.config()?;
+        let mut access = RootfsAccess {
+            root: None,
+            mounted_here: None,
+            mounting: None,
+            dir: dir.clone(),
+            name: config.name.clone(),
+            read_only: config.read_only,
+            network_host: config.network == NetworkConfig::Host,
+        };
+        let mounting = crate::fsutil::Lock::exclusive(&dir.rootfs_lock())?;
+        if let Some(fd) = live_rootfs(dir)? {
+            access.root = Some(fd);
+            return Ok(access);
+        }
         let rootfs = Rootfs::at(&dir.path);
-        let mounted_here = if rootfs::is_mounted(rootfs.merged())? {
-            None
-        } else {
+        if !rootfs::is_mounted(rootfs.merged())? {
             let gone = || OpsError::ImageGone {
                 name: config.name.clone(),
                 image: config
@@ -151,16 +167,9 @@ impl RootfsAccess {
             };
             let image_id = config.image_id.as_ref().ok_or_else(gone)?;
             let image = stores.images.get(image_id)?.ok_or_else(gone)?;
-            Some(Rootfs::mount(stores, &image, &dir.path)?)
-        };
-        let mut access = RootfsAccess {
-            root: None,
-            mounted_here,
-            dir: dir.clone(),
-            name: config.name.clone(),
-            read_only: config.read_only,
-            network_host: config.network == NetworkConfig::Host,
-        };
+            access.mounted_here = Some(Rootfs::mount(stores, &image, &dir.path)?);
+            access.mounting = Some(mounting);
+        }
         let merged = rootfs.merged();
         let fd = rustix::fs::open(
             merged,
@@ -189,7 +198,7 @@ impl RootfsAccess {
         &self.name
     }
 
-    /// Unmounts the rootfs if this access mounted it and no shim runs the container now.
+    /// Unmounts the rootfs if this access mounted it.
     pub fn close(mut self) -> Result<(), OpsError> {
         self.release()
     }
@@ -197,15 +206,49 @@ impl RootfsAccess {
     fn release(&mut self) -> Result<(), OpsError> {
         // Our fd would keep the mount busy.
         self.root = None;
-        if let Some(rootfs) = self.mounted_here.take() {
-            // A shim that started meanwhile found the mount in place and uses it: it is its
-            // to unmount now.
-            if !self.dir.shim_alive()? {
-                rootfs.unmount()?;
-            }
-        }
-        Ok(())
+        let result = match self.mounted_here.take() {
+            Some(rootfs) => rootfs.unmount().map_err(OpsError::from),
+            None => Ok(()),
+        };
+        // Only now may a waiting shim mount it.
+        self.mounting = None;
+        result
     }
+}
+
+/// The rootfs of a running container as its shim mounted it: `/proc/<shim>/root` resolves
+/// paths in the shim's mount namespace, where the overlay is (on the host there is none). A
+/// directory fd (`O_PATH`), or `None` when no shim runs the container. The shim's start time
+/// is checked after the open, so a recycled pid is never taken for the shim.
+pub fn live_rootfs(dir: &ContainerDir) -> Result<Option<OwnedFd>, OpsError> {
+    if !dir.shim_alive()? {
+        return Ok(None);
+    }
+    let state = dir.state()?;
+    let (Some(pid), Some(started)) = (state.shim_pid, state.shim_start_time) else {
+        return Ok(None);
+    };
+    let merged = fs::canonicalize(Rootfs::at(&dir.path).merged()).map_err(|e| OpsError::Io {
+        op: "resolve",
+        path: dir.path.display().to_string(),
+        source: e,
+    })?;
+    let mut path = PathBuf::from(format!("/proc/{pid}/root"));
+    path.push(merged.strip_prefix("/").unwrap_or(&merged));
+    let fd = match rustix::fs::open(
+        &path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        // The shim exited meanwhile.
+        Err(Errno::NOENT | Errno::SRCH) => return Ok(None),
+        Err(e) => return Err(errno("open", path.as_os_str().as_bytes())(e)),
+    };
+    if crate::container::shim::process_start_time(pid) != Some(started) {
+        return Ok(None);
+    }
+    Ok(Some(fd))
 }
 
 impl Drop for RootfsAccess {

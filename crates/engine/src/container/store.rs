@@ -31,6 +31,9 @@ pub const STATE_FILE: &str = "state.json";
 /// Held exclusively by the container's shim for its whole life: a lock that can be taken
 /// means no shim runs.
 pub const SHIM_LOCK_FILE: &str = "shim.lock";
+/// Held while a process mounts the container's rootfs: a starting shim (in its own mount
+/// namespace) or a `cp`/`export` of a stopped container (on the host), never both at once.
+pub const ROOTFS_LOCK_FILE: &str = "rootfs.lock";
 /// The shim's own diagnostics.
 pub const SHIM_LOG_FILE: &str = "shim.log";
 /// The container's output.
@@ -83,6 +86,9 @@ impl ContainerDir {
     }
     pub fn shim_lock(&self) -> PathBuf {
         self.path.join(SHIM_LOCK_FILE)
+    }
+    pub fn rootfs_lock(&self) -> PathBuf {
+        self.path.join(ROOTFS_LOCK_FILE)
     }
     pub fn shim_log(&self) -> PathBuf {
         self.path.join(SHIM_LOG_FILE)
