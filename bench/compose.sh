@@ -40,6 +40,11 @@
 #   Then seccomp filters compiled once per profile (engine container/seccomp_bpf.rs), measured
 #   against the build before it in interleaved runs (the VM had grown noisy, +-40% run to run):
 #   up -d N=50 1.26 -> 1.03 s (CPU 2.37 -> 1.87 s), down unchanged (0.39 s).
+#   Then network release outside the store lock and the rootfs in each shim's own mount
+#   namespace (bench/ab.sh against the build before each): down N=50 364 -> 341 ms; up -d
+#   N=50 704 -> 601 ms (CPU 1.24 -> 1.09 s). Full run after both, SIZES=50 REPS50=3: up -d
+#   0.773 s | docker-compose 10.7 (13.8x) | podman-compose 61.9 (80.0x); down -t 0 0.377 s |
+#   5.30 (14.1x) | 9.16 (24.3x); ps 13.7 ms | 681 ms; logs 100k 87 ms | docker logs 436 ms.
 #   Targets: ps < 50 ms and logs < docker logs met; up N=50 < 0.6 s and down < 0.3 s MISSED.
 set -euo pipefail
 cd "$(dirname "$0")/.."
