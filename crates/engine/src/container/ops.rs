@@ -228,11 +228,9 @@ pub fn live_rootfs(dir: &ContainerDir) -> Result<Option<OwnedFd>, OpsError> {
     let (Some(pid), Some(started)) = (state.shim_pid, state.shim_start_time) else {
         return Ok(None);
     };
-    let merged = fs::canonicalize(Rootfs::at(&dir.path).merged()).map_err(|e| OpsError::Io {
-        op: "resolve",
-        path: dir.path.display().to_string(),
-        source: e,
-    })?;
+    let merged = Rootfs::at(&dir.path).merged().to_path_buf();
+    let merged =
+        fs::canonicalize(&merged).map_err(io_err("resolve", merged.as_os_str().as_bytes()))?;
     let mut path = PathBuf::from(format!("/proc/{pid}/root"));
     path.push(merged.strip_prefix("/").unwrap_or(&merged));
     let fd = match rustix::fs::open(
