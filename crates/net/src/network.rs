@@ -561,10 +561,10 @@ impl NetworkStore {
         ports: &[PublishedPort],
     ) -> Result<Vec<Endpoint>, NetworkError> {
         let _lock = self.lock()?;
-        self.release_locked(id, true)?;
+        self.release_locked(id)?;
         let result = self.reserve_locked(id, name, names, requests, ports);
         if result.is_err() {
-            let _ = self.release_locked(id, true);
+            let _ = self.release_locked(id);
         }
         result
     }
@@ -795,23 +795,24 @@ impl NetworkStore {
         let mut errors = Vec::new();
         remove_host_veths(&held, &mut errors);
         let _lock = self.lock()?;
-        match self.release_locked(id, false) {
-            Ok(eps) => many(errors).map(|()| eps),
-            Err(e) => {
-                errors.push(e);
-                Err(many(errors).unwrap_err())
-            }
-        }
+        self.release_records(id, &held, &mut errors);
+        many(errors).map(|()| held)
     }
 
-    /// Releases container `id`'s records and addresses; with `links`, its host veths too.
-    fn release_locked(&self, id: &str, links: bool) -> Result<Vec<Endpoint>, NetworkError> {
+    /// Reads container `id`'s records and releases them with their addresses and host veths
+    /// (the caller holds the lock).
+    fn release_locked(&self, id: &str) -> Result<Vec<Endpoint>, NetworkError> {
         let eps = self.container_endpoints(id)?;
         let mut errors = Vec::new();
-        if links {
-            remove_host_veths(&eps, &mut errors);
-        }
-        for ep in &eps {
+        remove_host_veths(&eps, &mut errors);
+        self.release_records(id, &eps, &mut errors);
+        many(errors).map(|()| eps)
+    }
+
+    /// Frees `eps`' addresses and removes their records (the caller holds the lock). Both are
+    /// idempotent: a concurrent release of the same container does no harm.
+    fn release_records(&self, id: &str, eps: &[Endpoint], errors: &mut Vec<NetworkError>) {
+        for ep in eps {
             if let Err(e) = self.ipam.release(&ep.network, id) {
                 errors.push(e.into());
             }
@@ -824,7 +825,6 @@ impl NetworkStore {
                 Err(e) => errors.push(io_err("remove", &path)(e)),
             }
         }
-        many(errors).map(|()| eps)
     }
 }
 
@@ -914,36 +914,19 @@ fn configure_links(netns_path: &Path, links: &[ContainerLink]) -> Result<(), Net
 /// Deletes the host ends of `eps`' veths that are still there (the kernel removes a veth
 /// with the namespace of its other end, usually before this runs).
 fn remove_host_veths(eps: &[Endpoint], errors: &mut Vec<NetworkError>) {
-    let mut nl = None;
+    let mut nl: Option<Netlink> = None;
     for ep in eps {
-        let present = match link::link_exists(&ep.host_veth) {
-            Ok(p) => p,
-            Err(source) => {
-                errors.push(NetworkError::Link {
-                    name: ep.network.clone(),
-                    source,
-                });
-                continue;
+        let result = link::link_exists(&ep.host_veth).and_then(|present| {
+            if !present {
+                return Ok(());
             }
-        };
-        if !present {
-            continue;
-        }
-        if nl.is_none() {
-            match Netlink::open() {
-                Ok(n) => nl = Some(n),
-                Err(source) => {
-                    errors.push(NetworkError::Link {
-                        name: ep.network.clone(),
-                        source,
-                    });
-                    return;
-                }
-            }
-        }
-        if let Some(nl) = nl.as_mut()
-            && let Err(source) = nl.delete_link(&ep.host_veth)
-        {
+            let nl = match &mut nl {
+                Some(nl) => nl,
+                None => nl.insert(Netlink::open()?),
+            };
+            nl.delete_link(&ep.host_veth)
+        });
+        if let Err(source) = result {
             errors.push(NetworkError::Link {
                 name: ep.network.clone(),
                 source,
