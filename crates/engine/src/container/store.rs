@@ -142,6 +142,7 @@ impl ContainerStore {
         for d in [store.dir.join(NAMES_DIR), store.run_dir.clone()] {
             fs::create_dir_all(&d).map_err(|e| FsError::io("create directory", &d, e))?;
         }
+        fsutil::spread_subdirectories(&store.dir);
         let entries =
             fs::read_dir(&store.dir).map_err(|e| FsError::io("read directory", &store.dir, e))?;
         for entry in entries.flatten() {
