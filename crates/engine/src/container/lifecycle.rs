@@ -130,16 +130,21 @@ fn ask(
     line: &str,
     timeout: Option<Duration>,
 ) -> Result<String, LifecycleError> {
-    // A connection accepted but not yet read when the shim hands over to its monitor is
-    // closed unanswered (the request was never seen): ask again while the shim lives.
+    // A connection the shim closes without reading it (accepted, or still queued, when the
+    // first stage hands over to its monitor, or when the shim exits after its container)
+    // ends unanswered: EOF, or ECONNRESET when our request was still unread. The request
+    // was never seen, so it is asked again while the shim lives; a shim that is gone had
+    // nothing left running to ask.
+    let unanswered = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+        )
+    };
     let mut attempt = 0;
     let reply = loop {
         match shim::request(&socket(store, dir), line, timeout) {
-            Err(e)
-                if e.kind() == std::io::ErrorKind::UnexpectedEof
-                    && attempt < 20
-                    && dir.shim_alive().unwrap_or(false) =>
-            {
+            Err(e) if unanswered(&e) && attempt < 20 && dir.shim_alive().unwrap_or(false) => {
                 attempt += 1;
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -150,7 +155,8 @@ fn ask(
         if matches!(
             e.kind(),
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-        ) {
+        ) || (unanswered(&e) && !dir.shim_alive().unwrap_or(true))
+        {
             LifecycleError::NotRunning(name_of(dir))
         } else if matches!(
             e.kind(),
@@ -441,5 +447,63 @@ mod tests {
         assert!(parse_signal("SIGNOPE").is_err());
         assert!(parse_signal("0").is_err());
         assert!(parse_signal("65").is_err());
+    }
+
+    /// A store with one container record and the listening socket of a pretend shim.
+    fn pretend_shim() -> (
+        tempfile::TempDir,
+        ContainerStore,
+        ContainerDir,
+        std::os::unix::net::UnixListener,
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = crate::layout::Root::open(tmp.path().join("r")).unwrap();
+        let store = ContainerStore::open(&root).unwrap();
+        let config = crate::container::config::ContainerConfig {
+            id: crate::container::store::new_id(),
+            name: "web-1".into(),
+            ..Default::default()
+        };
+        let dir = store.create(&config).unwrap();
+        let sock = socket(&store, &dir);
+        std::fs::create_dir_all(sock.parent().unwrap()).unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        (tmp, store, dir, listener)
+    }
+
+    /// Accepts one connection and closes it with the request unread: the client sees
+    /// ECONNRESET (unread data at close), as when a shim hands over or exits.
+    fn reset_one(listener: &std::os::unix::net::UnixListener) {
+        let (conn, _) = listener.accept().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        drop(conn);
+    }
+
+    #[test]
+    fn a_request_the_live_shim_closed_unread_is_asked_again() {
+        use std::io::{BufRead, Write};
+        let (_tmp, store, dir, listener) = pretend_shim();
+        let _alive = crate::fsutil::Lock::exclusive(&dir.shim_lock()).unwrap();
+        let server = std::thread::spawn(move || {
+            reset_one(&listener);
+            let (conn, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            std::io::BufReader::new(&conn).read_line(&mut line).unwrap();
+            writeln!(&conn, "ok").unwrap();
+            line
+        });
+        let reply = ask(&store, &dir, "kill 9", Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(reply, "ok");
+        assert_eq!(server.join().unwrap(), "kill 9\n");
+    }
+
+    #[test]
+    fn a_request_a_shim_closed_unread_as_it_exited_means_not_running() {
+        let (_tmp, store, dir, listener) = pretend_shim();
+        // No shim lock held: the shim is gone by the time the client looks.
+        let server = std::thread::spawn(move || reset_one(&listener));
+        let err = ask(&store, &dir, "kill 9", Some(Duration::from_secs(5))).unwrap_err();
+        server.join().unwrap();
+        assert!(matches!(err, LifecycleError::NotRunning(_)), "{err:?}");
     }
 }
