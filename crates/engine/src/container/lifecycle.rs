@@ -132,13 +132,15 @@ fn ask(
 ) -> Result<String, LifecycleError> {
     // A connection the shim closes without reading it (accepted, or still queued, when the
     // first stage hands over to its monitor, or when the shim exits after its container)
-    // ends unanswered: EOF, or ECONNRESET when our request was still unread. The request
-    // was never seen, so it is asked again while the shim lives; a shim that is gone had
-    // nothing left running to ask.
+    // ends unanswered: EOF, ECONNRESET when our request was still unread, EPIPE when it was
+    // closed before we wrote. The request was never seen, so it is asked again while the
+    // shim lives; a shim that is gone had nothing left running to ask.
     let unanswered = |e: &std::io::Error| {
         matches!(
             e.kind(),
-            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+            std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe
         )
     };
     let mut attempt = 0;
