@@ -8,11 +8,13 @@
 //! (systemd-resolved's 127.0.0.53) work.
 //!
 //! Life cycle: started on demand by the first container attached to a network
-//! ([`crate::net::dns_reload`]), told to reload over `run/dns.sock` after each attach and
-//! release (a reload swaps the records: listeners of networks that stay are never closed),
-//! and told to exit by the release that leaves no endpoint on any network. It holds
-//! `run/dns.lock` while it lives. Clients talk to it only under `run/dns.spawn.lock` (reload,
-//! start, exit), so an exit never races with a container being attached.
+//! ([`crate::net::dns_publish`]). An attach asks it to `reload` and waits for the answer (its
+//! container's first query must find the peers); requests queued together are answered by
+//! one reload. A release only says `forget` and does not wait: the records are read once,
+//! [`FORGET_DELAY`] after the first of a burst. A reload that finds no endpoint on any network
+//! makes it exit, under `run/dns.spawn.lock` taken exclusively without waiting (attaches hold
+//! it shared while they ask), so it never exits under an attach. It holds `run/dns.lock`
+//! while it lives, so a successor waits until it is gone.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -20,6 +22,7 @@ use std::net::SocketAddrV4;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use berth_engine::fsutil::Lock;
 use berth_net::dns::{Config, Server, Zone};
@@ -101,8 +104,7 @@ fn serve(root: &Path) -> Result<(), String> {
         .map_err(|e| format!("runtime: {e}"))?;
     rt.block_on(async move {
         let server = Server::new();
-        let config = load(root);
-        apply(&server, config).await;
+        apply(&server, load(root).0).await;
         println!("ready");
         let _ = std::io::stdout().flush();
         // Nobody reads fd 1 any more.
@@ -111,39 +113,123 @@ fn serve(root: &Path) -> Result<(), String> {
             let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
         }
         let listener = tokio::net::UnixListener::from_std(listener).map_err(|e| e.to_string())?;
+        // When a `forget` not yet applied is due.
+        let mut due: Option<tokio::time::Instant> = None;
         loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(s) => s,
-                Err(e) => {
+            let accepted = match due {
+                Some(at) => tokio::select! {
+                    r = listener.accept() => Some(r),
+                    () = tokio::time::sleep_until(at) => None,
+                },
+                None => Some(listener.accept().await),
+            };
+            let first = match accepted {
+                Some(Ok((stream, _))) => stream,
+                Some(Err(e)) => {
                     eprintln!("berth dns: accept: {e}");
                     continue;
                 }
+                None => {
+                    due = None;
+                    let (config, idle) = load(root);
+                    if idle {
+                        match exit_if_idle(root, &socket) {
+                            Some(lock) => {
+                                // Held until the process is gone: see `exit_if_idle`.
+                                std::mem::forget(lock);
+                                return Ok(());
+                            }
+                            // An attach is under way: look again later.
+                            None => due = Some(tokio::time::Instant::now() + RETRY_EXIT),
+                        }
+                    }
+                    apply(&server, config).await;
+                    continue;
+                }
             };
-            let (read, mut write) = stream.into_split();
-            let mut line = String::new();
-            let mut reader = BufReader::new(read);
-            if reader.read_line(&mut line).await.is_err() {
-                continue;
+            // This request and every one already queued behind it: attaches that ask
+            // together are answered by one reload.
+            let mut batch = vec![first];
+            while let Ok(Ok((stream, _))) =
+                tokio::time::timeout(Duration::ZERO, listener.accept()).await
+            {
+                batch.push(stream);
             }
-            match line.trim() {
-                "reload" => {
-                    apply(&server, load(root)).await;
-                    let _ = write.write_all(b"ok\n").await;
+            let mut waiting = Vec::new();
+            let mut reload = false;
+            let mut exit = false;
+            for stream in batch {
+                let (read, write) = stream.into_split();
+                let mut line = String::new();
+                let mut reader = BufReader::new(read);
+                // A client that connects and says nothing must not stall the others.
+                match tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await {
+                    Ok(Ok(_)) => {}
+                    _ => continue,
                 }
-                "exit" => {
-                    // The client holds the spawn lock and found no endpoint left.
-                    let _ = std::fs::remove_file(&socket);
-                    let _ = write.write_all(b"ok\n").await;
-                    return Ok(());
+                match line.trim() {
+                    "reload" => {
+                        reload = true;
+                        waiting.push(write);
+                    }
+                    "forget" => {
+                        due.get_or_insert_with(|| tokio::time::Instant::now() + FORGET_DELAY);
+                    }
+                    // From a berth of before `forget`: it holds the spawn lock exclusively
+                    // and found no endpoint left.
+                    "exit" => {
+                        exit = true;
+                        waiting.push(write);
+                    }
+                    other => {
+                        let mut write = write;
+                        let _ = write
+                            .write_all(format!("error unknown request {other:?}\n").as_bytes())
+                            .await;
+                    }
                 }
-                other => {
-                    let _ = write
-                        .write_all(format!("error unknown request {other:?}\n").as_bytes())
-                        .await;
+            }
+            if exit {
+                let _ = std::fs::remove_file(&socket);
+                for mut w in waiting {
+                    let _ = w.write_all(b"ok\n").await;
+                }
+                return Ok(());
+            }
+            if reload {
+                // Read after every request of the batch arrived: it covers them all, and
+                // any `forget` before them.
+                due = None;
+                apply(&server, load(root).0).await;
+                for mut w in waiting {
+                    let _ = w.write_all(b"ok\n").await;
                 }
             }
         }
     })
+}
+
+/// How long after a `forget` the records are read again: a `down` releases its containers
+/// within milliseconds of each other, and they are read once for all of them.
+const FORGET_DELAY: Duration = Duration::from_millis(20);
+/// How long an idle daemon that could not exit (an attach held the spawn lock) waits before
+/// it looks again.
+const RETRY_EXIT: Duration = Duration::from_millis(100);
+/// How long a client may take to send its request once connected.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// With no endpoint left on any network, the daemon exits: under `run/dns.spawn.lock` taken
+/// exclusively without waiting, so never while an attach (which holds it shared while it asks
+/// for a reload) is under way, and with the records read again under it. The socket goes
+/// first; the lock is returned to be held until the process has exited, so the attach that
+/// waits for it finds no socket and starts a new daemon, which waits for `run/dns.lock`.
+fn exit_if_idle(root: &Path, socket: &Path) -> Option<Lock> {
+    let lock = Lock::try_exclusive(&root.join("run").join("dns.spawn.lock")).ok()??;
+    if !load(root).1 {
+        return None;
+    }
+    let _ = std::fs::remove_file(socket);
+    Some(lock)
 }
 
 async fn apply(server: &Server, config: Config) {
@@ -155,8 +241,10 @@ async fn apply(server: &Server, config: Config) {
 }
 
 /// Zones from the records: each network with at least one endpoint, its names and
-/// addresses; upstreams from `daemon.json` or the host.
-fn load(root: &Path) -> Config {
+/// addresses; upstreams from `daemon.json` or the host. And whether the records were read
+/// and hold no endpoint at all.
+fn load(root: &Path) -> (Config, bool) {
+    let mut idle = false;
     let mut zones = Vec::new();
     let upstreams = match DaemonConfig::load(root) {
         Ok(c) => c.upstreams(),
@@ -174,6 +262,7 @@ fn load(root: &Path) -> Config {
         Ok(out)
     }) {
         Ok(nets) => {
+            idle = nets.iter().all(|(_, eps)| eps.is_empty());
             type Records = BTreeMap<String, Vec<std::net::Ipv4Addr>>;
             let records_of = |eps: &[berth_net::network::Endpoint]| {
                 let mut records = Records::new();
@@ -239,5 +328,5 @@ fn load(root: &Path) -> Config {
         }
         Err(e) => eprintln!("berth dns: {e}"),
     }
-    Config { zones, upstreams }
+    (Config { zones, upstreams }, idle)
 }

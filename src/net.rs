@@ -292,7 +292,7 @@ impl Networking for ShimNetworking {
             .container_endpoints(&config.id)
             .map_err(|e| e.to_string())?;
         store.plug(&eps, &ns).map_err(|e| e.to_string())?;
-        dns_reload(root, true)
+        dns_publish(root)
     }
 
     fn release(&self, root: &Path, id: &str) {
@@ -326,10 +326,8 @@ pub fn release(root: &Path, id: &str) -> Result<(), String> {
     {
         errors.push(e);
     }
-    if !eps.is_empty()
-        && let Err(e) = dns_reload(root, false)
-    {
-        errors.push(e);
+    if !eps.is_empty() {
+        dns_forget(root);
     }
     if errors.is_empty() {
         Ok(())
@@ -342,39 +340,40 @@ fn dns_socket(root: &Path) -> PathBuf {
     root.join("run").join("dns.sock")
 }
 
-/// Tells the root's DNS daemon to reload its records and waits until it has; with no
-/// endpoint left anywhere it tells it to exit instead. With `spawn`, starts the daemon when
-/// none answers. All of it under `run/dns.spawn.lock`, so a daemon is never told to exit
-/// while another process is attaching a container.
-pub fn dns_reload(root: &Path, spawn: bool) -> Result<(), String> {
+/// Tells the root's DNS daemon to reload its records and waits until it has, so that the
+/// container just attached finds its peers by its first query; starts the daemon when none
+/// answers. Attaches ask under `run/dns.spawn.lock` held *shared* (the daemon takes it
+/// exclusively before it exits when idle, so it never exits under an attach, and concurrent
+/// attaches are answered together by one reload); starting a daemon takes it exclusively.
+pub fn dns_publish(root: &Path) -> Result<(), String> {
+    use berth_engine::fsutil::Lock;
     berth_engine::rundir::prepare(root);
     let run = root.join(berth_engine::rundir::RUN_DIR);
     std::fs::create_dir_all(&run).map_err(|e| format!("create {}: {e}", run.display()))?;
     let lock_path = run.join("dns.spawn.lock");
-    let _lock = berth_engine::fsutil::Lock::exclusive(&lock_path)
-        .map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
-    let idle = !spawn && !any_endpoint(root)?;
-    let request = if idle { "exit" } else { "reload" };
-    match poke(&dns_socket(root), request) {
+    let lock_err = |e| format!("lock {}: {e}", lock_path.display());
+    {
+        let _shared = Lock::shared(&lock_path).map_err(lock_err)?;
+        if poke(&dns_socket(root), "reload").is_ok() {
+            return Ok(());
+        }
+    }
+    let _exclusive = Lock::exclusive(&lock_path).map_err(lock_err)?;
+    // Another attach may have started one meanwhile.
+    match poke(&dns_socket(root), "reload") {
         Ok(()) => Ok(()),
-        Err(_) if spawn => start_daemon(root),
-        // No daemon: nothing to tell.
-        Err(_) => Ok(()),
+        Err(_) => start_daemon(root),
     }
 }
 
-fn any_endpoint(root: &Path) -> Result<bool, String> {
-    let store = store(root)?;
-    for net in store.list().map_err(|e| e.to_string())? {
-        if !store
-            .endpoints(&net.name)
-            .map_err(|e| e.to_string())?
-            .is_empty()
-        {
-            return Ok(true);
-        }
+/// Tells the root's DNS daemon that endpoints went away, without waiting: a name that
+/// resolves a few milliseconds longer harms nobody, while waiting serialised every exit of a
+/// `down` behind one reload each. The daemon reloads once for a burst of these, and exits
+/// when no endpoint is left (see `dnsd`). No daemon: nothing to tell.
+pub fn dns_forget(root: &Path) {
+    if let Ok(mut s) = UnixStream::connect(dns_socket(root)) {
+        let _ = s.write_all(b"forget\n");
     }
-    Ok(false)
 }
 
 fn poke(socket: &Path, request: &str) -> Result<(), String> {

@@ -522,7 +522,7 @@ fn connect(ctx: &Ctx, a: &ConnectArgs) -> anyhow::Result<()> {
             let _ = ctx.store.disconnect(&config.id, &net.name);
             return Err(e.into());
         }
-        net::dns_reload(ctx.root.path(), true).map_err(anyhow::Error::msg)?;
+        net::dns_publish(ctx.root.path()).map_err(anyhow::Error::msg)?;
     }
     cs.update_config(&dir, |c| c.networks.push(endpoint))?;
     Ok(())
@@ -546,7 +546,7 @@ fn disconnect(ctx: &Ctx, a: &DisconnectArgs) -> anyhow::Result<()> {
         if !ep.ports.is_empty() {
             net::sync_firewall(ctx.root.path(), &ctx.store).map_err(anyhow::Error::msg)?;
         }
-        net::dns_reload(ctx.root.path(), false).map_err(anyhow::Error::msg)?;
+        net::dns_forget(ctx.root.path());
     }
     Ok(())
 }
