@@ -82,12 +82,13 @@ pub fn run(settings: &Settings, args: &DownArgs) -> anyhow::Result<u8> {
     // Everything is stopped: the removals are independent (a directory tree, a network
     // endpoint each) and run in parallel; one after the other they were most of `down`.
     let stopped: Vec<&Observed> = batches.iter().flatten().copied().collect();
-    parallel(&stopped, |o| {
+    let remove = |o: &Observed| {
         stop_and_remove(&ctx, &o.dir, timeout, args.volumes)?;
         progress.line("Container", &o.config.name, "Removed");
         Ok(())
-    })?;
+    };
     if !args.services.is_empty() {
+        parallel(&stopped, remove)?;
         return Ok(0);
     }
     // Networks the project made (external ones are never removed).
@@ -101,6 +102,7 @@ pub fn run(settings: &Settings, args: &DownArgs) -> anyhow::Result<u8> {
     {
         keys.push("default".into());
     }
+    let mut names = Vec::new();
     for key in keys {
         let def = project
             .networks
@@ -112,14 +114,35 @@ pub fn run(settings: &Settings, args: &DownArgs) -> anyhow::Result<u8> {
             continue;
         }
         let name = convert::network_name(project, &key);
-        if store.get(&name)?.is_none() {
-            continue;
+        if store.get(&name)?.is_some() {
+            names.push(name);
         }
-        match crate::commands::network::remove_network(&ctx.engine.stores.root, &store, &name) {
+    }
+    // The stopped containers' shims have released their endpoints, so the networks go while
+    // the containers' directories are removed: deleting a bridge waits for the kernel to
+    // finish tearing down the containers' namespaces.
+    let (containers, networks) = std::thread::scope(|s| {
+        let containers = s.spawn(|| parallel(&stopped, remove));
+        let networks = remove_networks(ctx.root(), &store, &names);
+        let containers = containers
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("removing the containers panicked")));
+        (containers, networks)
+    });
+    for (name, result) in networks {
+        // Still in use: a container whose shim was gone is released by its removal.
+        let result = match result {
+            Err(berth_net::network::NetworkError::InUse { .. }) => {
+                crate::commands::network::remove_network(&ctx.engine.stores.root, &store, &name)
+            }
+            other => other.map_err(anyhow::Error::from),
+        };
+        match result {
             Ok(()) => progress.line("Network", &name, "Removed"),
             Err(e) => crate::project::warn(&format!("network {name}: {e:#}")),
         }
     }
+    containers?;
     if rmi_all {
         remove_images(&ctx, project, &progress);
     }
@@ -140,6 +163,41 @@ pub fn run(settings: &Settings, args: &DownArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// Removes networks `names`: their records one after the other, then their bridges and the
+/// firewall's rules for them at the same time (`nft` and the kernel's rtnl lock each take
+/// tens of milliseconds). The result of each; the firewall's failure is reported by all.
+fn remove_networks(
+    root: &std::path::Path,
+    store: &berth_net::network::NetworkStore,
+    names: &[String],
+) -> Vec<(String, Result<(), berth_net::network::NetworkError>)> {
+    let mut results = Vec::new();
+    let mut removed = Vec::new();
+    for name in names {
+        match store.remove_records(name) {
+            Ok(r) => removed.push(r),
+            Err(e) => results.push((name.clone(), Err(e))),
+        }
+    }
+    if removed.is_empty() {
+        return results;
+    }
+    let firewall = std::thread::scope(|s| {
+        let firewall = s.spawn(|| crate::net::sync_firewall(root, store));
+        for r in removed {
+            let name = r.name().to_string();
+            results.push((name, r.delete_bridge()));
+        }
+        firewall
+            .join()
+            .unwrap_or_else(|_| Err("updating the firewall panicked".into()))
+    });
+    if let Err(e) = firewall {
+        crate::project::warn(&format!("firewall: {e}"));
+    }
+    results
 }
 
 /// `--rmi all`: the images of the project's services, each once, unless another container

@@ -505,11 +505,28 @@ impl NetworkStore {
     /// Removes network `name`: refused while containers are attached; the bridge, the
     /// subnet and the records go, every step tried even when one fails.
     pub fn remove(&self, name: &str) -> Result<(), NetworkError> {
+        self.remove_records(name)?.delete_bridge()
+    }
+
+    /// The part of [`NetworkStore::remove`] under the store lock: refused while containers
+    /// are attached; the subnet and the records go. The bridge is left to
+    /// [`RemovedNetwork::delete_bridge`], outside the lock: a link delete waits for the
+    /// kernel's rtnl lock, which namespace teardown holds for tens of milliseconds after
+    /// containers exit, and nothing can attach to a network without records.
+    pub fn remove_records(&self, name: &str) -> Result<RemovedNetwork, NetworkError> {
         let _lock = self.lock()?;
-        self.remove_locked(name, false)
+        self.remove_records_locked(name, false)
     }
 
     fn remove_locked(&self, name: &str, force: bool) -> Result<(), NetworkError> {
+        self.remove_records_locked(name, force)?.delete_bridge()
+    }
+
+    fn remove_records_locked(
+        &self,
+        name: &str,
+        force: bool,
+    ) -> Result<RemovedNetwork, NetworkError> {
         let net = self.require(name)?;
         let eps = self.endpoints(name)?;
         if !force && !eps.is_empty() {
@@ -523,13 +540,6 @@ impl NetworkStore {
             });
         }
         let mut errors = Vec::new();
-        match Netlink::open().and_then(|mut nl| nl.delete_link(&net.bridge)) {
-            Ok(()) => {}
-            Err(source) => errors.push(NetworkError::Link {
-                name: name.to_string(),
-                source,
-            }),
-        }
         if let Err(e) = self.ipam.release_network(name) {
             errors.push(e.into());
         }
@@ -545,7 +555,11 @@ impl NetworkStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => errors.push(io_err("remove", &record)(e)),
         }
-        many(errors)
+        Ok(RemovedNetwork {
+            name: net.name,
+            bridge: net.bridge,
+            errors,
+        })
     }
 
     /// Reserves container `id`'s addresses and writes its endpoint records, one per request,
@@ -932,6 +946,37 @@ fn remove_host_veths(eps: &[Endpoint], errors: &mut Vec<NetworkError>) {
                 source,
             });
         }
+    }
+}
+
+/// A network whose records [`NetworkStore::remove_records`] removed; its bridge is still to
+/// go.
+#[derive(Debug)]
+#[must_use = "the bridge stays until `delete_bridge`"]
+pub struct RemovedNetwork {
+    name: String,
+    bridge: String,
+    errors: Vec<NetworkError>,
+}
+
+impl RemovedNetwork {
+    /// The network's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Deletes the bridge (one already gone is fine); the errors of the whole removal.
+    pub fn delete_bridge(mut self) -> Result<(), NetworkError> {
+        if let Err(source) = Netlink::open().and_then(|mut nl| nl.delete_link(&self.bridge)) {
+            self.errors.insert(
+                0,
+                NetworkError::Link {
+                    name: self.name.clone(),
+                    source,
+                },
+            );
+        }
+        many(self.errors)
     }
 }
 
