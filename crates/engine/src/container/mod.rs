@@ -2,6 +2,7 @@
 //! and the per-container shim that runs them.
 
 pub mod caps;
+pub mod cgroupfs;
 pub mod config;
 pub mod etc;
 pub mod exec;

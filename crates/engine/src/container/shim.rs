@@ -32,6 +32,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use crate::container::cgroupfs::CgroupFs;
 use crate::container::config::{
     ContainerConfig, ContainerState, Health, HealthStatus, MountKind, NetworkConfig, Status,
 };
@@ -348,6 +349,9 @@ struct Shim {
     socket: PathBuf,
     clients: Vec<Client>,
     rootfs: Rootfs,
+    /// Opened by the monitor as it starts, for the cleanup after the exit (see `cgroupfs`);
+    /// the first stage opens one if its container exits before the hand-over.
+    cgroupfs: Option<CgroupFs>,
     _lock: Lock,
 }
 
@@ -622,6 +626,7 @@ impl Shim {
             socket,
             clients: Vec::new(),
             rootfs,
+            cgroupfs: None,
             _lock: lock,
         })
     }
@@ -729,6 +734,7 @@ impl Shim {
             log,
             listener,
             clients: Vec::new(),
+            cgroupfs: CgroupFs::open().ok(),
         })
     }
 
@@ -1050,12 +1056,15 @@ impl Shim {
             eprintln!("shim: log: {e}");
         }
         let cg = cgroups_path(&self.config);
-        let oom = oom_killed(&cg);
+        let cgroupfs = self.cgroupfs.take().or_else(|| CgroupFs::open().ok());
+        let oom = cgroupfs.as_ref().is_some_and(|fs| fs.oom_killed(&cg));
         // The init has exited, and with it the rest of its pid namespace: what libcontainer's
         // `delete` would do is left to remove (no hooks, no Intel RDT here). Its cgroup
         // manager read /proc/self/mountinfo once per v1 controller, and that file holds a
         // line per running container: a quarter of the CPU of `down` went there.
-        remove_cgroup(&cg);
+        if let Some(fs) = &cgroupfs {
+            fs.remove(&cg);
+        }
         for dir in [&self.container.root, self.container.bundle()] {
             if let Err(e) = fs::remove_dir_all(dir) {
                 eprintln!("shim: delete runtime state {}: {e}", dir.display());
@@ -1249,130 +1258,32 @@ fn init_binary(config: &ContainerConfig) -> Option<PathBuf> {
     from_env.or_else(|| Some(PathBuf::from("/usr/bin/tini-static")))
 }
 
-/// Whether the kernel OOM-killed a process of the cgroup (v2 `memory.events`, v1
-/// `memory.oom_control`).
+/// Whether the kernel OOM-killed a process of the cgroup (see [`CgroupFs::oom_killed`]).
 pub fn oom_killed(cgroups_path: &str) -> bool {
-    let rel = cgroups_path.trim_start_matches('/');
-    for (file, key) in [
-        (format!("/sys/fs/cgroup/{rel}/memory.events"), "oom_kill"),
-        (
-            format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"),
-            "oom_kill",
-        ),
-    ] {
-        if let Ok(text) = fs::read_to_string(&file) {
-            for line in text.lines() {
-                let mut parts = line.split_whitespace();
-                if parts.next() == Some(key)
-                    && let Some(n) = parts.next().and_then(|n| n.parse::<u64>().ok())
-                {
-                    return n > 0;
-                }
-            }
-        }
-    }
-    false
+    CgroupFs::open().is_ok_and(|fs| fs.oom_killed(cgroups_path))
 }
 
-/// Where cgroup hierarchies may be mounted: `/sys/fs/cgroup` itself (v2) and the
-/// directories in it (v1 controllers; under v2 these are cgroups, where our paths are absent).
-fn cgroup_bases() -> Vec<PathBuf> {
-    let mut bases = vec![PathBuf::from("/sys/fs/cgroup")];
-    if let Ok(entries) = fs::read_dir("/sys/fs/cgroup") {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                bases.push(e.path());
-            }
-        }
-    }
-    bases
-}
-
-/// Removes the cgroup of an exited container in every hierarchy, with any cgroups made below
-/// it, then its empty parents ([`remove_cgroup_parents`]). A cgroup whose last processes are
-/// still being torn down refuses `rmdir` with `EBUSY` for a moment: that is retried for up
-/// to a second in all (a process that outlives the init, possible without a pid namespace
-/// of its own, keeps its cgroup, as it did with libcontainer's `delete`).
+/// Removes the cgroup of an exited container, its children and its empty parents (see
+/// [`CgroupFs::remove`]).
 pub fn remove_cgroup(cgroups_path: &str) {
-    let rel = cgroups_path.trim_matches('/');
-    let deadline = std::time::Instant::now() + Duration::from_secs(1);
-    for base in cgroup_bases() {
-        remove_cgroup_tree(&base.join(rel), deadline);
-    }
-    remove_cgroup_parents(cgroups_path);
-}
-
-fn remove_cgroup_tree(dir: &Path, deadline: std::time::Instant) {
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_cgroup_tree(&e.path(), deadline);
-            }
-        }
-    }
-    let mut pause = Duration::from_millis(5);
-    loop {
-        match fs::remove_dir(dir) {
-            Err(e)
-                if e.raw_os_error() == Some(nix::libc::EBUSY)
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(100));
-            }
-            Ok(()) | Err(_) => return,
-        }
+    if let Ok(fs) = CgroupFs::open() {
+        fs.remove(cgroups_path);
     }
 }
 
-/// Removes the container's cgroup (if the runtime left it) and then its parents, in every
-/// hierarchy, as long as they are empty (rmdir fails on a non-empty cgroup). The top-level
-/// `berth` cgroup stays: removing it could race with a container being created beside.
+/// Removes the container's cgroup (if the runtime left it) and then its parents, as long as
+/// they are empty (see [`CgroupFs::remove_parents`]).
 pub fn remove_cgroup_parents(cgroups_path: &str) {
-    let rel = cgroups_path.trim_matches('/');
-    for base in cgroup_bases() {
-        let mut path = PathBuf::from(rel);
-        while path.components().count() > 1 {
-            let full = base.join(&path);
-            if full.is_dir() {
-                let _ = fs::remove_dir(&full);
-            }
-            path.pop();
-        }
+    if let Ok(fs) = CgroupFs::open() {
+        fs.remove_parents(cgroups_path);
     }
 }
 
-/// SIGKILLs every process of the cgroup (each hierarchy's `cgroup.procs`) until it is empty or
-/// `max` has passed. For the processes of a container whose shim was killed: nobody else
-/// will stop them.
+/// SIGKILLs every process of the cgroup until it is empty or `max` has passed (see
+/// [`CgroupFs::kill`]).
 pub fn kill_cgroup(cgroups_path: &str, max: Duration) {
-    let rel = cgroups_path.trim_matches('/');
-    let mut files = vec![
-        PathBuf::from("/sys/fs/cgroup")
-            .join(rel)
-            .join("cgroup.procs"),
-    ];
-    if let Ok(entries) = fs::read_dir("/sys/fs/cgroup") {
-        for e in entries.flatten() {
-            files.push(e.path().join(rel).join("cgroup.procs"));
-        }
-    }
-    let deadline = std::time::Instant::now() + max;
-    loop {
-        let mut any = false;
-        for f in &files {
-            let Ok(text) = fs::read_to_string(f) else {
-                continue;
-            };
-            for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                any = true;
-                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-        }
-        if !any || std::time::Instant::now() >= deadline {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if let Ok(fs) = CgroupFs::open() {
+        fs.kill(cgroups_path, max);
     }
 }
 
