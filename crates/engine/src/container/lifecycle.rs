@@ -255,8 +255,8 @@ pub fn stop(
     timeout: Option<Duration>,
 ) -> Result<Option<i32>, LifecycleError> {
     let st = state(dir)?;
-    dir.update_state(|s| s.manually_stopped = true)?;
     if !is_running(&st) {
+        dir.update_state(|s| s.manually_stopped = true)?;
         return Ok(None);
     }
     let config = dir.config()?;
@@ -272,13 +272,8 @@ pub fn stop(
     };
     if !timeout.is_zero() {
         kill_event(dir, sig);
-        match ask(
-            store,
-            dir,
-            &format!("kill {sig}"),
-            Some(Duration::from_secs(10)),
-        ) {
-            Ok(_) => {}
+        match stop_signal(store, dir, sig) {
+            Ok(()) => {}
             Err(LifecycleError::NotRunning(_)) => {
                 let code = final_code(dir)?;
                 events::emit_for(dir, "stop", &[]);
@@ -293,14 +288,34 @@ pub fn stop(
         }
     }
     kill_event(dir, 9);
-    match ask(store, dir, "kill 9", Some(Duration::from_secs(10))) {
-        Ok(_) | Err(LifecycleError::NotRunning(_)) => {}
+    match stop_signal(store, dir, 9) {
+        Ok(()) | Err(LifecycleError::NotRunning(_)) => {}
         Err(e) => return Err(e),
     }
     let code = wait(store, dir, Some(Duration::from_secs(30)))?;
     wait_for_shim_exit(dir, Duration::from_secs(5));
     events::emit_for(dir, "stop", &[]);
     Ok(code)
+}
+
+/// Sends `sig` as a user's stop: the shim marks the container manually stopped in the record
+/// of its exit (Docker's semantics: no restart policy brings it back), rather than this
+/// process writing the mark first. A container that already exited gets the mark here; so
+/// does one whose shim, of an older berth, knows only `kill`.
+fn stop_signal(store: &ContainerStore, dir: &ContainerDir, sig: i32) -> Result<(), LifecycleError> {
+    let limit = Some(Duration::from_secs(10));
+    match ask(store, dir, &format!("stop {sig}"), limit) {
+        Ok(_) => Ok(()),
+        Err(LifecycleError::Request { message, .. }) if message.starts_with("unknown request") => {
+            dir.update_state(|s| s.manually_stopped = true)?;
+            ask(store, dir, &format!("kill {sig}"), limit).map(drop)
+        }
+        Err(e @ LifecycleError::NotRunning(_)) => {
+            dir.update_state(|s| s.manually_stopped = true)?;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn final_code(dir: &ContainerDir) -> Result<i32, LifecycleError> {
@@ -497,6 +512,45 @@ mod tests {
         let reply = ask(&store, &dir, "kill 9", Some(Duration::from_secs(5))).unwrap();
         assert_eq!(reply, "ok");
         assert_eq!(server.join().unwrap(), "kill 9\n");
+    }
+
+    #[test]
+    fn a_stop_through_a_shim_that_knows_only_kill_still_marks_the_container() {
+        use std::io::{BufRead, Write};
+        let (_tmp, store, dir, listener) = pretend_shim();
+        let _alive = crate::fsutil::Lock::exclusive(&dir.shim_lock()).unwrap();
+        let server = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for answer in ["error unknown request \"stop\"", "ok"] {
+                let (conn, _) = listener.accept().unwrap();
+                let mut line = String::new();
+                std::io::BufReader::new(&conn).read_line(&mut line).unwrap();
+                writeln!(&conn, "{answer}").unwrap();
+                seen.push(line.trim().to_string());
+            }
+            seen
+        });
+        stop_signal(&store, &dir, 15).unwrap();
+        assert_eq!(server.join().unwrap(), ["stop 15", "kill 15"]);
+        assert!(dir.state().unwrap().manually_stopped);
+    }
+
+    #[test]
+    fn a_stop_through_a_shim_that_knows_it_leaves_the_mark_to_the_shim() {
+        use std::io::{BufRead, Write};
+        let (_tmp, store, dir, listener) = pretend_shim();
+        let _alive = crate::fsutil::Lock::exclusive(&dir.shim_lock()).unwrap();
+        let server = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            std::io::BufReader::new(&conn).read_line(&mut line).unwrap();
+            writeln!(&conn, "ok").unwrap();
+            line
+        });
+        stop_signal(&store, &dir, 9).unwrap();
+        assert_eq!(server.join().unwrap(), "stop 9\n");
+        // Written by the shim with the exit, not here.
+        assert!(!dir.state().unwrap().manually_stopped);
     }
 
     #[test]

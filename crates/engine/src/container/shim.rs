@@ -352,6 +352,8 @@ struct Shim {
     /// Opened by the monitor as it starts, for the cleanup after the exit (see `cgroupfs`);
     /// the first stage opens one if its container exits before the hand-over.
     cgroupfs: Option<CgroupFs>,
+    /// A user's `stop` came: recorded with the exit, in the same write (see `handle`).
+    manually_stopped: bool,
     _lock: Lock,
 }
 
@@ -627,6 +629,7 @@ impl Shim {
             clients: Vec::new(),
             rootfs,
             cgroupfs: None,
+            manually_stopped: false,
             _lock: lock,
         })
     }
@@ -638,6 +641,10 @@ impl Shim {
     fn hand_over(&mut self, root: &Path, exe: &Path) -> Result<(), ShimError> {
         if let Err(e) = self.log.flush_partial() {
             eprintln!("shim: log: {e}");
+        }
+        if self.manually_stopped {
+            // The monitor starts without it: the record keeps it.
+            let _ = self.dir.update_state(|s| s.manually_stopped = true);
         }
         let fd_of = |f: Option<&File>| f.map(|f| f.as_raw_fd()).unwrap_or(-1);
         let fds = [
@@ -735,6 +742,7 @@ impl Shim {
             listener,
             clients: Vec::new(),
             cgroupfs: CgroupFs::open().ok(),
+            manually_stopped: false,
         })
     }
 
@@ -981,9 +989,15 @@ impl Shim {
         let mut words = line.split_whitespace();
         let verb = words.next().unwrap_or("");
         Some(match verb {
-            "kill" => {
+            // `stop SIG`: a user's stop (Docker marks the container manually stopped, so no
+            // restart policy brings it back). The mark goes into the exit's record: one
+            // durable write less per container in a `stop` or `down`.
+            "kill" | "stop" => {
                 if exit.is_some() {
                     return Some("error container is not running".to_string());
+                }
+                if verb == "stop" {
+                    self.manually_stopped = true;
                 }
                 let sig = words
                     .next()
@@ -1074,6 +1088,7 @@ impl Shim {
             eprintln!("shim: {e}");
         }
         let now = now_rfc3339();
+        let manually_stopped = self.manually_stopped;
         let mut started_at = String::new();
         let _ = self.dir.update_state(|s| {
             s.status = Status::Exited;
@@ -1083,6 +1098,7 @@ impl Shim {
             s.finished_at = now;
             s.exit_code = Some(code);
             s.oom_killed = oom;
+            s.manually_stopped |= manually_stopped;
             started_at.clone_from(&s.started_at);
         });
         if oom {
