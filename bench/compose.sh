@@ -46,6 +46,13 @@
 #   0.773 s | docker-compose 10.7 (13.8x) | podman-compose 61.9 (80.0x); down -t 0 0.377 s |
 #   5.30 (14.1x) | 9.16 (24.3x); ps 13.7 ms | 681 ms; logs 100k 87 ms | docker logs 436 ms.
 #   Targets: ps < 50 ms and logs < docker logs met; up N=50 < 0.6 s and down < 0.3 s MISSED.
+#   Then TOPDIR on containers/, DNS forget, networks removed during container removal, cgroups
+#   through descriptors, the stop mark in the exit record (bench/ab.sh against the build
+#   before each): up -d N=50 755 -> 578 ms; down 426 -> ~335 ms. Full run after them,
+#   SIZES=50 REPS50=2, in one of the VM's slow phases (docker-compose 13.0 s up where the
+#   last run had 10.7): up -d 0.926 s (min 0.859) | 13.0 (14.0x) | 63.7 (68.7x); down -t 0
+#   0.359 s (min 0.308) | 6.06 (16.9x) | 11.1 (30.9x); ps 10.7 ms | 668 ms; logs 100k
+#   111 ms | docker logs 662 ms. Same targets met and missed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
