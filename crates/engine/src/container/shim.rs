@@ -1279,14 +1279,6 @@ pub fn oom_killed(cgroups_path: &str) -> bool {
     CgroupFs::open().is_ok_and(|fs| fs.oom_killed(cgroups_path))
 }
 
-/// Removes the cgroup of an exited container, its children and its empty parents (see
-/// [`CgroupFs::remove`]).
-pub fn remove_cgroup(cgroups_path: &str) {
-    if let Ok(fs) = CgroupFs::open() {
-        fs.remove(cgroups_path);
-    }
-}
-
 /// Removes the container's cgroup (if the runtime left it) and then its parents, as long as
 /// they are empty (see [`CgroupFs::remove_parents`]).
 pub fn remove_cgroup_parents(cgroups_path: &str) {
