@@ -1274,11 +1274,6 @@ fn init_binary(config: &ContainerConfig) -> Option<PathBuf> {
     from_env.or_else(|| Some(PathBuf::from("/usr/bin/tini-static")))
 }
 
-/// Whether the kernel OOM-killed a process of the cgroup (see [`CgroupFs::oom_killed`]).
-pub fn oom_killed(cgroups_path: &str) -> bool {
-    CgroupFs::open().is_ok_and(|fs| fs.oom_killed(cgroups_path))
-}
-
 /// Removes the container's cgroup (if the runtime left it) and then its parents, as long as
 /// they are empty (see [`CgroupFs::remove_parents`]).
 pub fn remove_cgroup_parents(cgroups_path: &str) {
