@@ -131,6 +131,36 @@ fn orphans_are_reported_then_removed_on_request() {
 }
 
 #[test]
+fn down_of_services_and_of_orphans() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new("dorph", WEB_AND_CLIENT);
+    c.ok(&["up", "-d"]);
+    // `down SERVICE` removes that service's containers alone.
+    let (_, err) = c.ok(&["down", "client"]);
+    assert!(err.contains("Container pdorph-client-1  Removed"), "{err}");
+    let names: Vec<String> = c.ids().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["pdorph-web-1"]);
+    c.ok(&["up", "-d"]);
+    c.write("services:\n  web:\n    image: IMAGE\n    command: [\"sleep\", \"600\"]\n");
+    // Without --remove-orphans the orphan is reported and kept.
+    let (_, err) = c.ok(&["down"]);
+    assert!(
+        err.contains("Found orphan containers (pdorph-client-1)"),
+        "{err}"
+    );
+    assert!(err.contains("Container pdorph-web-1  Removed"), "{err}");
+    let names: Vec<String> = c.ids().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["pdorph-client-1"]);
+    // With it, the orphan goes too, and then the network it held.
+    let (_, err) = c.ok(&["down", "--remove-orphans"]);
+    assert!(err.contains("Container pdorph-client-1  Removed"), "{err}");
+    assert!(err.contains("Network pdorph_default  Removed"), "{err}");
+    assert!(c.ids().is_empty());
+}
+
+#[test]
 fn network_mode_service_shares_the_namespace() {
     if !require_root() {
         return;

@@ -12,6 +12,7 @@ use crate::commands::container::Ctx;
 use crate::orchestrator::convert;
 use crate::orchestrator::execute::{Progress, parallel, stop_and_remove, stop_parallel};
 use crate::orchestrator::observe::{Observed, project_containers};
+use crate::orchestrator::plan;
 use crate::project::{self, LoadFlags};
 
 #[derive(Debug, Args)]
@@ -64,18 +65,25 @@ pub fn run(settings: &Settings, args: &DownArgs) -> anyhow::Result<u8> {
         ));
     }
     // Dependents first, level by level; orphans (with --remove-orphans) before all.
-    let levels = crate::commands::up::graph(project)?.stop_levels();
-    let mut batches: Vec<Vec<&Observed>> = Vec::new();
-    if args.remove_orphans {
-        batches.push(orphans.clone());
-    }
-    for level in &levels {
-        batches.push(
-            all.iter()
-                .filter(|o| level.iter().any(|s| s == o.service()) && selected(o))
-                .collect(),
-        );
-    }
+    let levels = crate::commands::up::graph(project)?.start_levels();
+    let observed: Vec<_> = all
+        .iter()
+        .filter(|o| selected(o) || !known(o))
+        .map(Observed::to_plan)
+        .collect();
+    let by_id = |id: &str| all.iter().find(|o| o.dir.id == id);
+    let batches: Vec<Vec<&Observed>> = plan::down(&levels, &observed, args.remove_orphans)
+        .iter()
+        .map(|level| {
+            level
+                .iter()
+                .filter_map(|op| match op {
+                    plan::Op::Remove { id, .. } => by_id(id),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
     for batch in &batches {
         stop_parallel(&ctx, batch, timeout, &progress)?;
     }

@@ -231,27 +231,18 @@ pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
         .flatten()
         .map(|name| {
             let svc = &project.services[name];
-            DesiredService {
+            Ok(DesiredService {
                 name: name.clone(),
                 hash: hashes.get(name).cloned().unwrap_or_default(),
                 scale: scale.get(name).copied().unwrap_or_else(|| replicas(svc)),
                 depends_on: svc
                     .depends_on
                     .iter()
-                    .map(|(dep, d)| Dependency {
-                        service: dep.clone(),
-                        condition: match d.condition.as_str() {
-                            "service_healthy" => Condition::Healthy,
-                            "service_completed_successfully" => Condition::CompletedSuccessfully,
-                            _ => Condition::Started,
-                        },
-                        restart: d.restart,
-                        required: d.required,
-                    })
-                    .collect(),
-            }
+                    .map(|(dep, d)| Dependency::from_compose(name, dep, d))
+                    .collect::<anyhow::Result<_>>()?,
+            })
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     if args.wait && args.no_start {
         bail!("--wait cannot be combined with --no-start: nothing would start");
     }

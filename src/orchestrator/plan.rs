@@ -20,12 +20,6 @@
 //!
 //! No I/O here: the caller observes the containers, runs the plan and prints the result.
 
-// Until `berth up` / `berth down` call it; an unfulfilled expectation then says to drop this.
-#![cfg_attr(
-    not(test),
-    expect(dead_code, reason = "not yet called by the up and down commands")
-)]
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Result, bail};
