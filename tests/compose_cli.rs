@@ -161,6 +161,77 @@ fn down_of_services_and_of_orphans() {
 }
 
 #[test]
+fn secrets_and_configs_reach_the_container() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "secr",
+        r#"
+services:
+  web:
+    image: IMAGE
+    command: ["sleep", "600"]
+    read_only: true
+    secrets:
+      - pw
+      - source: token
+        target: tok
+        uid: "1000"
+        gid: "1001"
+        mode: 0400
+    configs:
+      - source: app
+        target: /etc/app.conf
+secrets:
+  pw:
+    file: ./pw.txt
+  token:
+    environment: TOKEN
+configs:
+  app:
+    content: |
+      port=80
+"#,
+    );
+    std::fs::write(c.dir.join("pw.txt"), "file-secret\n").unwrap();
+    std::fs::write(c.dir.join(".env"), "TOKEN=env-secret\n").unwrap();
+    c.ok(&["up", "-d"]);
+    let sh = |script: &str| c.ok(&["exec", "-T", "web", "sh", "-c", script]).0;
+    let look = "for f in /run/secrets/pw /run/secrets/tok /etc/app.conf; do \
+                echo \"$(stat -c '%a %u:%g' $f) $(cat $f)\"; done";
+    let want = "444 0:0 file-secret\n400 1000:1001 env-secret\n444 0:0 port=80\n";
+    // A file: secret is the host file, bound read-only.
+    let host = std::fs::metadata(c.dir.join("pw.txt")).unwrap();
+    let want = want.replace(
+        "444 0:0 file-secret",
+        &format!(
+            "{:o} {}:{} file-secret",
+            std::os::unix::fs::PermissionsExt::mode(&host.permissions()) & 0o7777,
+            std::os::unix::fs::MetadataExt::uid(&host),
+            std::os::unix::fs::MetadataExt::gid(&host)
+        ),
+    );
+    assert_eq!(sh(look), want);
+    let out = c.run(&["exec", "-T", "web", "sh", "-c", "echo x > /run/secrets/pw"]);
+    assert!(!out.status.success(), "a file secret must be read-only");
+    // They stay across a restart of the container.
+    c.ok(&["restart", "web"]);
+    assert_eq!(sh(look), want);
+    // A missing variable is an error naming it, and nothing is created.
+    std::fs::remove_file(c.dir.join(".env")).unwrap();
+    c.ok(&["down"]);
+    let out = c.run(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("environment variable \"TOKEN\" required by secret \"token\" is not set"),
+        "{err}"
+    );
+    assert!(c.ids().is_empty());
+}
+
+#[test]
 fn network_mode_service_shares_the_namespace() {
     if !require_root() {
         return;

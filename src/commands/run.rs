@@ -152,8 +152,9 @@ pub fn run(settings: &Settings, a: &RunArgs) -> anyhow::Result<u8> {
             .filter_map(|f| f.path.as_ref().map(|p| p.display().to_string()))
             .collect(),
         join_container,
+        environment: &loaded.environment,
     };
-    let mut config = convert::container_config(&inst)?;
+    let convert::NewContainer { mut config, files } = convert::container_config(&inst)?;
     if let Some(n) = &a.name {
         config.name = n.clone();
     }
@@ -188,6 +189,6 @@ pub fn run(settings: &Settings, a: &RunArgs) -> anyhow::Result<u8> {
             .push(crate::commands::container::parse_volume_flag(v)?);
     }
     crate::commands::container::ensure_volumes(&ctx, &config.mounts)?;
-    let dir = ctx.store.create(&config)?;
+    let dir = ctx.store.create_with_files(&config, &files)?;
     crate::commands::container::run_created(&ctx, &dir, a.detach, !a.detach, tty, a.rm)
 }

@@ -312,6 +312,7 @@ pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
         renew_anon_volumes: args.renew_anon_volumes,
         stop_timeout: args.timeout.map(Duration::from_secs),
         progress,
+        environment: &loaded.environment,
     };
     up.run_parallel(&plan.removals)?;
     for level in &plan.levels {

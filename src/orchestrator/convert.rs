@@ -2,23 +2,23 @@
 //! service onto the Docker engine's container config (its `pkg/compose/create.go`), with the
 //! same precedence rules as `berth container create` (`src/commands/container.rs`).
 //!
-//! Pure but for three reads the Docker CLI also does on the client side: `label_file`s, a
-//! `security_opt: seccomp=<file>` profile, and `/dev/urandom` for the id and the names of
-//! anonymous volumes. Keys berth cannot honour and whose absence would change what the
+//! Pure but for the reads the Docker CLI also does on the client side: `label_file`s, a
+//! `security_opt: seccomp=<file>` profile, `/dev/urandom` for the id and the names of
+//! anonymous volumes, and the `file:` of a secret or config whose owner or mode is set. Keys berth cannot honour and whose absence would change what the
 //! container does are refused with an error naming the service and the key; keys that only
 //! matter elsewhere (`depends_on`, `scale`, …) or never on Linux are ignored.
-
-// Wired into `up`/`run` by the orchestrator; until then only the tests use this module.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
+use berth_compose::loader::Environment;
 use berth_compose::model::{
-    Project, ServiceConfig, ServiceNetworkConfig, ServiceVolumeConfig, Ulimit,
+    FileReferenceConfig, Project, ServiceConfig, ServiceNetworkConfig, ServiceVolumeConfig, Ulimit,
 };
 use berth_engine::container::HealthConfig;
 use berth_engine::container::spec::{self, CommandOverride};
+use berth_engine::container::store::ContainerFile;
 use berth_engine::container::{
     ContainerConfig, DeviceConfig, DnsConfig, EndpointConfig, LogConfig, MountConfig, MountKind,
     NetworkConfig, PortConfig, ProcessConfig, ResourceConfig, RestartPolicy, SeccompConfig,
@@ -49,6 +49,18 @@ pub struct ServiceInstance<'a> {
     pub config_files: Vec<String>,
     /// `network_mode: service:x` / `container:x` resolved by the caller to a container id.
     pub join_container: Option<String>,
+    /// The project's interpolation environment: the values of secrets and configs given by
+    /// `environment:`.
+    pub environment: &'a Environment,
+}
+
+/// A container about to be created: its config and the files its [`MountKind::File`] mounts
+/// bind (secrets and configs given by content), for
+/// [`berth_engine::container::store::ContainerStore::create_with_files`].
+#[derive(Debug)]
+pub struct NewContainer {
+    pub config: ContainerConfig,
+    pub files: Vec<ContainerFile>,
 }
 
 /// The container's name: `container_name`, else `<project>-<service>-<n>`.
@@ -81,18 +93,67 @@ pub fn volume_name(project: &Project, key: &str) -> String {
 /// The whole config of one container of a service (id: a fresh
 /// [`berth_engine::container::store::new_id`]; created now). `auto_remove` is left false:
 /// `run --rm` sets it; a `run --name` replaces `name` afterwards.
-pub fn container_config(inst: &ServiceInstance) -> anyhow::Result<ContainerConfig> {
+pub fn container_config(inst: &ServiceInstance) -> anyhow::Result<NewContainer> {
     let svc = inst
         .project
         .service(inst.service)
         .with_context(|| format!("no such service: {}", inst.service))?;
-    Conv { inst, svc }.build()
+    let conv = Conv {
+        inst,
+        svc,
+        files: std::cell::RefCell::new(Vec::new()),
+    };
+    let config = conv.build()?;
+    Ok(NewContainer {
+        config,
+        files: conv.files.into_inner(),
+    })
 }
 
 /// The conversion of one service, with the error helper every key uses.
 struct Conv<'a> {
     inst: &'a ServiceInstance<'a>,
     svc: &'a ServiceConfig,
+    /// The files of the [`MountKind::File`] mounts made so far.
+    files: std::cell::RefCell<Vec<ContainerFile>>,
+}
+
+/// A secret or a config.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FileRef {
+    Secret,
+    Config,
+}
+
+impl FileRef {
+    fn key(self) -> &'static str {
+        match self {
+            FileRef::Secret => "secrets",
+            FileRef::Config => "configs",
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            FileRef::Secret => "secret",
+            FileRef::Config => "config",
+        }
+    }
+
+    /// Where docker compose puts it: a secret under `/run/secrets/` unless its target is
+    /// absolute, a config at `/<source>` or `/<target>`.
+    fn target(self, r: &FileReferenceConfig) -> String {
+        let name = if r.target.is_empty() {
+            &r.source
+        } else {
+            &r.target
+        };
+        match self {
+            _ if name.starts_with('/') => name.clone(),
+            FileRef::Secret => format!("/run/secrets/{name}"),
+            FileRef::Config => format!("/{name}"),
+        }
+    }
 }
 
 impl Conv<'_> {
@@ -192,8 +253,6 @@ impl Conv<'_> {
                 !s.runtime.is_empty() && s.runtime != "runc" && s.runtime != "youki",
             ),
             ("gpus", !s.gpus.is_empty()),
-            ("secrets", !s.secrets.is_empty()),
-            ("configs", !s.configs.is_empty()),
             ("volumes_from", !s.volumes_from.is_empty()),
             ("external_links", !s.external_links.is_empty()),
             ("storage_opt", !s.storage_opt.is_empty()),
@@ -355,6 +414,15 @@ impl Conv<'_> {
             let key = format!("tmpfs[{i}]");
             push(self.tmpfs_entry(t, &key)?, key)?;
         }
+        for (kind, refs) in [
+            (FileRef::Secret, &self.svc.secrets),
+            (FileRef::Config, &self.svc.configs),
+        ] {
+            for (i, r) in refs.iter().enumerate() {
+                let key = format!("{}[{i}]", kind.key());
+                push(self.file_reference(kind, i, r, &key)?, key)?;
+            }
+        }
         for target in &self.inst.image.config.volumes {
             let t = target.trim_end_matches('/');
             if !mounts.iter().any(|m| m.target.trim_end_matches('/') == t) {
@@ -371,6 +439,157 @@ impl Conv<'_> {
             }
         }
         Ok(mounts)
+    }
+
+    /// One entry of `secrets:` or `configs:`, as docker compose gives it: an object with
+    /// `content` or `environment` is copied into the container (owner `uid`:`gid`, default
+    /// root, mode default 0444); one with a `file` is bind-mounted read-only, except that
+    /// berth copies it too when `uid`, `gid` or `mode` is set, which docker compose ignores
+    /// with a warning. `external` objects live in Swarm and are refused.
+    fn file_reference(
+        &self,
+        kind: FileRef,
+        index: usize,
+        r: &FileReferenceConfig,
+        key: &str,
+    ) -> anyhow::Result<MountConfig> {
+        let project = self.inst.project;
+        let (file, environment, content, external, driver, template_driver) = match kind {
+            FileRef::Secret => {
+                let d = project.secrets.get(&r.source);
+                d.map(|d| {
+                    (
+                        &d.file,
+                        &d.environment,
+                        &d.content,
+                        d.external.0,
+                        &d.driver,
+                        &d.template_driver,
+                    )
+                })
+            }
+            FileRef::Config => {
+                let d = project.configs.get(&r.source);
+                d.map(|d| {
+                    (
+                        &d.file,
+                        &d.environment,
+                        &d.content,
+                        d.external.0,
+                        &d.driver,
+                        &d.template_driver,
+                    )
+                })
+            }
+        }
+        .ok_or_else(|| {
+            self.err(
+                key,
+                format!(
+                    "{} {:?} is not defined in the top-level `{}:`",
+                    kind.noun(),
+                    r.source,
+                    kind.key()
+                ),
+            )
+        })?;
+        let noun = kind.noun();
+        let source = &r.source;
+        if external {
+            return Err(self.err(
+                key,
+                format!(
+                    "{noun} {source:?} is external: external {}s live in Swarm, which berth \
+                     is not; give it a `file:` or an `environment:`",
+                    noun
+                ),
+            ));
+        }
+        if !driver.is_empty() || !template_driver.is_empty() {
+            return Err(self.err(
+                key,
+                format!("{noun} {source:?}: `driver` and `template_driver` are not supported"),
+            ));
+        }
+        let target = kind.target(r);
+        let content: Option<Vec<u8>> = if !content.is_empty() {
+            Some(content.clone().into_bytes())
+        } else if !environment.is_empty() {
+            let value = self.inst.environment.get(environment).ok_or_else(|| {
+                self.err(
+                    key,
+                    format!(
+                        "environment variable {environment:?} required by {noun} {source:?} \
+                         is not set"
+                    ),
+                )
+            })?;
+            Some(value.clone().into_bytes())
+        } else if file.is_empty() {
+            return Err(self.err(
+                key,
+                format!("{noun} {source:?} has none of file, environment, content"),
+            ));
+        } else {
+            let path = self.absolute(file);
+            if !path.exists() {
+                return Err(self.err(
+                    key,
+                    format!("{noun} {source:?}: file {} does not exist", path.display()),
+                ));
+            }
+            if r.uid.is_empty() && r.gid.is_empty() && r.mode.is_none() {
+                return Ok(MountConfig {
+                    target,
+                    read_only: true,
+                    kind: MountKind::Bind {
+                        source: path,
+                        propagation: None,
+                        create_host_path: false,
+                    },
+                });
+            }
+            Some(std::fs::read(&path).map_err(|e| {
+                self.err(
+                    key,
+                    format!("{noun} {source:?}: read {}: {e}", path.display()),
+                )
+            })?)
+        };
+        let id = |what: &str, v: &str| -> anyhow::Result<u32> {
+            if v.is_empty() {
+                return Ok(0);
+            }
+            v.parse().map_err(|_| {
+                self.err(
+                    &format!("{key}.{what}"),
+                    format!("{v:?} is not a numeric id"),
+                )
+            })
+        };
+        let mode = match r.mode {
+            None => 0o444,
+            Some(m) if (0..=0o7777).contains(&m.0) => m.0 as u32,
+            Some(m) => {
+                return Err(self.err(
+                    &format!("{key}.mode"),
+                    format!("{:o} is not a file mode", m.0),
+                ));
+            }
+        };
+        let name = format!("{noun}-{index}");
+        self.files.borrow_mut().push(ContainerFile {
+            name: name.clone(),
+            content: content.unwrap_or_default(),
+            uid: id("uid", &r.uid)?,
+            gid: id("gid", &r.gid)?,
+            mode,
+        });
+        Ok(MountConfig {
+            target,
+            read_only: false,
+            kind: MountKind::File { name },
+        })
     }
 
     /// One long-syntax `volumes:` entry.
@@ -1030,13 +1249,21 @@ mod tests {
             working_dir: "/proj".into(),
             config_files: vec!["/proj/compose.yaml".into(), "/proj/override.yaml".into()],
             join_container: None,
+            environment: &ENVIRONMENT,
         }
     }
+
+    static ENVIRONMENT: std::sync::LazyLock<Environment> = std::sync::LazyLock::new(|| {
+        Environment::from([
+            ("TOKEN".to_string(), "from-env".to_string()),
+            ("EMPTY".to_string(), String::new()),
+        ])
+    });
 
     fn convert(yaml: &str) -> anyhow::Result<ContainerConfig> {
         let p = load(yaml);
         let img = image();
-        container_config(&inst(&p, &img, "web"))
+        container_config(&inst(&p, &img, "web")).map(|c| c.config)
     }
 
     fn ok(yaml: &str) -> ContainerConfig {
@@ -1182,11 +1409,11 @@ mod tests {
         let img = image();
         let mut i = inst(&p, &img, "web");
         i.oneoff = true;
-        let c = container_config(&i).expect("converts");
+        let c = container_config(&i).expect("converts").config;
         assert_eq!(c.name, format!("demo-web-run-{}", &c.id[..12]));
         assert_eq!(c.labels[labels::ONEOFF], "True");
         let i = inst(&p, &img, "web");
-        assert_eq!(container_config(&i).expect("converts").name, "fixed");
+        assert_eq!(container_config(&i).expect("converts").config.name, "fixed");
         let i = inst(&p, &img, "nope");
         assert!(container_config(&i).is_err());
     }
@@ -1442,7 +1669,9 @@ mod tests {
              networks:\n  a: {}\n  b: {name: bee}\n  c: {}\n",
         );
         let img = image();
-        let c = container_config(&inst(&p, &img, "web")).expect("converts");
+        let c = container_config(&inst(&p, &img, "web"))
+            .expect("converts")
+            .config;
         let nets: Vec<_> = c.networks.iter().map(|n| n.network.as_str()).collect();
         assert_eq!(nets, ["demo_c", "demo_a", "bee"]);
         // The service's own MAC goes to the first network only when it has none of its own.
@@ -1458,7 +1687,9 @@ mod tests {
         assert_eq!(b.interface_name.as_deref(), Some("eth9"));
 
         let p = load("services:\n  web:\n    image: x\n    mac_address: 02:00:00:00:00:01\n");
-        let c = container_config(&inst(&p, &img, "web")).expect("converts");
+        let c = container_config(&inst(&p, &img, "web"))
+            .expect("converts")
+            .config;
         assert_eq!(
             c.networks[0].mac_address.as_deref(),
             Some("02:00:00:00:00:01")
@@ -1481,7 +1712,7 @@ mod tests {
         let img = image();
         let mut i = inst(&p, &img, "web");
         i.join_container = Some("f".repeat(64));
-        let c = container_config(&i).expect("converts");
+        let c = container_config(&i).expect("converts").config;
         assert_eq!(c.network, NetworkConfig::Container("f".repeat(64)));
         assert!(c.networks.is_empty());
 
@@ -1574,7 +1805,7 @@ mod tests {
                 start_interval: None,
                 retries: Some(4),
             });
-            container_config(&inst(&p, &img, "web")).map(|c| c.healthcheck)
+            container_config(&inst(&p, &img, "web")).map(|c| c.config.healthcheck)
         };
         // No healthcheck key: the image's, with Docker's defaults for what it leaves unset.
         let hc = with_image_check("services:\n  web:\n    image: x\n")
@@ -1645,6 +1876,91 @@ mod tests {
     }
 
     #[test]
+    fn secrets_and_configs_as_docker_compose_places_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw.txt");
+        std::fs::write(&file, "from-file").unwrap();
+        let yaml = format!(
+            "services:\n  web:\n    image: x\n    secrets:\n      - pw\n      - source: tok\n        \
+             target: token\n        uid: '1000'\n        mode: 0400\n      - {{source: inline, target: /etc/inline}}\n    \
+             configs:\n      - conf\n      - {{source: pw_conf, target: etc/app.conf, gid: '5', mode: 0640}}\n\
+             secrets:\n  pw: {{file: {f}}}\n  tok: {{environment: TOKEN}}\n  inline: {{environment: EMPTY}}\n\
+             configs:\n  conf: {{content: 'a=1'}}\n  pw_conf: {{file: {f}}}\n",
+            f = file.display()
+        );
+        let p = load(&yaml);
+        let img = image();
+        let NewContainer { config, files } = container_config(&inst(&p, &img, "web")).unwrap();
+        let by_target = |t: &str| {
+            config
+                .mounts
+                .iter()
+                .find(|m| m.target == t)
+                .unwrap_or_else(|| panic!("no mount at {t}: {:?}", config.mounts))
+        };
+        // A file: bound read-only.
+        let m = by_target("/run/secrets/pw");
+        assert!(m.read_only);
+        assert!(matches!(&m.kind, MountKind::Bind { source, .. } if *source == file));
+        // environment and content: files of the container, 0444 root unless told.
+        let file_of = |t: &str| {
+            let MountKind::File { name } = &by_target(t).kind else {
+                panic!("{t} is not a container file");
+            };
+            files.iter().find(|f| &f.name == name).unwrap().clone()
+        };
+        let tok = file_of("/run/secrets/token");
+        assert_eq!(
+            (tok.content.as_slice(), tok.uid, tok.gid, tok.mode),
+            (&b"from-env"[..], 1000, 0, 0o400)
+        );
+        assert_eq!(file_of("/etc/inline").content, b"");
+        let conf = file_of("/conf");
+        assert_eq!((conf.content.as_slice(), conf.mode), (&b"a=1"[..], 0o444));
+        // A file with an owner or mode is copied so that they hold.
+        let pw_conf = file_of("/etc/app.conf");
+        assert_eq!(
+            (pw_conf.content.as_slice(), pw_conf.gid, pw_conf.mode),
+            (&b"from-file"[..], 5, 0o640)
+        );
+        // Nothing of the content is in the config that `inspect` prints.
+        let json = serde_json::to_string(&config).unwrap();
+        assert!(
+            !json.contains("from-env") && !json.contains("a=1"),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn secrets_and_configs_that_cannot_be_given() {
+        let base = "services:\n  web:\n    image: x\n";
+        for (yaml, want) in [
+            (
+                "    secrets: [s]\nsecrets:\n  s: {environment: UNSET}\n",
+                "service \"web\": secrets[0]: environment variable \"UNSET\" required by secret \"s\" is not set",
+            ),
+            (
+                "    secrets: [s]\nsecrets:\n  s: {external: true}\n",
+                "service \"web\": secrets[0]: secret \"s\" is external: external secrets live in Swarm, which berth is not; give it a `file:` or an `environment:`",
+            ),
+            (
+                "    configs: [c]\nconfigs:\n  c: {file: /nonexistent/c.conf}\n",
+                "service \"web\": configs[0]: config \"c\": file /nonexistent/c.conf does not exist",
+            ),
+            (
+                "    secrets: [{source: s, uid: app}]\nsecrets:\n  s: {environment: TOKEN}\n",
+                "service \"web\": secrets[0].uid: \"app\" is not a numeric id",
+            ),
+            (
+                "    secrets: [s, {source: s, target: s}]\nsecrets:\n  s: {environment: TOKEN}\n",
+                "service \"web\": secrets[1]: duplicate mount point /run/secrets/s",
+            ),
+        ] {
+            assert_eq!(err(&format!("{base}{yaml}")), want, "{yaml}");
+        }
+    }
+
+    #[test]
     fn unsupported_keys_are_refused() {
         for (key, yaml) in [
             ("pid", "pid: host"),
@@ -1652,8 +1968,6 @@ mod tests {
             ("userns_mode", "userns_mode: host"),
             ("gpus", "gpus: all"),
             ("volumes_from", "volumes_from: [other]"),
-            ("secrets", "secrets: [s]"),
-            ("configs", "configs: [c]"),
         ] {
             let e = err(&format!(
                 "services:\n  web:\n    image: x\n    {yaml}\n  other: {{image: x}}\n\

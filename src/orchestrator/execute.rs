@@ -54,6 +54,8 @@ pub struct UpContext<'a> {
     pub renew_anon_volumes: bool,
     pub stop_timeout: Option<Duration>,
     pub progress: Progress,
+    /// The project's interpolation environment (secrets and configs by `environment:`).
+    pub environment: &'a berth_compose::loader::Environment,
 }
 
 /// The project networks the services use (and `default` when a service has no
@@ -214,6 +216,7 @@ impl UpContext<'_> {
             working_dir: self.working_dir.clone(),
             config_files: self.config_files.clone(),
             join_container,
+            environment: self.environment,
         })
     }
 
@@ -242,12 +245,12 @@ impl UpContext<'_> {
         previous: Option<&ContainerConfig>,
     ) -> anyhow::Result<ContainerDir> {
         let inst = self.instance(service, number)?;
-        let mut config = convert::container_config(&inst)?;
+        let convert::NewContainer { mut config, files } = convert::container_config(&inst)?;
         if let Some(prev) = previous.filter(|_| !self.renew_anon_volumes) {
             inherit_anonymous_volumes(&mut config, prev);
         }
         crate::commands::container::ensure_volumes(self.ctx, &config.mounts)?;
-        let dir = self.ctx.store.create(&config)?;
+        let dir = self.ctx.store.create_with_files(&config, &files)?;
         self.progress.line("Container", &config.name, "Created");
         Ok(dir)
     }

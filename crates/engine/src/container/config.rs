@@ -188,6 +188,11 @@ pub enum MountKind {
         #[serde(default)]
         subpath: Option<String>,
     },
+    /// A file berth wrote into the container's directory when it created it
+    /// (`files/<name>`, see [`crate::container::store::ContainerFile`]): a compose secret or
+    /// config given by `content` or `environment`, which docker compose copies into the
+    /// container. The content is not in the config, so `inspect` never shows it.
+    File { name: String },
     /// A tmpfs.
     Tmpfs {
         /// Bytes; unlimited (the kernel's default: half of RAM) when `None`.

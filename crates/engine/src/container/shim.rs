@@ -439,7 +439,8 @@ impl Shim {
         let mounting = Lock::exclusive(&dir.rootfs_lock())?;
         enter_private_mount_namespace();
         let rootfs = Rootfs::mount(stores, &image, &dir.path)?;
-        let volume_sources = prepare_mounts(&stores.root, config, rootfs.merged())?;
+        let volume_sources =
+            prepare_mounts(&stores.root, config, rootfs.merged(), &dir.files_dir())?;
 
         // The bundle.
         let bundle = store.bundle_dir(&dir.id);
@@ -447,6 +448,7 @@ impl Shim {
         let ctx = SpecContext {
             rootfs: rootfs.merged().to_path_buf(),
             etc_dir: bundle.clone(),
+            files_dir: dir.files_dir(),
             cgroups_path: cgroups_path(config),
             volume_sources,
             init_binary: init_binary(config),
@@ -1165,11 +1167,12 @@ fn enter_private_mount_namespace() {
 
 /// Volumes: each one's host directory, filled from the image on first use (Docker's copy-up)
 /// unless `nocopy`. Binds: a missing source is created when the short syntax asked for it,
-/// else refused.
+/// else refused. Files written at create must still be there.
 fn prepare_mounts(
     root: &crate::layout::Root,
     config: &ContainerConfig,
     rootfs: &Path,
+    files_dir: &Path,
 ) -> Result<BTreeMap<String, PathBuf>, ShimError> {
     let mut sources = BTreeMap::new();
     let mut volumes = None;
@@ -1209,6 +1212,16 @@ fn prepare_mounts(
                             source.display()
                         )));
                     }
+                }
+            }
+            MountKind::File { name } => {
+                let path = files_dir.join(name);
+                if !path.is_file() {
+                    return Err(ShimError::Msg(format!(
+                        "the file for {} is missing: {} (recreate the container)",
+                        m.target,
+                        path.display()
+                    )));
                 }
             }
             MountKind::Tmpfs { .. } => {}

@@ -180,6 +180,8 @@ pub struct SpecContext {
     /// Holds `hostname`, `hosts`, `resolv.conf` written by
     /// [`crate::container::etc::write_etc_files`] before the spec is used (the bundle).
     pub etc_dir: PathBuf,
+    /// The container's `files/` ([`MountKind::File`] sources).
+    pub files_dir: PathBuf,
     /// The OCI `cgroupsPath` (e.g. `/berth/<id>` or `system.slice:berth:<id>`).
     pub cgroups_path: String,
     /// Volume name → its host directory.
@@ -374,6 +376,20 @@ fn user_mount(m: &MountConfig, ctx: &SpecContext) -> Result<Mount, SpecError> {
                 None => dir.clone(),
             };
             bind(&m.target, &source, "rprivate", m.read_only)
+        }
+        MountKind::File { name } => {
+            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                return Err(SpecError::Resources(format!(
+                    "invalid file name {name:?} for {}",
+                    m.target
+                )));
+            }
+            bind(
+                &m.target,
+                &ctx.files_dir.join(name),
+                "rprivate",
+                m.read_only,
+            )
         }
         MountKind::Tmpfs { size, mode } => {
             let mut opts = strings(&["noexec", "nosuid", "nodev", "rprivate"]);
@@ -907,6 +923,7 @@ mod tests {
         let ctx = SpecContext {
             rootfs,
             etc_dir: dir.path().join("ctr"),
+            files_dir: dir.path().join("files"),
             cgroups_path: "/berth/abc".into(),
             volume_sources: [("data".to_string(), vol)].into_iter().collect(),
             init_binary: Some(dir.path().join("tini")),
@@ -1110,6 +1127,31 @@ mod tests {
             "host devices are passed"
         );
         assert!(!opts(find(&spec, "/sys").unwrap()).contains(&"ro"));
+    }
+
+    #[test]
+    fn container_files_are_bound_from_the_files_directory() {
+        let f = fixture();
+        let mut c = cfg();
+        c.mounts = vec![MountConfig {
+            target: "/run/secrets/token".into(),
+            read_only: false,
+            kind: MountKind::File {
+                name: "secret-token".into(),
+            },
+        }];
+        let spec = build_spec(&c, &f.ctx).unwrap();
+        let m = find(&spec, "/run/secrets/token").unwrap();
+        assert_eq!(
+            m.source().as_deref(),
+            Some(&*f.ctx.files_dir.join("secret-token"))
+        );
+        assert!(opts(m).contains(&"rbind") && !opts(m).contains(&"ro"));
+        // A name is never a path: nothing outside files/ can be bound this way.
+        for bad in ["../config.json", "", ".."] {
+            c.mounts[0].kind = MountKind::File { name: bad.into() };
+            assert!(build_spec(&c, &f.ctx).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

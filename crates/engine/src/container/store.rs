@@ -38,6 +38,8 @@ pub const ROOTFS_LOCK_FILE: &str = "rootfs.lock";
 pub const SHIM_LOG_FILE: &str = "shim.log";
 /// The container's output.
 pub const LOG_DIR: &str = "log";
+/// Files written at create and bind-mounted into the container ([`MountKind::File`]).
+pub const FILES_DIR: &str = "files";
 const TMP_PREFIX: &str = ".tmp-";
 
 /// Why a store operation failed.
@@ -61,6 +63,33 @@ pub enum StoreError {
     /// A filesystem operation failed.
     #[error(transparent)]
     Fs(#[from] FsError),
+}
+
+/// A file of the container written when it is created and mounted by a [`MountKind::File`]
+/// of the same name: what docker compose copies into a container for a secret or config
+/// given by `content` or `environment`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ContainerFile {
+    /// A plain file name (no `/`), unique in the container.
+    pub name: String,
+    pub content: Vec<u8>,
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+impl std::fmt::Debug for ContainerFile {
+    // The content may be a secret: never in a log or a panic message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerFile")
+            .field("name", &self.name)
+            .field("len", &self.content.len())
+            .field("uid", &self.uid)
+            .field("gid", &self.gid)
+            .field("mode", &format_args!("{:o}", self.mode))
+            .finish()
+    }
 }
 
 /// All containers under one root.
@@ -95,6 +124,10 @@ impl ContainerDir {
     }
     pub fn log_dir(&self) -> PathBuf {
         self.path.join(LOG_DIR)
+    }
+    /// Where the files of [`MountKind::File`] mounts are.
+    pub fn files_dir(&self) -> PathBuf {
+        self.path.join(FILES_DIR)
     }
 
     /// The configuration.
@@ -184,7 +217,27 @@ impl ContainerStore {
     /// Creates the container record: reserves the name, then commits config and an initial
     /// `created` state in one rename.
     pub fn create(&self, config: &ContainerConfig) -> Result<ContainerDir, StoreError> {
+        self.create_with_files(config, &[])
+    }
+
+    /// [`ContainerStore::create`] with `files` written into the container's `files/`
+    /// directory (only root can traverse it; the container sees each file through its
+    /// bind mount, with the file's own owner and mode) before the container appears.
+    pub fn create_with_files(
+        &self,
+        config: &ContainerConfig,
+        files: &[ContainerFile],
+    ) -> Result<ContainerDir, StoreError> {
         validate_name(&config.name)?;
+        for f in files {
+            if f.name.is_empty() || f.name.contains('/') || f.name == "." || f.name == ".." {
+                return Err(StoreError::Fs(FsError::io(
+                    "name a container file",
+                    Path::new(&f.name),
+                    io::Error::from(io::ErrorKind::InvalidInput),
+                )));
+            }
+        }
         let link = self.dir.join(NAMES_DIR).join(&config.name);
         match std::os::unix::fs::symlink(&config.id, &link) {
             Ok(()) => {}
@@ -210,6 +263,9 @@ impl ContainerStore {
             fs::create_dir(&tmp).map_err(|e| FsError::io("create directory", &tmp, e))?;
             fsutil::write_json_atomic(&tmp.join(CONFIG_FILE), config)?;
             fsutil::write_json_atomic(&tmp.join(STATE_FILE), &ContainerState::default())?;
+            if !files.is_empty() {
+                write_files(&tmp.join(FILES_DIR), files)?;
+            }
             let dst = self.dir.join(&config.id);
             fs::rename(&tmp, &dst).map_err(|e| FsError::io("commit container", &dst, e))?;
             fsutil::fsync_dir(&self.dir)?;
@@ -380,6 +436,37 @@ fn is_id(s: &str) -> bool {
 }
 
 /// Docker's rule for container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+/// Writes `files` into a new directory `dir` (mode 0700): each with its owner and mode, and
+/// synced, as the rest of a container's directory is before its rename commits it.
+fn write_files(dir: &Path, files: &[ContainerFile]) -> Result<(), FsError> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| FsError::io("create directory", dir, e))?;
+    for f in files {
+        let path = dir.join(&f.name);
+        let io = |op: &'static str| {
+            let path = path.clone();
+            move |e| FsError::io(op, path, e)
+        };
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io("create"))?;
+        file.write_all(&f.content).map_err(io("write"))?;
+        std::os::unix::fs::fchown(&file, Some(f.uid), Some(f.gid)).map_err(io("chown"))?;
+        // After the chown, which clears set-id bits.
+        file.set_permissions(fs::Permissions::from_mode(f.mode & 0o7777))
+            .map_err(io("chmod"))?;
+        file.sync_all().map_err(io("fsync"))?;
+    }
+    fsutil::fsync_dir(dir)
+}
+
 pub fn validate_name(name: &str) -> Result<(), StoreError> {
     let mut bytes = name.bytes();
     let ok = name.len() >= 2
@@ -454,6 +541,48 @@ mod tests {
                 .next()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn files_are_written_with_their_owner_and_mode() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::open(tmp.path().join("r")).unwrap();
+        let store = ContainerStore::open(&root).unwrap();
+        let uid = rustix::process::geteuid().as_raw();
+        let gid = rustix::process::getegid().as_raw();
+        let file = |name: &str, mode| ContainerFile {
+            name: name.into(),
+            content: b"s3cret".to_vec(),
+            uid,
+            gid,
+            mode,
+        };
+        let dir = store
+            .create_with_files(&cfg("f-1"), &[file("a", 0o440), file("b", 0o644)])
+            .unwrap();
+        assert_eq!(fs::read(dir.files_dir().join("a")).unwrap(), b"s3cret");
+        let meta = |n: &str| fs::metadata(dir.files_dir().join(n)).unwrap();
+        assert_eq!(meta("a").mode() & 0o7777, 0o440);
+        assert_eq!(meta("b").mode() & 0o7777, 0o644);
+        assert_eq!((meta("a").uid(), meta("a").gid()), (uid, gid));
+        assert_eq!(
+            fs::metadata(dir.files_dir()).unwrap().mode() & 0o7777,
+            0o700
+        );
+        // The content never shows in a debug print.
+        assert!(!format!("{:?}", file("a", 0o400)).contains("s3cret"));
+        // A name that is a path is refused before anything is created.
+        for bad in ["../x", "", ".."] {
+            assert!(
+                store
+                    .create_with_files(&cfg("f-2"), &[file(bad, 0o400)])
+                    .is_err()
+            );
+        }
+        assert!(store.resolve("f-2").is_err());
+        assert_eq!(store.ids().unwrap().len(), 1);
+        store.remove(&dir).unwrap();
     }
 
     #[test]
