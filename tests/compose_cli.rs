@@ -232,6 +232,66 @@ configs:
 }
 
 #[test]
+fn pid_ipc_and_uts_namespaces_of_a_service_or_the_host() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "pidns",
+        r#"
+services:
+  a:
+    image: IMAGE
+    command: ["sh", "-c", "echo shared > /dev/shm/mark && exec sleep 600"]
+  b:
+    image: IMAGE
+    command: ["sleep", "601"]
+    pid: "service:a"
+    ipc: "service:a"
+  h:
+    image: IMAGE
+    command: ["sleep", "602"]
+    pid: host
+    uts: host
+"#,
+    );
+    c.ok(&["up", "-d"]);
+    let sh = |svc: &str, script: &str| {
+        c.ok(&["exec", "-T", svc, "sh", "-c", script])
+            .0
+            .trim()
+            .to_string()
+    };
+    // b sees a's processes and a's /dev/shm.
+    let wait_mark = "for i in $(seq 100); do [ -f /dev/shm/mark ] && break; sleep 0.05; done; \
+                     cat /dev/shm/mark";
+    assert_eq!(sh("b", wait_mark), "shared");
+    let ps = sh("b", "ps -o args");
+    assert!(ps.contains("sleep 600"), "{ps}");
+    assert_eq!(
+        sh("a", "readlink /proc/self/ns/pid"),
+        sh("b", "readlink /proc/self/ns/pid")
+    );
+    // a does not see b's shm through its own: they are one.
+    assert_eq!(sh("a", "ls /dev/shm"), "mark");
+    // h is in the host's PID and UTS namespaces.
+    let host_pidns = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    assert_eq!(
+        sh("h", "readlink /proc/self/ns/pid"),
+        host_pidns.to_str().unwrap()
+    );
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(sh("h", "hostname"), host_name.trim());
+    assert_eq!(sh("h", "cat /etc/hostname"), host_name.trim());
+    assert_ne!(sh("a", "hostname"), host_name.trim());
+    // The host's name is untouched by it all.
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+        host_name
+    );
+}
+
+#[test]
 fn network_mode_service_shares_the_namespace() {
     if !require_root() {
         return;

@@ -9,8 +9,9 @@ use anyhow::{Context, bail};
 use berth_engine::container::lifecycle::{self, LifecycleError};
 use berth_engine::container::store::{self as cstore, ContainerDir, ContainerStore};
 use berth_engine::container::{
-    ContainerConfig, ContainerState, DnsConfig, LogConfig, MountConfig, MountKind, NetworkConfig,
-    ProcessConfig, ResourceConfig, RestartPolicy, SeccompConfig, SecurityConfig, Status,
+    ContainerConfig, ContainerState, DnsConfig, LogConfig, MountConfig, MountKind, NamespaceMode,
+    NetworkConfig, ProcessConfig, ResourceConfig, RestartPolicy, SeccompConfig, SecurityConfig,
+    Status,
 };
 use berth_engine::images::ImageRecord;
 use berth_engine::reference::Reference;
@@ -965,6 +966,11 @@ pub fn create(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Con
             window_ms: None,
         },
         network,
+        // `--pid`, `--ipc`, `--uts`, `--cgroupns` are not flags of berth's yet.
+        pid: NamespaceMode::Private,
+        ipc: NamespaceMode::Private,
+        uts: NamespaceMode::Private,
+        cgroupns: NamespaceMode::Private,
         networks,
         ports,
         auto_remove: a.rm,

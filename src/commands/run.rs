@@ -125,17 +125,21 @@ pub fn run(settings: &Settings, a: &RunArgs) -> anyhow::Result<u8> {
         );
     }
     let image = crate::commands::container::image_for(&ctx, &svc.image, &svc.pull_policy)?;
-    let join_container = match svc.network_mode.split_once(':') {
-        Some(("service", other)) => Some(
-            crate::orchestrator::observe::project_containers(&ctx.store, &project.name)?
-                .into_iter()
-                .find(|o| o.service() == other && o.running())
-                .map(|o| o.dir.id)
-                .with_context(|| format!("service {other} is not running"))?,
-        ),
-        Some(("container", other)) => Some(ctx.resolve(other)?.id),
-        _ => None,
-    };
+    let mut joined = std::collections::BTreeMap::new();
+    for mode in [&svc.network_mode, &svc.pid, &svc.ipc] {
+        let id = match mode.split_once(':') {
+            Some(("service", other)) => {
+                crate::orchestrator::observe::project_containers(&ctx.store, &project.name)?
+                    .into_iter()
+                    .find(|o| o.service() == other && o.running())
+                    .map(|o| o.dir.id)
+                    .with_context(|| format!("service {other} is not running"))?
+            }
+            Some(("container", other)) => ctx.resolve(other)?.id,
+            _ => continue,
+        };
+        joined.insert(mode.clone(), id);
+    }
     let hashes = crate::commands::up::hashes(&project)?;
     let inst = ServiceInstance {
         project: &project,
@@ -151,7 +155,7 @@ pub fn run(settings: &Settings, a: &RunArgs) -> anyhow::Result<u8> {
             .iter()
             .filter_map(|f| f.path.as_ref().map(|p| p.display().to_string()))
             .collect(),
-        join_container,
+        joined,
         environment: &loaded.environment,
     };
     let convert::NewContainer { mut config, files } = convert::container_config(&inst)?;

@@ -21,8 +21,8 @@ use berth_engine::container::spec::{self, CommandOverride};
 use berth_engine::container::store::ContainerFile;
 use berth_engine::container::{
     ContainerConfig, DeviceConfig, DnsConfig, EndpointConfig, LogConfig, MountConfig, MountKind,
-    NetworkConfig, PortConfig, ProcessConfig, ResourceConfig, RestartPolicy, SeccompConfig,
-    SecurityConfig,
+    NamespaceMode, NetworkConfig, PortConfig, ProcessConfig, ResourceConfig, RestartPolicy,
+    SeccompConfig, SecurityConfig,
 };
 use berth_engine::images::ImageRecord;
 
@@ -47,8 +47,9 @@ pub struct ServiceInstance<'a> {
     pub working_dir: String,
     /// The compose files, absolute.
     pub config_files: Vec<String>,
-    /// `network_mode: service:x` / `container:x` resolved by the caller to a container id.
-    pub join_container: Option<String>,
+    /// The containers whose namespaces the service joins, resolved by the caller: each
+    /// `service:x` / `container:x` value of `network_mode`, `pid` and `ipc` → container id.
+    pub joined: BTreeMap<String, String>,
     /// The project's interpolation environment: the values of secrets and configs given by
     /// `environment:`.
     pub environment: &'a Environment,
@@ -179,6 +180,7 @@ impl Conv<'_> {
         };
         let mounts = self.mounts()?;
         let (network, networks) = self.networking()?;
+        let (pid, ipc, uts, cgroupns) = self.namespace_modes()?;
         let ports = self.ports(&network)?;
         Ok(ContainerConfig {
             id,
@@ -214,6 +216,10 @@ impl Conv<'_> {
             log: self.log()?,
             restart: self.restart()?,
             network,
+            pid,
+            ipc,
+            uts,
+            cgroupns,
             networks,
             ports,
             auto_remove: false,
@@ -243,11 +249,7 @@ impl Conv<'_> {
         let s = self.svc;
         let unsupported = |key: &str| self.err(key, "not supported by berth");
         let set = [
-            ("pid", !s.pid.is_empty()),
-            ("ipc", !s.ipc.is_empty()),
-            ("uts", !s.uts.is_empty()),
             ("userns_mode", !s.userns_mode.is_empty()),
-            ("cgroup", !s.cgroup.is_empty() && s.cgroup != "private"),
             (
                 "runtime",
                 !s.runtime.is_empty() && s.runtime != "runc" && s.runtime != "youki",
@@ -1028,6 +1030,72 @@ impl Conv<'_> {
         Ok(policy)
     }
 
+    /// The container a `service:x` / `container:x` value of `key` names.
+    fn joined(&self, key: &str, mode: &str) -> anyhow::Result<String> {
+        self.inst.joined.get(mode).cloned().ok_or_else(|| {
+            self.err(
+                key,
+                format!("{mode:?}: the container to join is not running"),
+            )
+        })
+    }
+
+    /// `pid`, `ipc`, `uts`, `cgroup`: the namespaces besides the network's, as Docker reads
+    /// them.
+    fn namespace_modes(
+        &self,
+    ) -> anyhow::Result<(NamespaceMode, NamespaceMode, NamespaceMode, NamespaceMode)> {
+        let svc = self.svc;
+        let shared = |key: &str, mode: &str| -> anyhow::Result<Option<NamespaceMode>> {
+            Ok(match mode {
+                "host" => Some(NamespaceMode::Host),
+                m if m.starts_with("service:") || m.starts_with("container:") => {
+                    Some(NamespaceMode::Container(self.joined(key, m)?))
+                }
+                _ => None,
+            })
+        };
+        let pid = match svc.pid.as_str() {
+            "" => NamespaceMode::Private,
+            m => shared("pid", m)?.ok_or_else(|| {
+                self.err(
+                    "pid",
+                    format!("{m:?} is not supported (host, service:NAME, container:NAME)"),
+                )
+            })?,
+        };
+        let ipc = match svc.ipc.as_str() {
+            "" | "private" | "shareable" => NamespaceMode::Private,
+            "none" => NamespaceMode::None,
+            m => shared("ipc", m)?.ok_or_else(|| {
+                self.err(
+                    "ipc",
+                    format!(
+                        "{m:?} is not supported (private, shareable, none, host, service:NAME, \
+                         container:NAME)"
+                    ),
+                )
+            })?,
+        };
+        let uts = match svc.uts.as_str() {
+            "" => NamespaceMode::Private,
+            "host" if !svc.hostname.is_empty() || !svc.domainname.is_empty() => {
+                return Err(self.err(
+                    "uts",
+                    "conflicting options: `hostname`/`domainname` and `uts: host`",
+                ));
+            }
+            "host" => NamespaceMode::Host,
+            m => return Err(self.err("uts", format!("{m:?} is not supported (host)"))),
+        };
+        let cgroupns = match svc.cgroup.as_str() {
+            "" | "private" => NamespaceMode::Private,
+            "host" => NamespaceMode::Host,
+            m => return Err(self.err("cgroup", format!("{m:?} is not supported (host, private)"))),
+        };
+        Ok((pid, ipc, uts, cgroupns))
+    }
+
     /// `network_mode` and `networks`.
     fn networking(&self) -> anyhow::Result<(NetworkConfig, Vec<EndpointConfig>)> {
         let svc = self.svc;
@@ -1037,13 +1105,7 @@ impl Conv<'_> {
             "host" => Some(NetworkConfig::Host),
             "none" => Some(NetworkConfig::None),
             m if m.starts_with("service:") || m.starts_with("container:") => {
-                let id = self.inst.join_container.clone().ok_or_else(|| {
-                    self.err(
-                        "network_mode",
-                        format!("{m:?}: the container to join is not running"),
-                    )
-                })?;
-                Some(NetworkConfig::Container(id))
+                Some(NetworkConfig::Container(self.joined("network_mode", m)?))
             }
             m => {
                 return Err(self.err(
@@ -1248,7 +1310,7 @@ mod tests {
             config_hash: "abc123".into(),
             working_dir: "/proj".into(),
             config_files: vec!["/proj/compose.yaml".into(), "/proj/override.yaml".into()],
-            join_container: None,
+            joined: BTreeMap::new(),
             environment: &ENVIRONMENT,
         }
     }
@@ -1711,7 +1773,7 @@ mod tests {
         let p = load(yaml);
         let img = image();
         let mut i = inst(&p, &img, "web");
-        i.join_container = Some("f".repeat(64));
+        i.joined.insert("service:db".into(), "f".repeat(64));
         let c = container_config(&i).expect("converts").config;
         assert_eq!(c.network, NetworkConfig::Container("f".repeat(64)));
         assert!(c.networks.is_empty());
@@ -1721,6 +1783,53 @@ mod tests {
         let e = err("services:\n  web:\n    image: x\n    networks:\n      \
              default: {ipv6_address: 'fd00::5'}\n");
         assert!(e.contains("networks.default.ipv6_address"), "{e}");
+    }
+
+    #[test]
+    fn namespace_modes() {
+        let c = ok("services:\n  web: {image: x, pid: host, ipc: none, uts: host, cgroup: host}\n");
+        assert_eq!(
+            (c.pid, c.ipc, c.uts, c.cgroupns),
+            (
+                NamespaceMode::Host,
+                NamespaceMode::None,
+                NamespaceMode::Host,
+                NamespaceMode::Host
+            )
+        );
+        let c = ok("services:\n  web: {image: x, ipc: shareable, cgroup: private}\n");
+        assert_eq!((c.pid, c.ipc, c.cgroupns), Default::default());
+
+        let yaml = "services:\n  db: {image: x}\n  web: {image: x, pid: 'service:db', ipc: 'service:db'}\n";
+        let e = err(yaml);
+        assert!(
+            e.starts_with("service \"web\": pid: \"service:db\": "),
+            "{e}"
+        );
+        let p = load(yaml);
+        let img = image();
+        let mut i = inst(&p, &img, "web");
+        i.joined.insert("service:db".into(), "d".repeat(64));
+        let c = container_config(&i).expect("converts").config;
+        assert_eq!(c.pid, NamespaceMode::Container("d".repeat(64)));
+        assert_eq!(c.ipc, NamespaceMode::Container("d".repeat(64)));
+
+        for (yaml, want) in [
+            (
+                "{image: x, uts: host, hostname: h}",
+                "service \"web\": uts: conflicting options: `hostname`/`domainname` and `uts: host`",
+            ),
+            (
+                "{image: x, ipc: weird}",
+                "service \"web\": ipc: \"weird\" is not supported (private, shareable, none, host, service:NAME, container:NAME)",
+            ),
+            (
+                "{image: x, pid: private}",
+                "service \"web\": pid: \"private\" is not supported (host, service:NAME, container:NAME)",
+            ),
+        ] {
+            assert_eq!(err(&format!("services:\n  web: {yaml}\n")), want);
+        }
     }
 
     #[test]
@@ -1963,8 +2072,6 @@ mod tests {
     #[test]
     fn unsupported_keys_are_refused() {
         for (key, yaml) in [
-            ("pid", "pid: host"),
-            ("ipc", "ipc: host"),
             ("userns_mode", "userns_mode: host"),
             ("gpus", "gpus: all"),
             ("volumes_from", "volumes_from: [other]"),

@@ -201,11 +201,15 @@ impl UpContext<'_> {
             .services
             .get(service)
             .with_context(|| format!("no service {service}"))?;
-        let join_container = match svc.network_mode.split_once(':') {
-            Some(("service", other)) => Some(self.running_container_of(other)?),
-            Some(("container", other)) => Some(self.ctx.resolve(other)?.id),
-            _ => None,
-        };
+        let mut joined = BTreeMap::new();
+        for mode in [&svc.network_mode, &svc.pid, &svc.ipc] {
+            let id = match mode.split_once(':') {
+                Some(("service", other)) => self.running_container_of(other)?,
+                Some(("container", other)) => self.ctx.resolve(other)?.id,
+                _ => continue,
+            };
+            joined.insert(mode.clone(), id);
+        }
         Ok(ServiceInstance {
             project: self.project,
             service,
@@ -215,7 +219,7 @@ impl UpContext<'_> {
             config_hash: self.hashes.get(service).cloned().unwrap_or_default(),
             working_dir: self.working_dir.clone(),
             config_files: self.config_files.clone(),
-            join_container,
+            joined,
             environment: self.environment,
         })
     }
@@ -228,7 +232,7 @@ impl UpContext<'_> {
             .or_else(|| all.iter().find(|o| o.service() == service && !o.oneoff()))
             .map(|o| o.dir.id.clone())
             .with_context(|| {
-                format!("service {service} has no container to share a network namespace with")
+                format!("service {service} has no container to share a namespace with")
             })
     }
 

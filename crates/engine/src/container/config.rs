@@ -54,6 +54,15 @@ pub struct ContainerConfig {
     pub log: LogConfig,
     pub restart: RestartPolicy,
     pub network: NetworkConfig,
+    /// `pid`: own, the host's (`host`), or another container's (`container:x`, `service:x`).
+    pub pid: NamespaceMode,
+    /// `ipc`: own (`private`, `shareable`), `none` (own, without `/dev/shm`), the host's or
+    /// another container's, whose `/dev/shm` it then shares.
+    pub ipc: NamespaceMode,
+    /// `uts`: own, or the host's (`host`: the host's hostname, which it cannot change).
+    pub uts: NamespaceMode,
+    /// `cgroup`: own (`private`; on a cgroup v2 host) or the host's (`host`).
+    pub cgroupns: NamespaceMode,
     /// The networks a `Private` namespace is attached to, in order (the first gives the
     /// default route and carries the published ports). Empty: `lo` only. The binary gives
     /// them meaning; the engine only carries them.
@@ -313,6 +322,24 @@ pub enum NetworkConfig {
     /// Share another container's namespace (`container:x`, compose's `service:x`): the id,
     /// resolved to its init's namespace each time this container starts.
     Container(String),
+}
+
+/// A namespace other than the network's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "mode", content = "path")]
+pub enum NamespaceMode {
+    /// A new namespace.
+    #[default]
+    Private,
+    /// The host's: no namespace of its own.
+    Host,
+    /// IPC only: a new namespace without `/dev/shm` (`ipc: none`).
+    None,
+    /// Another container's (the id), resolved to its init's namespace each time this
+    /// container starts.
+    Container(String),
+    /// An existing namespace by path (`/proc/<pid>/ns/<kind>`): a `Container` once resolved.
+    Join(PathBuf),
 }
 
 /// One network a container is attached to.

@@ -70,9 +70,16 @@ impl EtcFiles {
     }
 }
 
-/// The container's hostname: `cfg.hostname`, else the first 12 characters of its id, as
-/// Docker.
+/// The container's hostname: the host's in the host's UTS namespace, else `cfg.hostname`,
+/// else the first 12 characters of its id, as Docker.
 pub fn container_hostname(cfg: &ContainerConfig) -> String {
+    if cfg.uts == crate::container::config::NamespaceMode::Host {
+        // The host's UTS namespace: its name, as the kernel has it now.
+        return rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
+    }
     if cfg.hostname.is_empty() {
         cfg.id.chars().take(12).collect()
     } else {

@@ -34,7 +34,8 @@ use nix::unistd::Pid;
 
 use crate::container::cgroupfs::CgroupFs;
 use crate::container::config::{
-    ContainerConfig, ContainerState, Health, HealthStatus, MountKind, NetworkConfig, Status,
+    ContainerConfig, ContainerState, Health, HealthStatus, MountKind, NamespaceMode, NetworkConfig,
+    Status,
 };
 use crate::container::spec::{SpecContext, build_spec};
 use crate::container::store::{ContainerDir, ContainerStore};
@@ -409,21 +410,37 @@ impl Shim {
             .get(image_id)
             .map_err(|e| ShimError::Msg(e.to_string()))?
             .ok_or_else(|| ShimError::Msg(format!("image {image_id} is gone")))?;
-        // `container:x` networking: x's running init's namespace, as of this start.
+        // `container:x` namespaces: x's running init's, as of this start.
+        let init_of = |other: &str, what: &str| -> Result<i32, ShimError> {
+            let st = observed_state(&store.dir_of(other))?;
+            match (st.status, st.pid) {
+                (Status::Running | Status::Paused, Some(pid)) => Ok(pid),
+                _ => Err(ShimError::Msg(format!(
+                    "cannot join the {what} namespace of container {other}: it is not running"
+                ))),
+            }
+        };
+        let mut ipc_shm = None;
         let joined;
-        let config = if let NetworkConfig::Container(other) = &config.network {
-            let other_dir = store.dir_of(other);
-            let st = observed_state(&other_dir)?;
-            let pid = match (st.status, st.pid) {
-                (Status::Running | Status::Paused, Some(pid)) => pid,
-                _ => {
-                    return Err(ShimError::Msg(format!(
-                        "cannot join the network namespace of container {other}: it is not running"
-                    )));
-                }
-            };
+        let config = if matches!(config.network, NetworkConfig::Container(_))
+            || matches!(config.pid, NamespaceMode::Container(_))
+            || matches!(config.ipc, NamespaceMode::Container(_))
+        {
             let mut c = config.clone();
-            c.network = NetworkConfig::Join(PathBuf::from(format!("/proc/{pid}/ns/net")));
+            if let NetworkConfig::Container(other) = &config.network {
+                let pid = init_of(other, "network")?;
+                c.network = NetworkConfig::Join(PathBuf::from(format!("/proc/{pid}/ns/net")));
+            }
+            if let NamespaceMode::Container(other) = &config.pid {
+                let pid = init_of(other, "PID")?;
+                c.pid = NamespaceMode::Join(PathBuf::from(format!("/proc/{pid}/ns/pid")));
+            }
+            if let NamespaceMode::Container(other) = &config.ipc {
+                let pid = init_of(other, "IPC")?;
+                c.ipc = NamespaceMode::Join(PathBuf::from(format!("/proc/{pid}/ns/ipc")));
+                // Its /dev/shm comes along (see `clone_foreign_mount`).
+                ipc_shm = Some(pid);
+            }
             joined = c;
             &joined
         } else {
@@ -445,10 +462,22 @@ impl Shim {
         // The bundle.
         let bundle = store.bundle_dir(&dir.id);
         fs::create_dir_all(&bundle).map_err(io_err("create the bundle directory"))?;
+        // The joined container's /dev/shm, a mount of its own mount namespace, cloned into
+        // the shim's for the runtime to bind.
+        let staged_shm = match ipc_shm {
+            Some(pid) => {
+                let target = bundle.join("shm");
+                clone_foreign_mount(pid, "/dev/shm", &target)?;
+                Some(target)
+            }
+            None => None,
+        };
+        let ipc_shm = staged_shm.clone();
         let ctx = SpecContext {
             rootfs: rootfs.merged().to_path_buf(),
             etc_dir: bundle.clone(),
             files_dir: dir.files_dir(),
+            ipc_shm,
             cgroups_path: cgroups_path(config),
             volume_sources,
             init_binary: init_binary(config),
@@ -526,6 +555,10 @@ impl Shim {
         .with_systemd(false)
         .with_detach(true)
         .build();
+        // The container has its own copy of the mount by now (or failed).
+        if let Some(staged) = &staged_shm {
+            let _ = nix::mount::umount2(staged, nix::mount::MntFlags::MNT_DETACH);
+        }
         let container = match container {
             Ok(c) => c,
             Err(e) => {
@@ -1147,6 +1180,45 @@ impl Shim {
 /// host's: the host's unmounts still reach it (a disk the user unmounts is not held busy by
 /// every shim), while what it mounts stays in it. Best effort: without one, the rootfs is
 /// mounted on the host, as before.
+/// Mounts a copy of the mount at `path` in the mount namespace of process `pid` (a
+/// container's: `/dev/shm`) at `target`, a new directory. A mount of another namespace cannot
+/// be bound directly (EINVAL), so the shim, single-threaded, steps into that namespace to
+/// clone it (`open_tree`) and back, and attaches the clone here (`move_mount`).
+fn clone_foreign_mount(pid: i32, path: &str, target: &Path) -> Result<(), ShimError> {
+    use rustix::mount::{MoveMountFlags, OpenTreeFlags, move_mount, open_tree};
+    use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        ShimError::Msg(format!("share the {path} of process {pid}: {what}: {e}"))
+    };
+    let open = |p: &str| File::open(p).map_err(|e| fail(&format!("open {p}"), &e));
+    let ours = open("/proc/self/ns/mnt")?;
+    let theirs = open(&format!("/proc/{pid}/ns/mnt"))?;
+    let cwd = open(".")?;
+    move_into_link_name_space(theirs.as_fd(), Some(LinkNameSpaceType::Mount))
+        .map_err(|e| fail("enter its mount namespace", &e))?;
+    let tree = open_tree(
+        rustix::fs::CWD,
+        path,
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    );
+    if let Err(e) = move_into_link_name_space(ours.as_fd(), Some(LinkNameSpaceType::Mount)) {
+        // Anything this shim did from here on would be in the other container's mounts.
+        eprintln!("shim: cannot return to its own mount namespace: {e}");
+        std::process::abort();
+    }
+    rustix::process::fchdir(&cwd).map_err(|e| fail("return to its directory", &e))?;
+    let tree = tree.map_err(|e| fail("clone the mount", &e))?;
+    fs::create_dir_all(target).map_err(io_err("create a staging directory"))?;
+    move_mount(
+        tree.as_fd(),
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| fail("attach the clone", &e))
+}
+
 fn enter_private_mount_namespace() {
     use nix::mount::{MsFlags, mount};
     use nix::sched::{CloneFlags, unshare};

@@ -15,7 +15,8 @@ use oci_spec::runtime::{
 
 use super::caps::effective_caps;
 use super::config::{
-    ContainerConfig, DeviceConfig, MountConfig, MountKind, NetworkConfig, SeccompConfig,
+    ContainerConfig, DeviceConfig, MountConfig, MountKind, NamespaceMode, NetworkConfig,
+    SeccompConfig,
 };
 use super::etc::{EtcFiles, container_hostname};
 use super::seccomp::{default_profile, from_docker_json};
@@ -182,6 +183,8 @@ pub struct SpecContext {
     pub etc_dir: PathBuf,
     /// The container's `files/` ([`MountKind::File`] sources).
     pub files_dir: PathBuf,
+    /// The `/dev/shm` of the container whose IPC namespace this one joins.
+    pub ipc_shm: Option<PathBuf>,
     /// The OCI `cgroupsPath` (e.g. `/berth/<id>` or `system.slice:berth:<id>`).
     pub cgroups_path: String,
     /// Volume name → its host directory.
@@ -242,7 +245,7 @@ fn mount(dest: &str, typ: &str, source: impl Into<PathBuf>, options: Vec<String>
     m
 }
 
-fn default_mounts(cfg: &ContainerConfig) -> Vec<Mount> {
+fn default_mounts(cfg: &ContainerConfig, ctx: &SpecContext) -> Vec<Mount> {
     let privileged = cfg.security.privileged;
     let shm = cfg.resources.shm_size.unwrap_or(DEFAULT_SHM_SIZE);
     let mut sys = strings(&["nosuid", "noexec", "nodev"]);
@@ -251,7 +254,7 @@ fn default_mounts(cfg: &ContainerConfig) -> Vec<Mount> {
         sys.push("ro".into());
         cgroup.push("ro".into());
     }
-    vec![
+    let mut out = vec![
         mount(
             "/proc",
             "proc",
@@ -279,13 +282,26 @@ fn default_mounts(cfg: &ContainerConfig) -> Vec<Mount> {
         ),
         mount("/sys", "sysfs", "sysfs", sys),
         mount("/sys/fs/cgroup", "cgroup", "cgroup", cgroup),
-        mount(
+    ];
+    // IPC: the host's or another container's namespace comes with its /dev/shm (and the
+    // host's with its /dev/mqueue); `ipc: none` has no /dev/shm.
+    out.push(match &cfg.ipc {
+        NamespaceMode::Host => bind("/dev/mqueue", Path::new("/dev/mqueue"), "rprivate", false),
+        _ => mount(
             "/dev/mqueue",
             "mqueue",
             "mqueue",
             strings(&["nosuid", "noexec", "nodev"]),
         ),
-        mount(
+    });
+    let shared_shm = match &cfg.ipc {
+        NamespaceMode::Host => Some(Path::new("/dev/shm")),
+        NamespaceMode::None => return out,
+        _ => ctx.ipc_shm.as_deref(),
+    };
+    out.push(match shared_shm {
+        Some(source) => bind("/dev/shm", source, "rprivate", false),
+        None => mount(
             "/dev/shm",
             "tmpfs",
             "shm",
@@ -297,7 +313,8 @@ fn default_mounts(cfg: &ContainerConfig) -> Vec<Mount> {
                 format!("size={shm}"),
             ],
         ),
-    ]
+    });
+    out
 }
 
 fn bind(dest: &str, source: &Path, propagation: &str, read_only: bool) -> Mount {
@@ -422,7 +439,7 @@ fn mounts(cfg: &ContainerConfig, ctx: &SpecContext) -> Result<Vec<Mount>, SpecEr
     let taken: HashSet<PathBuf> = user.iter().map(|m| m.destination().clone()).collect();
 
     let etc = EtcFiles::in_dir(&ctx.etc_dir);
-    let mut out = default_mounts(cfg);
+    let mut out = default_mounts(cfg, ctx);
     for (dest, src) in [
         ("/etc/resolv.conf", &etc.resolv_conf),
         ("/etc/hostname", &etc.hostname),
@@ -494,17 +511,7 @@ fn to_capabilities(names: &[String]) -> Result<Capabilities, SpecError> {
 
 /// Checks that `name` is a namespaced sysctl the container may set.
 pub fn check_sysctl(name: &str, own_netns: bool) -> Result<(), SpecError> {
-    const IPC: [&str; 8] = [
-        "kernel.msgmax",
-        "kernel.msgmnb",
-        "kernel.msgmni",
-        "kernel.sem",
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
-    ];
-    if IPC.contains(&name) || name.starts_with("fs.mqueue.") {
+    if is_ipc_sysctl(name) {
         return Ok(());
     }
     if name.starts_with("net.") {
@@ -523,6 +530,21 @@ pub fn check_sysctl(name: &str, own_netns: bool) -> Result<(), SpecError> {
     })
 }
 
+/// A sysctl of the IPC namespace.
+fn is_ipc_sysctl(name: &str) -> bool {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    IPC.contains(&name) || name.starts_with("fs.mqueue.")
+}
+
 fn namespace(typ: LinuxNamespaceType, path: Option<&Path>) -> LinuxNamespace {
     let mut ns = LinuxNamespace::default();
     ns.set_typ(typ);
@@ -531,12 +553,27 @@ fn namespace(typ: LinuxNamespaceType, path: Option<&Path>) -> LinuxNamespace {
 }
 
 fn namespaces(cfg: &ContainerConfig, ctx: &SpecContext) -> Vec<LinuxNamespace> {
-    let mut v = vec![
-        namespace(LinuxNamespaceType::Pid, None),
-        namespace(LinuxNamespaceType::Ipc, None),
-        namespace(LinuxNamespaceType::Uts, None),
-        namespace(LinuxNamespaceType::Mount, None),
-    ];
+    let mut v = Vec::new();
+    for (typ, mode) in [
+        (LinuxNamespaceType::Pid, &cfg.pid),
+        (LinuxNamespaceType::Ipc, &cfg.ipc),
+        (LinuxNamespaceType::Uts, &cfg.uts),
+    ] {
+        match mode {
+            NamespaceMode::Private | NamespaceMode::None => v.push(namespace(typ, None)),
+            NamespaceMode::Host => {}
+            NamespaceMode::Join(path) => v.push(namespace(typ, Some(path))),
+            // Resolved to a `Join` by the shim before the spec is built; a private namespace
+            // is never silently given instead.
+            NamespaceMode::Container(id) => v.push(namespace(
+                typ,
+                Some(&PathBuf::from(format!(
+                    "/nonexistent/unresolved-container-{id}"
+                ))),
+            )),
+        }
+    }
+    v.push(namespace(LinuxNamespaceType::Mount, None));
     match &cfg.network {
         NetworkConfig::Private | NetworkConfig::None => {
             v.push(namespace(LinuxNamespaceType::Network, None));
@@ -552,7 +589,7 @@ fn namespaces(cfg: &ContainerConfig, ctx: &SpecContext) -> Vec<LinuxNamespace> {
         )),
         NetworkConfig::Host => {}
     }
-    if ctx.cgroup_v2 {
+    if ctx.cgroup_v2 && cfg.cgroupns != NamespaceMode::Host {
         v.push(namespace(LinuxNamespaceType::Cgroup, None));
     }
     v
@@ -825,6 +862,12 @@ pub fn build_spec(cfg: &ContainerConfig, ctx: &SpecContext) -> Result<Spec, Spec
     let own_netns = cfg.network != NetworkConfig::Host;
     for name in cfg.sysctls.keys() {
         check_sysctl(name, own_netns)?;
+        if cfg.ipc == NamespaceMode::Host && is_ipc_sysctl(name) {
+            return Err(SpecError::Sysctl {
+                name: name.to_string(),
+                reason: "the container shares the host's IPC namespace",
+            });
+        }
     }
     let (devices, device_rules) = if privileged {
         (
@@ -885,8 +928,10 @@ pub fn build_spec(cfg: &ContainerConfig, ctx: &SpecContext) -> Result<Spec, Spec
     spec.set_version("1.0.2".to_string());
     spec.set_root(Some(root));
     spec.set_process(Some(process));
-    spec.set_hostname(Some(hostname));
-    spec.set_domainname((!cfg.domainname.is_empty()).then(|| cfg.domainname.clone()));
+    // In the host's UTS namespace the runtime must not set them: it would rename the host.
+    let own_uts = cfg.uts != NamespaceMode::Host;
+    spec.set_hostname(own_uts.then_some(hostname));
+    spec.set_domainname((own_uts && !cfg.domainname.is_empty()).then(|| cfg.domainname.clone()));
     spec.set_mounts(Some(mounts(cfg, ctx)?));
     spec.set_linux(Some(linux));
     Ok(spec)
@@ -924,6 +969,7 @@ mod tests {
             rootfs,
             etc_dir: dir.path().join("ctr"),
             files_dir: dir.path().join("files"),
+            ipc_shm: None,
             cgroups_path: "/berth/abc".into(),
             volume_sources: [("data".to_string(), vol)].into_iter().collect(),
             init_binary: Some(dir.path().join("tini")),
@@ -1127,6 +1173,75 @@ mod tests {
             "host devices are passed"
         );
         assert!(!opts(find(&spec, "/sys").unwrap()).contains(&"ro"));
+    }
+
+    #[test]
+    fn host_and_shared_namespaces() {
+        use LinuxNamespaceType::*;
+        let f = fixture();
+        let kinds = |spec: &Spec| -> Vec<(LinuxNamespaceType, Option<PathBuf>)> {
+            let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+            ns.iter().map(|n| (n.typ(), n.path().clone())).collect()
+        };
+        let mut c = cfg();
+        c.pid = NamespaceMode::Host;
+        c.uts = NamespaceMode::Host;
+        c.ipc = NamespaceMode::Host;
+        c.cgroupns = NamespaceMode::Host;
+        c.hostname = "ignored".into();
+        let spec = build_spec(&c, &f.ctx).unwrap();
+        assert_eq!(
+            kinds(&spec),
+            [(Mount, None), (Network, None)],
+            "only mount and network are the container's own"
+        );
+        // The runtime must not rename the host.
+        assert_eq!(spec.hostname(), &None);
+        assert_eq!(spec.domainname(), &None);
+        let shm = find(&spec, "/dev/shm").unwrap();
+        assert_eq!(shm.source().as_deref(), Some(Path::new("/dev/shm")));
+        assert_eq!(shm.typ().as_deref(), Some("bind"));
+        let mq = find(&spec, "/dev/mqueue").unwrap();
+        assert_eq!(mq.source().as_deref(), Some(Path::new("/dev/mqueue")));
+        c.sysctls.insert("kernel.shmmax".into(), "1".into());
+        assert!(
+            build_spec(&c, &f.ctx).is_err(),
+            "an IPC sysctl of the host's namespace"
+        );
+
+        // Another container's PID and IPC namespaces, and its /dev/shm.
+        let mut c = cfg();
+        c.pid = NamespaceMode::Join("/proc/7/ns/pid".into());
+        c.ipc = NamespaceMode::Join("/proc/7/ns/ipc".into());
+        let ctx = SpecContext {
+            ipc_shm: Some("/proc/7/root/dev/shm".into()),
+            ..f.ctx.clone()
+        };
+        let spec = build_spec(&c, &ctx).unwrap();
+        let ns = kinds(&spec);
+        assert!(ns.contains(&(Pid, Some("/proc/7/ns/pid".into()))), "{ns:?}");
+        assert!(ns.contains(&(Ipc, Some("/proc/7/ns/ipc".into()))), "{ns:?}");
+        assert!(
+            ns.contains(&(Uts, None)) && ns.contains(&(Cgroup, None)),
+            "{ns:?}"
+        );
+        let shm = find(&spec, "/dev/shm").unwrap();
+        assert_eq!(
+            shm.source().as_deref(),
+            Some(Path::new("/proc/7/root/dev/shm"))
+        );
+        // An unresolved container is never a private namespace.
+        c.pid = NamespaceMode::Container("abc".into());
+        let ns = kinds(&build_spec(&c, &ctx).unwrap());
+        assert!(ns.iter().any(|(t, p)| *t == Pid && p.is_some()), "{ns:?}");
+
+        // `ipc: none`: a namespace of its own and no /dev/shm.
+        let mut c = cfg();
+        c.ipc = NamespaceMode::None;
+        let spec = build_spec(&c, &f.ctx).unwrap();
+        assert!(kinds(&spec).contains(&(Ipc, None)));
+        assert!(find(&spec, "/dev/shm").is_none());
+        assert!(find(&spec, "/dev/mqueue").is_some());
     }
 
     #[test]
