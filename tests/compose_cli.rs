@@ -292,6 +292,33 @@ services:
 }
 
 #[test]
+fn cpu_quota_and_memory_knobs_reach_the_cgroup() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "cpuq",
+        "services:\n  w:\n    image: IMAGE\n    command: [\"sleep\", \"600\"]\n    \
+         cpu_period: 50000\n    cpu_quota: 25000\n    mem_swappiness: 10\n    \
+         oom_kill_disable: true\n",
+    );
+    c.ok(&["up", "-d"]);
+    let script = "if [ -f /sys/fs/cgroup/cpu.max ]; then cat /sys/fs/cgroup/cpu.max; else \
+                  echo $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us); \
+                  cat /sys/fs/cgroup/memory/memory.swappiness; \
+                  grep oom_kill_disable /sys/fs/cgroup/memory/memory.oom_control; fi";
+    let out = c.ok(&["exec", "-T", "w", "sh", "-c", script]).0;
+    // cgroup v2 has no swappiness or OOM switch: Docker drops them there too.
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let want = if v2 {
+        "25000 50000\n"
+    } else {
+        "25000 50000\n10\noom_kill_disable 1\n"
+    };
+    assert_eq!(out, want);
+}
+
+#[test]
 fn network_mode_service_shares_the_namespace() {
     if !require_root() {
         return;

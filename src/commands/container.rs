@@ -840,6 +840,8 @@ pub fn create(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Con
         pids_limit: a.pids_limit,
         oom_score_adj: a.oom_score_adj,
         shm_size: bytes(&a.shm_size, "--shm-size")?.map(|b| b as u64),
+        // Not flags of `berth container run` yet; compose files have them.
+        ..ResourceConfig::default()
     };
     let mut ulimits = BTreeMap::new();
     for u in &a.ulimit {

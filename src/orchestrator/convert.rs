@@ -20,9 +20,9 @@ use berth_engine::container::HealthConfig;
 use berth_engine::container::spec::{self, CommandOverride};
 use berth_engine::container::store::ContainerFile;
 use berth_engine::container::{
-    ContainerConfig, DeviceConfig, DnsConfig, EndpointConfig, LogConfig, MountConfig, MountKind,
-    NamespaceMode, NetworkConfig, PortConfig, ProcessConfig, ResourceConfig, RestartPolicy,
-    SeccompConfig, SecurityConfig,
+    BlkioConfig, ContainerConfig, DeviceConfig, DnsConfig, EndpointConfig, LogConfig, MountConfig,
+    MountKind, NamespaceMode, NetworkConfig, PortConfig, ProcessConfig, ResourceConfig,
+    RestartPolicy, SeccompConfig, SecurityConfig,
 };
 use berth_engine::images::ImageRecord;
 
@@ -259,13 +259,6 @@ impl Conv<'_> {
             ("external_links", !s.external_links.is_empty()),
             ("storage_opt", !s.storage_opt.is_empty()),
             ("device_cgroup_rules", !s.device_cgroup_rules.is_empty()),
-            ("blkio_config", s.blkio_config.is_some()),
-            ("cpu_period", s.cpu_period != 0),
-            ("cpu_quota", s.cpu_quota != 0),
-            ("cpu_rt_period", s.cpu_rt_period != 0),
-            ("cpu_rt_runtime", s.cpu_rt_runtime != 0),
-            ("mem_swappiness", s.mem_swappiness.bytes() != 0),
-            ("oom_kill_disable", s.oom_kill_disable),
             ("use_api_socket", s.use_api_socket),
             ("post_start", !s.post_start.is_empty()),
             ("pre_stop", !s.pre_stop.is_empty()),
@@ -792,6 +785,13 @@ impl Conv<'_> {
             }
             Ok((v != 0).then_some(v))
         };
+        let positive = |v: i64, key: &str| -> anyhow::Result<Option<u64>> {
+            match v {
+                0 => Ok(None),
+                v if v > 0 => Ok(Some(v as u64)),
+                v => Err(self.err(key, format!("invalid value {v}"))),
+            }
+        };
         let mut r = ResourceConfig {
             memory: non_negative(svc.mem_limit.bytes(), "mem_limit")?,
             memory_swap: non_negative(svc.memswap_limit.bytes(), "memswap_limit")?,
@@ -817,6 +817,27 @@ impl Conv<'_> {
                 n if n > 0 => Some(n as u64),
                 n => return Err(self.err("shm_size", format!("invalid size {n}"))),
             },
+            cpu_period: positive(svc.cpu_period, "cpu_period")?,
+            cpu_quota: match svc.cpu_quota {
+                0 => None,
+                n if n > 0 || n == -1 => Some(n),
+                n => return Err(self.err("cpu_quota", format!("invalid value {n}"))),
+            },
+            cpu_rt_period: positive(svc.cpu_rt_period, "cpu_rt_period")?,
+            cpu_rt_runtime: match svc.cpu_rt_runtime {
+                0 => None,
+                n if n > 0 || n == -1 => Some(n),
+                n => return Err(self.err("cpu_rt_runtime", format!("invalid value {n}"))),
+            },
+            memory_swappiness: match svc.mem_swappiness.bytes() {
+                0 => None,
+                n @ 1..=100 => Some(n as u64),
+                n => {
+                    return Err(self.err("mem_swappiness", format!("{n} is outside 0..100")));
+                }
+            },
+            oom_kill_disable: svc.oom_kill_disable,
+            blkio: self.blkio()?,
         };
         let resources = self.svc.deploy.as_ref().map(|d| &d.resources);
         if let Some(l) = resources.and_then(|r| r.limits.as_ref()) {
@@ -838,6 +859,57 @@ impl Conv<'_> {
             r.memory_reservation = non_negative(m, "deploy.resources.reservations.memory")?;
         }
         Ok(r)
+    }
+
+    /// `blkio_config`: devices as given (the shim finds their numbers when it starts the
+    /// container).
+    fn blkio(&self) -> anyhow::Result<BlkioConfig> {
+        let Some(b) = &self.svc.blkio_config else {
+            return Ok(BlkioConfig::default());
+        };
+        let weight = |w: u16, key: &str| -> anyhow::Result<u16> {
+            if (10..=1000).contains(&w) {
+                Ok(w)
+            } else {
+                Err(self.err(key, format!("weight {w} is outside 10..1000")))
+            }
+        };
+        let rates = |list: &[berth_compose::model::ThrottleDevice], key: &str| {
+            list.iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let rate = d.rate.bytes();
+                    if rate < 0 {
+                        return Err(self.err(
+                            &format!("blkio_config.{key}[{i}].rate"),
+                            "must not be negative",
+                        ));
+                    }
+                    Ok((PathBuf::from(&d.path), rate as u64))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
+        };
+        Ok(BlkioConfig {
+            weight: match b.weight {
+                0 => None,
+                w => Some(weight(w, "blkio_config.weight")?),
+            },
+            weight_device: b
+                .weight_device
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    Ok((
+                        PathBuf::from(&d.path),
+                        weight(d.weight, &format!("blkio_config.weight_device[{i}].weight"))?,
+                    ))
+                })
+                .collect::<anyhow::Result<_>>()?,
+            read_bps: rates(&b.device_read_bps, "device_read_bps")?,
+            write_bps: rates(&b.device_write_bps, "device_write_bps")?,
+            read_iops: rates(&b.device_read_iops, "device_read_iops")?,
+            write_iops: rates(&b.device_write_iops, "device_write_iops")?,
+        })
     }
 
     /// `ulimits`: one value is soft and hard; -1 is unlimited.
@@ -1649,6 +1721,45 @@ mod tests {
         assert!(c.init);
         assert_eq!(c.stop_signal, "SIGINT");
         assert_eq!(c.stop_timeout, Some(90));
+    }
+
+    #[test]
+    fn cpu_quota_swappiness_oom_and_blkio() {
+        let c = ok(
+            "services:\n  web:\n    image: x\n    cpu_period: 50000\n    cpu_quota: 25000\n    \
+             cpu_rt_period: 1000000\n    cpu_rt_runtime: 950000\n    mem_swappiness: 10\n    \
+             oom_kill_disable: true\n    blkio_config:\n      weight: 300\n      \
+             weight_device: [{path: /dev/sda, weight: 400}]\n      \
+             device_read_bps: [{path: /dev/sda, rate: 12mb}]\n      \
+             device_write_iops: [{path: /dev/sdb, rate: 30}]\n",
+        );
+        let r = &c.resources;
+        assert_eq!((r.cpu_period, r.cpu_quota), (Some(50_000), Some(25_000)));
+        assert_eq!(
+            (r.cpu_rt_period, r.cpu_rt_runtime),
+            (Some(1_000_000), Some(950_000))
+        );
+        assert_eq!((r.memory_swappiness, r.oom_kill_disable), (Some(10), true));
+        assert_eq!(r.blkio.weight, Some(300));
+        assert_eq!(r.blkio.weight_device, [("/dev/sda".into(), 400)]);
+        assert_eq!(r.blkio.read_bps, [("/dev/sda".into(), 12 << 20)]);
+        assert_eq!(r.blkio.write_iops, [("/dev/sdb".into(), 30)]);
+        assert!(r.blkio.write_bps.is_empty() && r.blkio.read_iops.is_empty());
+        for (yaml, want) in [
+            (
+                "mem_swappiness: 101",
+                "mem_swappiness: 101 is outside 0..100",
+            ),
+            ("cpu_quota: -5", "cpu_quota: invalid value -5"),
+            ("cpu_period: -1", "cpu_period: invalid value -1"),
+            (
+                "blkio_config: {weight: 5}",
+                "blkio_config.weight: weight 5 is outside 10..1000",
+            ),
+        ] {
+            let e = err(&format!("services:\n  web:\n    image: x\n    {yaml}\n"));
+            assert_eq!(e, format!("service \"web\": {want}"));
+        }
     }
 
     #[test]

@@ -258,6 +258,42 @@ pub struct ResourceConfig {
     pub oom_score_adj: Option<i32>,
     /// `/dev/shm` size in bytes (64 MiB when `None`, as Docker).
     pub shm_size: Option<u64>,
+    /// CFS period in µs (`cpu_period`; 100 ms when only a quota is set).
+    pub cpu_period: Option<u64>,
+    /// CFS quota in µs per period (`cpu_quota`; -1 unlimited).
+    pub cpu_quota: Option<i64>,
+    /// Real-time period and runtime in µs (`cpu_rt_period`, `cpu_rt_runtime`).
+    pub cpu_rt_period: Option<u64>,
+    pub cpu_rt_runtime: Option<i64>,
+    /// 0–100 (`mem_swappiness`; cgroup v1 only, as with Docker).
+    pub memory_swappiness: Option<u64>,
+    /// `oom_kill_disable` (cgroup v1 only, as with Docker).
+    pub oom_kill_disable: bool,
+    /// `blkio_config`.
+    pub blkio: BlkioConfig,
+}
+
+/// Block I/O weight and limits (`blkio_config`); devices by host path, turned into their
+/// numbers when the container starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BlkioConfig {
+    /// 10–1000.
+    pub weight: Option<u16>,
+    pub weight_device: Vec<(PathBuf, u16)>,
+    /// Bytes per second.
+    pub read_bps: Vec<(PathBuf, u64)>,
+    pub write_bps: Vec<(PathBuf, u64)>,
+    /// Operations per second.
+    pub read_iops: Vec<(PathBuf, u64)>,
+    pub write_iops: Vec<(PathBuf, u64)>,
+}
+
+impl BlkioConfig {
+    /// Nothing set.
+    pub fn is_empty(&self) -> bool {
+        *self == BlkioConfig::default()
+    }
 }
 
 /// A host device made available in the container.

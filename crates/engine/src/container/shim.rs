@@ -605,6 +605,9 @@ impl Shim {
                 .attach(stores.root.path(), config, pid)
                 .map_err(|e| ShimError::Msg(format!("network setup: {e}")))?;
         }
+        if config.resources.oom_kill_disable {
+            disable_oom_killer(config);
+        }
         let now = now_rfc3339();
         let shim_pid = std::process::id() as i32;
         let shim_start_time = process_start_time(shim_pid);
@@ -1348,6 +1351,19 @@ pub fn cgroups_path(config: &ContainerConfig) -> String {
         config.cgroup_parent.trim_matches('/')
     };
     format!("/{parent}/{}", config.id)
+}
+
+/// `oom_kill_disable` on a cgroup v1 host (v2 has no such switch; Docker drops it there),
+/// written by the shim because libcontainer applies every memory setting but this one.
+fn disable_oom_killer(config: &ContainerConfig) {
+    let file = Path::new("/sys/fs/cgroup/memory")
+        .join(cgroups_path(config).trim_start_matches('/'))
+        .join("memory.oom_control");
+    if file.exists()
+        && let Err(e) = fs::write(&file, "1")
+    {
+        eprintln!("shim: oom_kill_disable: write {}: {e}", file.display());
+    }
 }
 
 /// The init binary bind-mounted for `init: true` (Docker's docker-init is tini, too).

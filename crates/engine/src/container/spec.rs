@@ -8,8 +8,9 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capabilities, Capability, Linux, LinuxCapabilities, LinuxCpu, LinuxDevice, LinuxDeviceCgroup,
-    LinuxDeviceType, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources,
+    Capabilities, Capability, Linux, LinuxBlockIo, LinuxCapabilities, LinuxCpu, LinuxDevice,
+    LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids,
+    LinuxResources, LinuxThrottleDevice, LinuxThrottleDeviceBuilder, LinuxWeightDeviceBuilder,
     Mount, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
 };
 
@@ -731,6 +732,7 @@ pub fn host_devices(dev: &Path) -> Result<Vec<LinuxDevice>, SpecError> {
 fn resources(
     cfg: &ContainerConfig,
     device_rules: Vec<LinuxDeviceCgroup>,
+    cgroup_v2: bool,
 ) -> Result<LinuxResources, SpecError> {
     let r = &cfg.resources;
     let mut res = LinuxResources::default();
@@ -751,8 +753,23 @@ fn resources(
         )));
     }
     let limit = r.memory.filter(|m| *m > 0);
-    if limit.is_some() || r.memory_reservation.is_some() {
+    if r.memory_swappiness.is_some_and(|s| s > 100) {
+        return Err(SpecError::Resources(
+            "mem_swappiness must be between 0 and 100".into(),
+        ));
+    }
+    // Docker: on cgroup v2 swappiness and the OOM killer switch do not exist, and are
+    // dropped (its CLI warns).
+    let swappiness = r.memory_swappiness.filter(|_| !cgroup_v2);
+    let disable_oom = (r.oom_kill_disable && !cgroup_v2).then_some(true);
+    if limit.is_some()
+        || r.memory_reservation.is_some()
+        || swappiness.is_some()
+        || disable_oom.is_some()
+    {
         let mut mem = LinuxMemory::default();
+        mem.set_swappiness(swappiness);
+        mem.set_disable_oom_killer(disable_oom);
         mem.set_limit(limit);
         mem.set_reservation(r.memory_reservation.filter(|m| *m > 0));
         // Docker: swap unset with a memory limit is twice the limit.
@@ -768,19 +785,33 @@ fn resources(
         Some(n) if n < 0 => {
             return Err(SpecError::Resources(format!("cpus {n} is negative")));
         }
-        Some(n) if n > 0 => Some(n.saturating_mul(100_000) / 1_000_000_000),
+        Some(_) if r.cpu_period.is_some() || r.cpu_quota.is_some() => {
+            return Err(SpecError::Resources(
+                "conflicting options: cpus and cpu_period/cpu_quota cannot both be set".into(),
+            ));
+        }
+        Some(n) if n > 0 => Some((n.saturating_mul(100_000) / 1_000_000_000).max(1000)),
+        _ => r.cpu_quota.filter(|q| *q != 0),
+    };
+    let period = match (r.nano_cpus, r.cpu_period) {
+        (Some(n), _) if n > 0 => Some(100_000),
+        (_, Some(p)) if p > 0 => Some(p),
+        _ if quota.is_some() => Some(100_000),
         _ => None,
     };
     if quota.is_some()
+        || period.is_some()
         || r.cpu_shares.is_some()
         || r.cpuset_cpus.is_some()
         || r.cpuset_mems.is_some()
+        || r.cpu_rt_period.is_some()
+        || r.cpu_rt_runtime.is_some()
     {
         let mut cpu = LinuxCpu::default();
-        if let Some(q) = quota {
-            cpu.set_quota(Some(q.max(1000)));
-            cpu.set_period(Some(100_000));
-        }
+        cpu.set_quota(quota);
+        cpu.set_period(period);
+        cpu.set_realtime_period(r.cpu_rt_period.filter(|p| *p > 0));
+        cpu.set_realtime_runtime(r.cpu_rt_runtime.filter(|p| *p != 0));
         cpu.set_shares(r.cpu_shares.filter(|s| *s > 0));
         cpu.set_cpus(r.cpuset_cpus.clone().filter(|s| !s.is_empty()));
         cpu.set_mems(r.cpuset_mems.clone().filter(|s| !s.is_empty()));
@@ -792,7 +823,92 @@ fn resources(
         pids.set_limit(p);
         res.set_pids(Some(pids));
     }
+    if !r.blkio.is_empty() {
+        let mut blkio = r.blkio.clone();
+        if (blkio.weight.is_some() || !blkio.weight_device.is_empty())
+            && !cgroup_v2
+            && !["blkio.weight", "blkio.bfq.weight"]
+                .iter()
+                .any(|f| Path::new("/sys/fs/cgroup/blkio").join(f).exists())
+        {
+            // As Docker: the host's I/O schedulers have no weights; the limits still hold.
+            eprintln!("blkio_config: weights dropped: the host's block I/O scheduler has none");
+            blkio.weight = None;
+            blkio.weight_device.clear();
+        }
+        res.set_block_io(Some(block_io(&blkio)?));
+    }
     Ok(res)
+}
+
+/// `blkio_config`, each device by its numbers as the host has them now.
+fn block_io(b: &super::config::BlkioConfig) -> Result<LinuxBlockIo, SpecError> {
+    let numbers = |path: &Path| -> Result<(i64, i64), SpecError> {
+        let meta = std::fs::metadata(path).map_err(|e| {
+            SpecError::Resources(format!("blkio_config: device {}: {e}", path.display()))
+        })?;
+        if !meta.file_type().is_block_device() {
+            return Err(SpecError::Resources(format!(
+                "blkio_config: {} is not a block device",
+                path.display()
+            )));
+        }
+        let dev = meta.rdev();
+        Ok((
+            i64::from(rustix::fs::major(dev)),
+            i64::from(rustix::fs::minor(dev)),
+        ))
+    };
+    let weight_ok = |w: u16| -> Result<u16, SpecError> {
+        if (10..=1000).contains(&w) {
+            Ok(w)
+        } else {
+            Err(SpecError::Resources(format!(
+                "blkio_config: weight {w} is outside 10..1000"
+            )))
+        }
+    };
+    let throttle =
+        |list: &[(PathBuf, u64)]| -> Result<Option<Vec<LinuxThrottleDevice>>, SpecError> {
+            if list.is_empty() {
+                return Ok(None);
+            }
+            list.iter()
+                .map(|(path, rate)| {
+                    let (major, minor) = numbers(path)?;
+                    LinuxThrottleDeviceBuilder::default()
+                        .major(major)
+                        .minor(minor)
+                        .rate(*rate)
+                        .build()
+                        .map_err(|e| SpecError::Resources(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some)
+        };
+    let mut io = LinuxBlockIo::default();
+    io.set_weight(b.weight.map(weight_ok).transpose()?);
+    if !b.weight_device.is_empty() {
+        io.set_weight_device(Some(
+            b.weight_device
+                .iter()
+                .map(|(path, w)| {
+                    let (major, minor) = numbers(path)?;
+                    LinuxWeightDeviceBuilder::default()
+                        .major(major)
+                        .minor(minor)
+                        .weight(weight_ok(*w)?)
+                        .build()
+                        .map_err(|e| SpecError::Resources(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, SpecError>>()?,
+        ));
+    }
+    io.set_throttle_read_bps_device(throttle(&b.read_bps)?);
+    io.set_throttle_write_bps_device(throttle(&b.write_bps)?);
+    io.set_throttle_read_iops_device(throttle(&b.read_iops)?);
+    io.set_throttle_write_iops_device(throttle(&b.write_iops)?);
+    Ok(io)
 }
 
 /// The OCI spec of `cfg`: Docker's defaults and hardening for what the config leaves out.
@@ -897,7 +1013,7 @@ pub fn build_spec(cfg: &ContainerConfig, ctx: &SpecContext) -> Result<Spec, Spec
     linux.set_uid_mappings(None);
     linux.set_gid_mappings(None);
     linux.set_namespaces(Some(namespaces(cfg, ctx)));
-    linux.set_resources(Some(resources(cfg, device_rules)?));
+    linux.set_resources(Some(resources(cfg, device_rules, ctx.cgroup_v2)?));
     linux.set_cgroups_path(Some(PathBuf::from(&ctx.cgroups_path)));
     linux.set_devices((!devices.is_empty()).then_some(devices));
     linux.set_seccomp(seccomp);
@@ -1173,6 +1289,77 @@ mod tests {
             "host devices are passed"
         );
         assert!(!opts(find(&spec, "/sys").unwrap()).contains(&"ro"));
+    }
+
+    #[test]
+    fn cpu_memory_and_block_io_limits() {
+        let f = fixture();
+        let mut c = cfg();
+        c.resources.cpu_period = Some(50_000);
+        c.resources.cpu_quota = Some(25_000);
+        c.resources.cpu_rt_runtime = Some(950);
+        c.resources.memory_swappiness = Some(10);
+        c.resources.oom_kill_disable = true;
+        let v1 = SpecContext {
+            cgroup_v2: false,
+            ..f.ctx.clone()
+        };
+        let res = |spec: &Spec| spec.linux().as_ref().unwrap().resources().clone().unwrap();
+        let r = res(&build_spec(&c, &v1).unwrap());
+        let cpu = r.cpu().as_ref().unwrap();
+        assert_eq!((cpu.quota(), cpu.period()), (Some(25_000), Some(50_000)));
+        assert_eq!(cpu.realtime_runtime(), Some(950));
+        let mem = r.memory().as_ref().unwrap();
+        assert_eq!(
+            (mem.swappiness(), mem.disable_oom_killer()),
+            (Some(10), Some(true))
+        );
+        // cgroup v2 has neither knob: dropped, as Docker does.
+        let r = res(&build_spec(&c, &f.ctx).unwrap());
+        assert!(r.memory().is_none(), "{:?}", r.memory());
+        // A quota alone gets the default period; `cpus` with a quota is a conflict.
+        c.resources.cpu_period = None;
+        let r = res(&build_spec(&c, &f.ctx).unwrap());
+        assert_eq!(r.cpu().as_ref().unwrap().period(), Some(100_000));
+        c.resources.nano_cpus = Some(500_000_000);
+        assert!(build_spec(&c, &f.ctx).is_err());
+        c.resources.nano_cpus = None;
+        c.resources.memory_swappiness = Some(101);
+        assert!(build_spec(&c, &v1).is_err());
+
+        // Block I/O: devices by their numbers; a path that is no block device is an error.
+        let mut c = cfg();
+        c.resources.blkio.read_bps = vec![("/dev/null".into(), 1 << 20)];
+        let e = build_spec(&c, &f.ctx).unwrap_err().to_string();
+        assert!(e.contains("/dev/null is not a block device"), "{e}");
+        let block = fs::read_dir("/dev")
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_type().is_ok_and(|t| t.is_block_device()));
+        if let Some(dev) = block {
+            let meta = fs::metadata(dev.path()).unwrap();
+            c.resources.blkio.read_bps = vec![(dev.path(), 1 << 20)];
+            c.resources.blkio.write_iops = vec![(dev.path(), 100)];
+            c.resources.blkio.weight = Some(300);
+            let r = res(&build_spec(&c, &f.ctx).unwrap());
+            let io = r.block_io().as_ref().unwrap();
+            let rb = io.throttle_read_bps_device().as_ref().unwrap();
+            assert_eq!(
+                (rb[0].major(), rb[0].minor(), rb[0].rate()),
+                (
+                    i64::from(rustix::fs::major(meta.rdev())),
+                    i64::from(rustix::fs::minor(meta.rdev())),
+                    1 << 20
+                )
+            );
+            assert_eq!(
+                io.throttle_write_iops_device().as_ref().unwrap()[0].rate(),
+                100
+            );
+            assert_eq!(io.weight(), Some(300), "v2 has weights");
+        } else {
+            eprintln!("no block device under /dev: the device numbers went unchecked");
+        }
     }
 
     #[test]
