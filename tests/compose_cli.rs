@@ -319,6 +319,41 @@ fn cpu_quota_and_memory_knobs_reach_the_cgroup() {
 }
 
 #[test]
+fn volumes_from_another_service() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "vfrom",
+        r#"
+services:
+  data:
+    image: IMAGE
+    command: ["sh", "-c", "echo kept > /shared/f && echo anon > /scratch/g && exec sleep 600"]
+    volumes: ["store:/shared", "/scratch"]
+  reader:
+    image: IMAGE
+    command: ["sleep", "601"]
+    volumes_from: ["data:ro"]
+volumes:
+  store: {}
+"#,
+    );
+    c.ok(&["up", "-d"]);
+    let sh = |script: &str| c.run(&["exec", "-T", "reader", "sh", "-c", script]);
+    let wait = "for i in $(seq 100); do [ -f /scratch/g ] && break; sleep 0.05; done; \
+                cat /shared/f /scratch/g";
+    let out = sh(wait);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "kept\nanon\n");
+    // `:ro`: the reader cannot write them.
+    assert!(!sh("echo x > /shared/f").status.success());
+    // Removing the reader with its anonymous volumes leaves data's.
+    c.ok(&["rm", "-s", "-f", "-v", "reader"]);
+    let out = c.ok(&["exec", "-T", "data", "cat", "/scratch/g"]).0;
+    assert_eq!(out, "anon\n");
+}
+
+#[test]
 fn network_mode_service_shares_the_namespace() {
     if !require_root() {
         return;

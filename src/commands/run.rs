@@ -140,6 +140,22 @@ pub fn run(settings: &Settings, a: &RunArgs) -> anyhow::Result<u8> {
         };
         joined.insert(mode.clone(), id);
     }
+    let mut volumes_from = std::collections::BTreeMap::new();
+    for entry in &svc.volumes_from {
+        let (source, _) = convert::volumes_from_source(entry);
+        let id = match source.split_once(':') {
+            Some(("service", other)) => {
+                crate::orchestrator::observe::project_containers(&ctx.store, &project.name)?
+                    .into_iter()
+                    .find(|o| o.service() == other && !o.oneoff())
+                    .map(|o| o.dir.id)
+                    .with_context(|| format!("service {other} has no container"))?
+            }
+            Some((_, other)) => ctx.resolve(other)?.id,
+            None => continue,
+        };
+        volumes_from.insert(source, ctx.store.dir_of(&id).config()?.mounts);
+    }
     let hashes = crate::commands::up::hashes(&project)?;
     let inst = ServiceInstance {
         project: &project,
@@ -157,6 +173,7 @@ pub fn run(settings: &Settings, a: &RunArgs) -> anyhow::Result<u8> {
             .collect(),
         joined,
         environment: &loaded.environment,
+        volumes_from,
     };
     let convert::NewContainer { mut config, files } = convert::container_config(&inst)?;
     if let Some(n) = &a.name {

@@ -53,6 +53,23 @@ pub struct ServiceInstance<'a> {
     /// The project's interpolation environment: the values of secrets and configs given by
     /// `environment:`.
     pub environment: &'a Environment,
+    /// The mounts of the containers `volumes_from` names, resolved by the caller: the source
+    /// of each entry (see [`volumes_from_source`]) → that container's mounts.
+    pub volumes_from: BTreeMap<String, Vec<MountConfig>>,
+}
+
+/// One `volumes_from` entry: its source (`service:NAME` or `container:NAME`) and its mode
+/// (`ro`, `rw`, or none: each mount keeps its own), as docker compose reads `NAME[:MODE]`
+/// and `container:NAME[:MODE]`.
+pub fn volumes_from_source(entry: &str) -> (String, Option<&str>) {
+    let (source, rest) = match entry.strip_prefix("container:") {
+        Some(rest) => ("container", rest),
+        None => ("service", entry),
+    };
+    match rest.rsplit_once(':') {
+        Some((name, mode @ ("ro" | "rw"))) => (format!("{source}:{name}"), Some(mode)),
+        _ => (format!("{source}:{rest}"), None),
+    }
 }
 
 /// A container about to be created: its config and the files its [`MountKind::File`] mounts
@@ -255,7 +272,6 @@ impl Conv<'_> {
                 !s.runtime.is_empty() && s.runtime != "runc" && s.runtime != "youki",
             ),
             ("gpus", !s.gpus.is_empty()),
-            ("volumes_from", !s.volumes_from.is_empty()),
             ("external_links", !s.external_links.is_empty()),
             ("storage_opt", !s.storage_opt.is_empty()),
             ("device_cgroup_rules", !s.device_cgroup_rules.is_empty()),
@@ -416,6 +432,50 @@ impl Conv<'_> {
             for (i, r) in refs.iter().enumerate() {
                 let key = format!("{}[{i}]", kind.key());
                 push(self.file_reference(kind, i, r, &key)?, key)?;
+            }
+        }
+        // `volumes_from`: the other container's volumes and binds where this one mounts
+        // nothing itself (Docker: its own mounts win), the volumes shared, never owned (a
+        // `rm -v` of this container must not take another's anonymous volume along).
+        for (i, entry) in self.svc.volumes_from.iter().enumerate() {
+            let key = format!("volumes_from[{i}]");
+            let (source, mode) = volumes_from_source(entry);
+            let theirs = self.inst.volumes_from.get(&source).ok_or_else(|| {
+                self.err(
+                    &key,
+                    format!("{entry:?}: the container to take volumes from is not there"),
+                )
+            })?;
+            for m in theirs {
+                let t = m.target.trim_end_matches('/');
+                if mounts.iter().any(|o| o.target.trim_end_matches('/') == t) {
+                    continue;
+                }
+                let kind = match &m.kind {
+                    MountKind::Volume {
+                        name,
+                        nocopy,
+                        subpath,
+                        ..
+                    } => MountKind::Volume {
+                        name: name.clone(),
+                        nocopy: *nocopy,
+                        anonymous: false,
+                        subpath: subpath.clone(),
+                    },
+                    MountKind::Bind { .. } => m.kind.clone(),
+                    // Not volumes: a tmpfs or a secret is the other container's own.
+                    MountKind::Tmpfs { .. } | MountKind::File { .. } => continue,
+                };
+                mounts.push(MountConfig {
+                    target: m.target.clone(),
+                    read_only: match mode {
+                        Some("ro") => true,
+                        Some(_) => false,
+                        None => m.read_only,
+                    },
+                    kind,
+                });
             }
         }
         for target in &self.inst.image.config.volumes {
@@ -1384,6 +1444,7 @@ mod tests {
             config_files: vec!["/proj/compose.yaml".into(), "/proj/override.yaml".into()],
             joined: BTreeMap::new(),
             environment: &ENVIRONMENT,
+            volumes_from: BTreeMap::new(),
         }
     }
 
@@ -1897,6 +1958,90 @@ mod tests {
     }
 
     #[test]
+    fn volumes_from_shares_volumes_and_binds() {
+        assert_eq!(volumes_from_source("db"), ("service:db".into(), None));
+        assert_eq!(
+            volumes_from_source("db:ro"),
+            ("service:db".into(), Some("ro"))
+        );
+        assert_eq!(
+            volumes_from_source("container:c1"),
+            ("container:c1".into(), None)
+        );
+        assert_eq!(
+            volumes_from_source("container:c1:rw"),
+            ("container:c1".into(), Some("rw"))
+        );
+        let yaml = "services:\n  db: {image: x}\n  web:\n    image: x\n    \
+                    volumes_from: ['db:ro']\n    volumes: ['/own:/data']\n";
+        let e = err(yaml);
+        assert!(e.starts_with("service \"web\": volumes_from[0]: "), "{e}");
+        let p = load(yaml);
+        let img = image();
+        let mut i = inst(&p, &img, "web");
+        let theirs = vec![
+            MountConfig {
+                target: "/data".into(),
+                read_only: false,
+                kind: MountKind::Volume {
+                    name: "db-data".into(),
+                    nocopy: false,
+                    anonymous: false,
+                    subpath: None,
+                },
+            },
+            MountConfig {
+                target: "/cache".into(),
+                read_only: false,
+                kind: MountKind::Volume {
+                    name: "a".repeat(64),
+                    nocopy: false,
+                    anonymous: true,
+                    subpath: None,
+                },
+            },
+            MountConfig {
+                target: "/conf".into(),
+                read_only: false,
+                kind: MountKind::Bind {
+                    source: "/etc/db".into(),
+                    propagation: None,
+                    create_host_path: false,
+                },
+            },
+            MountConfig {
+                target: "/tmp".into(),
+                read_only: false,
+                kind: MountKind::Tmpfs {
+                    size: None,
+                    mode: None,
+                },
+            },
+        ];
+        i.volumes_from.insert("service:db".into(), theirs);
+        let c = container_config(&i).expect("converts").config;
+        let m = |t: &str| c.mounts.iter().find(|m| m.target == t);
+        // Its own mount wins; the rest come read-only; the anonymous volume is shared, not
+        // owned; a tmpfs is not a volume.
+        assert!(
+            matches!(&m("/data").unwrap().kind, MountKind::Bind { source, .. } if source == Path::new("/own"))
+        );
+        let cache = m("/cache").unwrap();
+        assert!(cache.read_only);
+        assert!(
+            matches!(&cache.kind, MountKind::Volume { anonymous: false, name, .. } if *name == "a".repeat(64))
+        );
+        assert!(m("/conf").unwrap().read_only);
+        assert!(m("/tmp").is_none());
+        // The image's VOLUMEs it covers get no new anonymous volume.
+        assert!(
+            c.mounts.iter().filter(|m| m.target == "/cache").count() == 1,
+            "{:?}",
+            c.mounts
+        );
+    }
+
+    #[test]
     fn namespace_modes() {
         let c = ok("services:\n  web: {image: x, pid: host, ipc: none, uts: host, cgroup: host}\n");
         assert_eq!(
@@ -2182,11 +2327,7 @@ mod tests {
 
     #[test]
     fn unsupported_keys_are_refused() {
-        for (key, yaml) in [
-            ("userns_mode", "userns_mode: host"),
-            ("gpus", "gpus: all"),
-            ("volumes_from", "volumes_from: [other]"),
-        ] {
+        for (key, yaml) in [("userns_mode", "userns_mode: host"), ("gpus", "gpus: all")] {
             let e = err(&format!(
                 "services:\n  web:\n    image: x\n    {yaml}\n  other: {{image: x}}\n\
                  secrets:\n  s: {{file: /etc/hostname}}\nconfigs:\n  c: {{file: /etc/hostname}}\n"

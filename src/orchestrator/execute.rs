@@ -210,6 +210,17 @@ impl UpContext<'_> {
             };
             joined.insert(mode.clone(), id);
         }
+        let mut volumes_from = BTreeMap::new();
+        for entry in &svc.volumes_from {
+            let (source, _) = convert::volumes_from_source(entry);
+            let id = match source.split_once(':') {
+                Some(("service", other)) => self.running_container_of(other)?,
+                Some((_, other)) => self.ctx.resolve(other)?.id,
+                None => continue,
+            };
+            let mounts = self.ctx.store.dir_of(&id).config()?.mounts;
+            volumes_from.insert(source, mounts);
+        }
         Ok(ServiceInstance {
             project: self.project,
             service,
@@ -221,6 +232,7 @@ impl UpContext<'_> {
             config_files: self.config_files.clone(),
             joined,
             environment: self.environment,
+            volumes_from,
         })
     }
 
@@ -231,9 +243,7 @@ impl UpContext<'_> {
             .find(|o| o.service() == service && !o.oneoff() && o.running())
             .or_else(|| all.iter().find(|o| o.service() == service && !o.oneoff()))
             .map(|o| o.dir.id.clone())
-            .with_context(|| {
-                format!("service {service} has no container to share a namespace with")
-            })
+            .with_context(|| format!("service {service} has no container to share with"))
     }
 
     fn create(&self, service: &str, number: u32) -> anyhow::Result<ContainerDir> {
