@@ -354,6 +354,42 @@ volumes:
 }
 
 #[test]
+fn device_cgroup_rules_open_a_device() {
+    if !require_root() {
+        return;
+    }
+    if !std::path::Path::new("/dev/fuse").exists() {
+        eprintln!("skipped: the host has no /dev/fuse to make a node of");
+        return;
+    }
+    let c = Compose::new(
+        "devrule",
+        r#"
+services:
+  with:
+    image: IMAGE
+    command: ["sleep", "600"]
+    device_cgroup_rules: ["c 10:229 rw"]
+  without:
+    image: IMAGE
+    command: ["sleep", "600"]
+"#,
+    );
+    c.ok(&["up", "-d"]);
+    // fuse (10:229) is not among Docker's default devices and opens without a capability: a
+    // node made for it opens only where a rule allows it.
+    let script = "mknod /tmp/fuse c 10 229 && exec 3<>/tmp/fuse && echo opened";
+    let out = c.run(&["exec", "-T", "with", "sh", "-c", script]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "opened\n", "{out:?}");
+    let out = c.run(&["exec", "-T", "without", "sh", "-c", script]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn network_mode_service_shares_the_namespace() {
     if !require_root() {
         return;

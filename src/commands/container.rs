@@ -329,6 +329,9 @@ pub struct RunArgs {
     /// Add a host device to the container (HOST[:CONTAINER[:PERMISSIONS]])
     #[arg(long, value_name = "list")]
     pub device: Vec<String>,
+    /// Add a rule to the cgroup allowed devices list ("c 1:3 mr")
+    #[arg(long = "device-cgroup-rule", value_name = "list")]
+    pub device_cgroup_rule: Vec<String>,
     /// Add a custom host-to-IP mapping (host:ip)
     #[arg(long = "add-host", value_name = "list")]
     pub add_host: Vec<String>,
@@ -952,6 +955,15 @@ pub fn create(settings: &Settings, ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Con
             .device
             .iter()
             .map(|d| parse_device(d))
+            .collect::<anyhow::Result<_>>()?,
+        device_cgroup_rules: a
+            .device_cgroup_rule
+            .iter()
+            .map(|r| {
+                berth_engine::container::spec::device_cgroup_rule(r)
+                    .map(|_| r.clone())
+                    .map_err(anyhow::Error::from)
+            })
             .collect::<anyhow::Result<_>>()?,
         init: a.init,
         stop_signal: a

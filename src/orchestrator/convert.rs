@@ -216,6 +216,17 @@ impl Conv<'_> {
             ulimits: self.ulimits()?,
             sysctls: svc.sysctls.clone(),
             devices: self.devices()?,
+            device_cgroup_rules: self
+                .svc
+                .device_cgroup_rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    spec::device_cgroup_rule(r)
+                        .map(|_| r.clone())
+                        .map_err(|e| self.err(&format!("device_cgroup_rules[{i}]"), e))
+                })
+                .collect::<anyhow::Result<_>>()?,
             init: svc.init.unwrap_or(false),
             stop_signal: if svc.stop_signal.is_empty() {
                 image.stop_signal.clone().unwrap_or_default()
@@ -266,7 +277,11 @@ impl Conv<'_> {
         let s = self.svc;
         let unsupported = |key: &str| self.err(key, "not supported by berth");
         let set = [
-            ("userns_mode", !s.userns_mode.is_empty()),
+            // berth never remaps users: `host` is what every container gets.
+            (
+                "userns_mode",
+                !s.userns_mode.is_empty() && s.userns_mode != "host",
+            ),
             (
                 "runtime",
                 !s.runtime.is_empty() && s.runtime != "runc" && s.runtime != "youki",
@@ -274,7 +289,6 @@ impl Conv<'_> {
             ("gpus", !s.gpus.is_empty()),
             ("external_links", !s.external_links.is_empty()),
             ("storage_opt", !s.storage_opt.is_empty()),
-            ("device_cgroup_rules", !s.device_cgroup_rules.is_empty()),
             ("use_api_socket", s.use_api_socket),
             ("post_start", !s.post_start.is_empty()),
             ("pre_stop", !s.pre_stop.is_empty()),
@@ -2327,7 +2341,7 @@ mod tests {
 
     #[test]
     fn unsupported_keys_are_refused() {
-        for (key, yaml) in [("userns_mode", "userns_mode: host"), ("gpus", "gpus: all")] {
+        for (key, yaml) in [("userns_mode", "userns_mode: keep-id"), ("gpus", "gpus: all")] {
             let e = err(&format!(
                 "services:\n  web:\n    image: x\n    {yaml}\n  other: {{image: x}}\n\
                  secrets:\n  s: {{file: /etc/hostname}}\nconfigs:\n  c: {{file: /etc/hostname}}\n"

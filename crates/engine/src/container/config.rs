@@ -45,6 +45,9 @@ pub struct ContainerConfig {
     pub sysctls: BTreeMap<String, String>,
     /// `devices`: `host[:container[:perms]]`.
     pub devices: Vec<DeviceConfig>,
+    /// `device_cgroup_rules`: `TYPE MAJOR:MINOR ACCESS` (`c 1:3 mr`, `a *:* rwm`), allowed
+    /// on top of the defaults.
+    pub device_cgroup_rules: Vec<String>,
     /// `init: true`: berth's minimal init runs as pid 1 and execs the process as its child.
     pub init: bool,
     /// Signal name or number sent by `stop` (`SIGTERM` when empty).

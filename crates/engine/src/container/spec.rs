@@ -612,6 +612,46 @@ fn device_rule(
     r
 }
 
+/// A `device_cgroup_rules` entry, `TYPE MAJOR:MINOR ACCESS` as Docker reads it: type `a`,
+/// `b` or `c`, numbers or `*`, access a non-empty subset of `rwm`; an allow rule.
+pub fn device_cgroup_rule(rule: &str) -> Result<LinuxDeviceCgroup, SpecError> {
+    let bad = || {
+        SpecError::Resources(format!(
+            "invalid device cgroup rule {rule:?}: expected TYPE MAJOR:MINOR ACCESS, as \"c 1:3 mr\""
+        ))
+    };
+    let parts: Vec<&str> = rule.split_whitespace().collect();
+    let [typ, numbers, access] = parts[..] else {
+        return Err(bad());
+    };
+    let typ = match typ {
+        "a" => LinuxDeviceType::A,
+        "b" => LinuxDeviceType::B,
+        "c" => LinuxDeviceType::C,
+        _ => return Err(bad()),
+    };
+    let (major, minor) = numbers.split_once(':').ok_or_else(bad)?;
+    let number = |n: &str| -> Result<Option<i64>, SpecError> {
+        match n {
+            "*" => Ok(None),
+            n => n
+                .parse::<u32>()
+                .map(|v| Some(i64::from(v)))
+                .map_err(|_| bad()),
+        }
+    };
+    if access.is_empty() || !access.chars().all(|c| "rwm".contains(c)) {
+        return Err(bad());
+    }
+    Ok(device_rule(
+        Some(typ),
+        number(major)?,
+        number(minor)?,
+        access,
+        true,
+    ))
+}
+
 /// Docker's device cgroup rules for an unprivileged container: deny all, allow `mknod` of
 /// any node, the standard character devices, ptys and the console. (No explicit deny after
 /// the allows: fuse is denied by the first rule already, and a deny inside a wildcard allow is
@@ -998,6 +1038,9 @@ pub fn build_spec(cfg: &ContainerConfig, ctx: &SpecContext) -> Result<Spec, Spec
             devices.push(dev);
             rules.push(rule);
         }
+        for r in &cfg.device_cgroup_rules {
+            rules.push(device_cgroup_rule(r)?);
+        }
         (devices, rules)
     };
     let seccomp = if privileged {
@@ -1289,6 +1332,49 @@ mod tests {
             "host devices are passed"
         );
         assert!(!opts(find(&spec, "/sys").unwrap()).contains(&"ro"));
+    }
+
+    #[test]
+    fn device_cgroup_rules_are_added() {
+        let f = fixture();
+        let mut c = cfg();
+        c.device_cgroup_rules = vec!["c 10:200 rwm".into(), "b *:* m".into()];
+        let spec = build_spec(&c, &f.ctx).unwrap();
+        let rules = spec
+            .linux()
+            .as_ref()
+            .unwrap()
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .clone()
+            .unwrap();
+        let n = rules.len();
+        let tun = &rules[n - 2];
+        assert_eq!(
+            (
+                tun.typ(),
+                tun.major(),
+                tun.minor(),
+                tun.access().as_deref(),
+                tun.allow()
+            ),
+            (
+                Some(LinuxDeviceType::C),
+                Some(10),
+                Some(200),
+                Some("rwm"),
+                true
+            )
+        );
+        let all_b = &rules[n - 1];
+        assert_eq!((all_b.major(), all_b.minor()), (None, None));
+        for bad in [
+            "c 1:3", "x 1:3 r", "c 1-3 r", "c 1:3 rx", "c a:3 r", "c 1:3 ",
+        ] {
+            assert!(device_cgroup_rule(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
