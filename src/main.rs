@@ -6,6 +6,7 @@ mod commands;
 mod dnsd;
 mod engine;
 mod health;
+mod hooks;
 mod labels;
 mod net;
 mod orchestrator;

@@ -390,6 +390,50 @@ services:
 }
 
 #[test]
+fn post_start_and_pre_stop_hooks_run_in_the_container() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "hooks",
+        r#"
+services:
+  w:
+    image: IMAGE
+    command: ["sleep", "600"]
+    volumes: ["./out:/out"]
+    post_start:
+      - command: ["sh", "-c", "echo started-$$WHO > /out/post"]
+        environment: {WHO: hook}
+        working_dir: /out
+    pre_stop:
+      - command: sh -c 'echo stopping > /out/pre'
+"#,
+    );
+    std::fs::create_dir(c.dir.join("out")).unwrap();
+    c.ok(&["up", "-d"]);
+    let read = |f: &str| std::fs::read_to_string(c.dir.join("out").join(f)).unwrap_or_default();
+    assert_eq!(read("post"), "started-hook\n");
+    assert_eq!(read("pre"), "");
+    c.ok(&["stop"]);
+    assert_eq!(read("pre"), "stopping\n");
+    // A failing hook fails the command, naming the container and the hook.
+    c.write(
+        "services:\n  w:\n    image: IMAGE\n    command: [\"sleep\", \"600\"]\n    \
+         post_start:\n      - command: [\"sh\", \"-c\", \"echo nope; exit 3\"]\n",
+    );
+    let out = c.run(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("container phooks-w-1: post_start[0]")
+            && err.contains("exited with status 3")
+            && err.contains("nope"),
+        "{err}"
+    );
+}
+
+#[test]
 fn network_mode_service_shares_the_namespace() {
     if !require_root() {
         return;

@@ -85,7 +85,7 @@ pub fn run(settings: &Settings, args: &DownArgs) -> anyhow::Result<u8> {
         })
         .collect();
     for batch in &batches {
-        stop_parallel(&ctx, batch, timeout, &progress)?;
+        stop_parallel(&ctx, project, batch, timeout, &progress)?;
     }
     // Everything is stopped: the removals are independent (a directory tree, a network
     // endpoint each) and run in parallel; one after the other they were most of `down`.

@@ -262,6 +262,7 @@ pub fn start(settings: &Settings, a: &ServicesArgs) -> anyhow::Result<u8> {
                 &o.dir,
                 true,
             )?);
+            crate::hooks::post_start(&p.ctx, &p.project, &o.dir)?;
             progress.line("Container", &o.config.name, "Started");
             Ok(())
         })?;
@@ -276,6 +277,7 @@ pub fn stop(settings: &Settings, a: &StopArgs) -> anyhow::Result<u8> {
     for level in p.levels(&a.services, true)? {
         parallel(&level, |o| {
             if o.running() {
+                crate::hooks::pre_stop(&p.ctx, &p.project, o)?;
                 lifecycle::stop(&p.ctx.store, &o.dir, timeout)?;
             }
             progress.line("Container", &o.config.name, "Stopped");
@@ -292,6 +294,7 @@ pub fn restart(settings: &Settings, a: &RestartArgs) -> anyhow::Result<u8> {
     for level in p.levels(&a.services, false)? {
         parallel(&level, |o| {
             if o.running() {
+                crate::hooks::pre_stop(&p.ctx, &p.project, o)?;
                 lifecycle::stop(&p.ctx.store, &o.dir, timeout)?;
             }
             lifecycle::detach(lifecycle::start(
@@ -300,6 +303,7 @@ pub fn restart(settings: &Settings, a: &RestartArgs) -> anyhow::Result<u8> {
                 &o.dir,
                 true,
             )?);
+            crate::hooks::post_start(&p.ctx, &p.project, &o.dir)?;
             progress.line("Container", &o.config.name, "Restarted");
             Ok(())
         })?;
@@ -355,6 +359,7 @@ pub fn rm(settings: &Settings, a: &RmArgs) -> anyhow::Result<u8> {
     if a.stop {
         let running: Vec<&Observed> = selected.iter().copied().filter(|o| o.running()).collect();
         parallel(&running, |o| {
+            crate::hooks::pre_stop(&p.ctx, &p.project, o)?;
             lifecycle::stop(&p.ctx.store, &o.dir, None)?;
             progress.line("Container", &o.config.name, "Stopped");
             Ok(())

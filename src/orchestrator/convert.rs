@@ -290,8 +290,6 @@ impl Conv<'_> {
             ("external_links", !s.external_links.is_empty()),
             ("storage_opt", !s.storage_opt.is_empty()),
             ("use_api_socket", s.use_api_socket),
-            ("post_start", !s.post_start.is_empty()),
-            ("pre_stop", !s.pre_stop.is_empty()),
             ("provider", s.provider.is_some()),
             ("models", !s.models.is_empty()),
         ];
@@ -2341,7 +2339,10 @@ mod tests {
 
     #[test]
     fn unsupported_keys_are_refused() {
-        for (key, yaml) in [("userns_mode", "userns_mode: keep-id"), ("gpus", "gpus: all")] {
+        for (key, yaml) in [
+            ("userns_mode", "userns_mode: keep-id"),
+            ("gpus", "gpus: all"),
+        ] {
             let e = err(&format!(
                 "services:\n  web:\n    image: x\n    {yaml}\n  other: {{image: x}}\n\
                  secrets:\n  s: {{file: /etc/hostname}}\nconfigs:\n  c: {{file: /etc/hostname}}\n"

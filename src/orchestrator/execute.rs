@@ -281,6 +281,7 @@ impl UpContext<'_> {
             lifecycle::start(&self.ctx.shim_exe, self.ctx.root(), dir, true)
                 .with_context(|| format!("container {name}"))?,
         );
+        crate::hooks::post_start(self.ctx, self.project, dir)?;
         self.progress.line("Container", &name, "Started");
         Ok(())
     }
@@ -291,9 +292,20 @@ impl UpContext<'_> {
             .config()
             .map(|c| c.name)
             .unwrap_or_else(|_| id.to_string());
+        self.pre_stop(&dir)?;
         stop_and_remove(self.ctx, &dir, self.stop_timeout, false)?;
         self.progress.line("Container", &name, "Removed");
         Ok(())
+    }
+
+    /// The `pre_stop` hooks of the container of `dir` when it runs.
+    fn pre_stop(&self, dir: &ContainerDir) -> anyhow::Result<()> {
+        let observed = Observed {
+            dir: dir.clone(),
+            config: dir.config()?,
+            state: lifecycle::state(dir)?,
+        };
+        crate::hooks::pre_stop(self.ctx, self.project, &observed)
     }
 
     /// One operation of the plan.
@@ -315,6 +327,7 @@ impl UpContext<'_> {
                 let old_dir = self.ctx.store.dir_of(old);
                 let old_config = old_dir.config()?;
                 let old_name = old_config.name.clone();
+                self.pre_stop(&old_dir)?;
                 lifecycle::stop(&self.ctx.store, &old_dir, self.stop_timeout)
                     .with_context(|| format!("stop {old_name}"))?;
                 self.ctx
@@ -420,12 +433,14 @@ pub fn stop_and_remove(
 /// Stops containers of one level in parallel.
 pub fn stop_parallel(
     ctx: &Ctx,
+    project: &Project,
     containers: &[&Observed],
     timeout: Option<Duration>,
     progress: &Progress,
 ) -> anyhow::Result<()> {
     parallel(containers, |o| {
         if o.running() {
+            crate::hooks::pre_stop(ctx, project, o)?;
             lifecycle::stop(&ctx.store, &o.dir, timeout)?;
             progress.line("Container", &o.config.name, "Stopped");
         }
