@@ -265,16 +265,11 @@ impl Networking for ShimNetworking {
                 return Err(e);
             }
         }
-        let nameservers = eps
-            .first()
-            .map(|e| vec![gateway_of(&store, e)])
-            .unwrap_or_default()
-            .into_iter()
-            .flatten()
-            .collect();
+        let gateway = eps.first().and_then(|e| gateway_of(&store, e));
         Ok(NetworkSetup {
             addresses: eps.iter().map(|e| IpAddr::V4(e.ip)).collect(),
-            nameservers,
+            host_gateway: gateway.as_deref().and_then(|g| g.parse().ok()),
+            nameservers: gateway.into_iter().collect(),
         })
     }
 

@@ -434,6 +434,29 @@ services:
 }
 
 #[test]
+fn host_gateway_in_extra_hosts_is_the_networks_gateway() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "hostgw",
+        "services:\n  w:\n    image: IMAGE\n    command: [\"sleep\", \"600\"]\n    \
+         extra_hosts: [\"host.docker.internal:host-gateway\"]\n",
+    );
+    c.ok(&["up", "-d"]);
+    let script = "ip route | awk '/^default/ {print $3}'; \
+                  awk '$2 == \"host.docker.internal\" {print $1}' /etc/hosts";
+    let out = c.ok(&["exec", "-T", "w", "sh", "-c", script]).0;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].parse::<std::net::Ipv4Addr>().is_ok(), "{out}");
+    assert_eq!(
+        lines[0], lines[1],
+        "host-gateway must be the default gateway: {out}"
+    );
+}
+
+#[test]
 fn network_mode_service_shares_the_namespace() {
     if !require_root() {
         return;

@@ -137,6 +137,16 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        // A failed test never got to `down`: its supervisor would outlive it (and restart
+        // what is removed below).
+        if std::thread::panicking() {
+            for pid in berth_pids(&self.root, &["__supervise"]) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
         let ids: Vec<String> = std::fs::read_dir(self.root.join("containers"))
             .map(|d| {
                 d.flatten()
@@ -162,14 +172,14 @@ pub fn unmount_run(root: &Path) {
     while nix::mount::umount2(&run, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
 }
 
-/// Nothing of the root is mounted, no shim (or DNS daemon) of it runs, no cgroup of these containers exists.
+/// Nothing of the root is mounted, no shim (or DNS daemon, or supervisor) of it runs, no cgroup of these containers exists.
 pub fn assert_no_leaks(root: &Path, ids: &[String]) {
     let root_s = root.to_string_lossy().into_owned();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let leaked_mounts: Vec<&str> = mounts.lines().filter(|l| l.contains(&root_s)).collect();
-        let shims = shim_pids(root);
+        let shims = berth_pids(root, &["__shim", "__monitor", "__dns", "__supervise"]);
         if leaked_mounts.is_empty() && shims.is_empty() {
             break;
         }

@@ -31,7 +31,13 @@ pub enum EtcError {
     /// An `extra_hosts` address or `dns` server is not an IP address.
     #[error("invalid IP address {value:?} in {what}")]
     InvalidAddress { what: &'static str, value: String },
+    /// `host-gateway` in `extra_hosts` for a container with no network to reach the host.
+    #[error("extra_hosts {host}:host-gateway: the container has no network to reach the host by")]
+    NoHostGateway { host: String },
 }
+
+/// The `extra_hosts` address that stands for the host, as Docker's.
+pub const HOST_GATEWAY: &str = "host-gateway";
 
 /// Where the host's files are read from (`/etc/...` on a real host; temp files in tests).
 #[derive(Debug, Clone)]
@@ -96,7 +102,6 @@ const HOSTS_HEAD: &str = "127.0.0.1\tlocalhost\n\
     ff02::2\tip6-allrouters\n";
 
 fn check_ip(what: &'static str, value: &str) -> Result<(), EtcError> {
-    // `host-gateway` is resolved by the network layer before the config is written.
     value
         .parse::<IpAddr>()
         .map(|_| ())
@@ -106,14 +111,17 @@ fn check_ip(what: &'static str, value: &str) -> Result<(), EtcError> {
         })
 }
 
-/// `/etc/hosts` content: Docker's localhost lines, `extra_hosts` (`address\thost`), then the
-/// container's hostname (with its domain) on each of `addresses` (its network addresses), or
-/// on `127.0.0.1` while it has none so that it resolves. With `network_mode: host` the host's
-/// hosts file replaces the head and no hostname line is added.
+/// `/etc/hosts` content: Docker's localhost lines, `extra_hosts` (`address\thost`;
+/// `host-gateway` is `host_gateway`, the host as the container's first network reaches it, or
+/// `127.0.0.1` in the host's network namespace), then the container's hostname (with its
+/// domain) on each of `addresses` (its network addresses), or on `127.0.0.1` while it has
+/// none so that it resolves. With `network_mode: host` the host's hosts file replaces the
+/// head and no hostname line is added.
 pub fn hosts_content(
     cfg: &ContainerConfig,
     addresses: &[IpAddr],
     host_hosts: Option<&str>,
+    host_gateway: Option<IpAddr>,
 ) -> Result<String, EtcError> {
     let mut out = match host_hosts {
         Some(text) => {
@@ -126,6 +134,15 @@ pub fn hosts_content(
         None => HOSTS_HEAD.to_string(),
     };
     for (host, addr) in &cfg.extra_hosts {
+        if addr == HOST_GATEWAY {
+            let gateway = match (host_gateway, &cfg.network) {
+                (Some(ip), _) => ip,
+                (None, NetworkConfig::Host) => IpAddr::from([127, 0, 0, 1]),
+                (None, _) => return Err(EtcError::NoHostGateway { host: host.clone() }),
+            };
+            out.push_str(&format!("{gateway}\t{host}\n"));
+            continue;
+        }
         check_ip("extra_hosts", addr)?;
         out.push_str(&format!("{addr}\t{host}\n"));
     }
@@ -238,6 +255,7 @@ pub fn write_etc_files(
     host: &HostFiles,
     addresses: &[IpAddr],
     embedded: &[String],
+    host_gateway: Option<IpAddr>,
 ) -> Result<EtcFiles, EtcError> {
     let files = EtcFiles::in_dir(dir);
     let host_network = cfg.network == NetworkConfig::Host;
@@ -246,7 +264,7 @@ pub fn write_etc_files(
     } else {
         None
     };
-    let hosts = hosts_content(cfg, addresses, host_hosts.as_deref())?;
+    let hosts = hosts_content(cfg, addresses, host_hosts.as_deref(), host_gateway)?;
     let resolv = if embedded.is_empty() {
         resolv_conf_content(&read_host(&host.resolv_conf)?, &cfg.dns, host_network)?
     } else {
@@ -282,7 +300,7 @@ mod tests {
             ("db".into(), "10.0.0.5".into()),
             ("v6".into(), "fd00::1".into()),
         ];
-        let text = hosts_content(&c, &[], None).unwrap();
+        let text = hosts_content(&c, &[], None, None).unwrap();
         assert!(
             text.starts_with("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
         );
@@ -293,15 +311,35 @@ mod tests {
         c.hostname = "web".into();
         c.domainname = "example.org".into();
         let ip: IpAddr = "172.17.0.2".parse().unwrap();
-        let text = hosts_content(&c, &[ip], None).unwrap();
+        let text = hosts_content(&c, &[ip], None, None).unwrap();
         assert!(
             text.ends_with("172.17.0.2\tweb.example.org web\n"),
             "{text}"
         );
 
         c.extra_hosts = vec![("bad".into(), "not-an-ip".into())];
-        let err = hosts_content(&c, &[], None).unwrap_err();
+        let err = hosts_content(&c, &[], None, None).unwrap_err();
         assert!(err.to_string().contains("not-an-ip"), "{err}");
+    }
+
+    #[test]
+    fn host_gateway_is_the_host_as_the_container_reaches_it() {
+        let mut c = cfg();
+        c.extra_hosts = vec![("host.docker.internal".into(), HOST_GATEWAY.into())];
+        let gw: IpAddr = "172.18.0.1".parse().unwrap();
+        let text = hosts_content(&c, &[], None, Some(gw)).unwrap();
+        assert!(
+            text.contains("172.18.0.1\thost.docker.internal\n"),
+            "{text}"
+        );
+        // No network of its own: the host is the container's own loopback.
+        c.network = NetworkConfig::Host;
+        let text = hosts_content(&c, &[], Some(""), None).unwrap();
+        assert_eq!(text, "127.0.0.1\thost.docker.internal\n");
+        // No network at all: nothing to reach the host by.
+        c.network = NetworkConfig::None;
+        let err = hosts_content(&c, &[], None, None).unwrap_err();
+        assert!(matches!(err, EtcError::NoHostGateway { .. }), "{err}");
     }
 
     #[test]
@@ -361,7 +399,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut c = cfg();
         c.hostname = "box".into();
-        let files = write_etc_files(&c, dir.path(), &hf, &[], &[]).unwrap();
+        let files = write_etc_files(&c, dir.path(), &hf, &[], &[], None).unwrap();
         assert_eq!(files, EtcFiles::in_dir(dir.path()));
         assert_eq!(fs::read_to_string(&files.hostname).unwrap(), "box\n");
         assert!(
@@ -382,7 +420,7 @@ mod tests {
 
         c.network = NetworkConfig::Host;
         c.extra_hosts = vec![("db".into(), "10.0.0.5".into())];
-        write_etc_files(&c, dir.path(), &hf, &[], &[]).unwrap();
+        write_etc_files(&c, dir.path(), &hf, &[], &[], None).unwrap();
         assert_eq!(
             fs::read_to_string(&files.hosts).unwrap(),
             "127.0.0.1 localhost myhost\n10.0.0.5\tdb\n"

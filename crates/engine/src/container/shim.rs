@@ -247,6 +247,9 @@ pub struct NetworkSetup {
     /// Nameservers that come before the user's `dns` and replace the host's (the
     /// networks' embedded resolvers).
     pub nameservers: Vec<String>,
+    /// The host as the container reaches it (its first network's gateway): what
+    /// `host-gateway` in `extra_hosts` stands for.
+    pub host_gateway: Option<std::net::IpAddr>,
 }
 
 /// No networking beyond `lo` (tests, and tools that start containers without the binary).
@@ -497,6 +500,7 @@ impl Shim {
             &crate::container::etc::HostFiles::default(),
             &setup.addresses,
             &setup.nameservers,
+            setup.host_gateway,
         )?;
         let mut spec = build_spec(config, &ctx)?;
         let seccomp =
