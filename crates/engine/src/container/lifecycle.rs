@@ -23,7 +23,9 @@ pub enum LifecycleError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Fs(#[from] FsError),
-    #[error("{0}")]
+    // Transparent: with a message of "{0}" and the same error as its source, `{:#}`
+    // printed the shim's message twice.
+    #[error(transparent)]
     Shim(#[from] ShimError),
     #[error("container {0} is not running")]
     NotRunning(String),
