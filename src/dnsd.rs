@@ -295,6 +295,19 @@ fn load(root: &Path) -> (Config, bool) {
                     continue;
                 }
                 let mut client_records = BTreeMap::new();
+                // A container's own `dns` servers answer what this resolver does not.
+                let client_upstreams = eps
+                    .iter()
+                    .filter(|ep| !ep.upstreams.is_empty())
+                    .map(|ep| {
+                        let ups = ep
+                            .upstreams
+                            .iter()
+                            .map(|ip| std::net::SocketAddr::new(*ip, 53))
+                            .collect();
+                        (ep.ip, ups)
+                    })
+                    .collect();
                 for ep in eps {
                     let others = networks_of
                         .get(ep.container_id.as_str())
@@ -323,6 +336,7 @@ fn load(root: &Path) -> (Config, bool) {
                         .unwrap_or_default(),
                     forward: !net.internal,
                     client_records,
+                    client_upstreams,
                 });
             }
         }

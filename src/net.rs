@@ -175,7 +175,21 @@ pub fn dns_names(config: &ContainerConfig) -> Vec<String> {
     names
 }
 
+/// The container's `dns` servers, which its networks' resolver forwards to for it.
+pub fn dns_upstreams(config: &ContainerConfig) -> Result<Vec<IpAddr>, String> {
+    config
+        .dns
+        .servers
+        .iter()
+        .map(|s| {
+            s.parse::<IpAddr>()
+                .map_err(|_| format!("dns {s:?} is not an IP address"))
+        })
+        .collect()
+}
+
 fn endpoint_requests(config: &ContainerConfig) -> Result<Vec<EndpointRequest>, String> {
+    let upstreams = dns_upstreams(config)?;
     config
         .networks
         .iter()
@@ -202,6 +216,7 @@ fn endpoint_requests(config: &ContainerConfig) -> Result<Vec<EndpointRequest>, S
                     None => None,
                 },
                 ifname: n.interface_name.clone(),
+                upstreams: upstreams.clone(),
             })
         })
         .collect()

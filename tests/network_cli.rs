@@ -324,6 +324,40 @@ fn names_outside_the_network_are_forwarded_upstream() {
 }
 
 #[test]
+fn a_containers_own_dns_servers_answer_what_the_network_does_not() {
+    if !require_root() {
+        return;
+    }
+    let e = NetEnv::new("owndns");
+    std::fs::write(e.env.root.join("daemon.json"), r#"{"dns": ["127.0.0.2"]}"#).unwrap();
+    let daemons = fake_upstream(&e.ns, "127.0.0.2:53", Ipv4Addr::new(10, 1, 2, 3));
+    let own = fake_upstream(&e.ns, "127.0.0.3:53", Ipv4Addr::new(10, 9, 9, 9));
+    e.ok(&["network", "create", "owndns"]);
+    e.daemon("peer", &["--network", "owndns"], "exec sleep 600");
+    // With `--dns`, unknown names go to that server, through the network's resolver: it is
+    // the only nameserver the container lists, so local names still resolve.
+    let flags = ["--network", "owndns", "--dns", "127.0.0.3"];
+    let (code, out, err) = e.sh(
+        &flags,
+        "nslookup outside.test; nslookup peer; cat /etc/resolv.conf",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("10.9.9.9") && !out.contains("10.1.2.3"),
+        "{out}"
+    );
+    assert!(out.contains(&e.ip_of("peer", "owndns")), "{out}");
+    assert_eq!(out.matches("nameserver").count(), 1, "{out}");
+    // Without, the daemon's upstream answers.
+    let (_, out, _) = e.sh(&["--network", "owndns"], "nslookup outside.test");
+    assert!(out.contains("10.1.2.3"), "{out}");
+    let _ = e.sh(&flags, "nslookup stop.test");
+    let _ = e.sh(&["--network", "owndns"], "nslookup stop.test");
+    own.join().unwrap();
+    daemons.join().unwrap();
+}
+
+#[test]
 fn ipam_skips_subnets_in_use_and_honours_requests() {
     if !require_root() {
         return;

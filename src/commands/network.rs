@@ -512,6 +512,7 @@ fn connect(ctx: &Ctx, a: &ConnectArgs) -> anyhow::Result<()> {
             },
             mac: None,
             ifname: None,
+            upstreams: net::dns_upstreams(&config).map_err(anyhow::Error::msg)?,
         };
         let names = net::dns_names(&config);
         let ep = ctx

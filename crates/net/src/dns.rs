@@ -79,6 +79,9 @@ pub struct Zone {
     /// Names answered only to one client address (after `records`): a container attached to
     /// several networks asks one network's resolver, and sees the names of all of them.
     pub client_records: BTreeMap<Ipv4Addr, BTreeMap<String, Vec<Ipv4Addr>>>,
+    /// Upstreams of one client address, used instead of the server's: a container's own
+    /// `dns` servers, which Docker's embedded resolver forwards that container's queries to.
+    pub client_upstreams: BTreeMap<Ipv4Addr, Vec<SocketAddr>>,
 }
 
 /// The whole server's configuration: every zone to serve, and the upstream nameservers.
@@ -143,13 +146,24 @@ impl Server {
             })
             .copied()
             .collect();
+        let ours = |up: &SocketAddr| config.zones.iter().any(|z| *up == SocketAddr::V4(z.listen));
         let mut wanted = BTreeMap::new();
-        for zone in config.zones {
+        for zone in &config.zones {
             if wanted.contains_key(&zone.listen) {
                 errors.push(DnsError::DuplicateListen(zone.listen));
                 continue;
             }
-            wanted.insert(zone.listen, ZoneData::new(&zone, upstreams.clone()));
+            let mut data = ZoneData::new(zone, upstreams.clone());
+            data.client_upstreams = zone
+                .client_upstreams
+                .iter()
+                .map(|(client, ups)| {
+                    let ups: Arc<[SocketAddr]> =
+                        ups.iter().filter(|up| !ours(up)).copied().collect();
+                    (*client, ups)
+                })
+                .collect();
+            wanted.insert(zone.listen, data);
         }
 
         let gone: Vec<Listener> = {
@@ -310,6 +324,8 @@ struct ZoneData {
     reverse: BTreeMap<Ipv4Addr, String>,
     forward: bool,
     upstreams: Arc<[SocketAddr]>,
+    /// Per client address, upstreams of its own (ours filtered out) instead of `upstreams`.
+    client_upstreams: BTreeMap<Ipv4Addr, Arc<[SocketAddr]>>,
 }
 
 /// A name's addresses and its round-robin position.
@@ -337,8 +353,21 @@ impl ZoneData {
                 .collect(),
             reverse,
             forward: zone.forward,
+            client_upstreams: zone
+                .client_upstreams
+                .iter()
+                .map(|(client, ups)| (*client, ups.as_slice().into()))
+                .collect(),
             upstreams,
         }
+    }
+
+    /// Where `client`'s unanswered queries go: its own upstreams, else the server's.
+    fn upstreams_for(&self, client: Option<Ipv4Addr>) -> Arc<[SocketAddr]> {
+        client
+            .and_then(|c| self.client_upstreams.get(&c))
+            .unwrap_or(&self.upstreams)
+            .clone()
     }
 
     /// `name`'s entry: the zone's own, else one only `client` sees.
@@ -350,8 +379,8 @@ impl ZoneData {
         })
     }
 
-    fn can_forward(&self) -> bool {
-        self.forward && !self.upstreams.is_empty()
+    fn can_forward(&self, client: Option<Ipv4Addr>) -> bool {
+        self.forward && !self.upstreams_for(client).is_empty()
     }
 }
 
@@ -451,16 +480,22 @@ fn answer(
         return Action::Ignore;
     }
     if query.metadata.op_code != OpCode::Query {
-        return reply(response(&query, zone, ResponseCode::NotImp), transport);
+        return reply(
+            response(&query, zone, ResponseCode::NotImp, client),
+            transport,
+        );
     }
     let [question] = query.queries.as_slice() else {
-        return reply(response(&query, zone, ResponseCode::FormErr), transport);
+        return reply(
+            response(&query, zone, ResponseCode::FormErr, client),
+            transport,
+        );
     };
     let name = normalize(&question.name().to_ascii());
     let in_class = question.query_class() == DNSClass::IN;
 
     if let Some(entry) = zone.lookup(&name, client) {
-        let mut message = response(&query, zone, ResponseCode::NoError);
+        let mut message = response(&query, zone, ResponseCode::NoError, client);
         message.metadata.authoritative = true;
         if in_class && question.query_type() == RecordType::A {
             for addr in entry.rotated() {
@@ -476,17 +511,17 @@ fn answer(
         && let Some(owner) = parse_reverse(&name).and_then(|addr| zone.reverse.get(&addr))
         && let Ok(target) = Name::from_ascii(format!("{owner}."))
     {
-        let mut message = response(&query, zone, ResponseCode::NoError);
+        let mut message = response(&query, zone, ResponseCode::NoError, client);
         message.metadata.authoritative = true;
         let record = Record::from_rdata(question.name().clone(), 0, RData::PTR(PTR(target)));
         message.add_answer(record);
         return reply(message, transport);
     }
 
-    let Ok(servfail) = response(&query, zone, ResponseCode::ServFail).to_vec() else {
+    let Ok(servfail) = response(&query, zone, ResponseCode::ServFail, client).to_vec() else {
         return Action::Ignore;
     };
-    if zone.can_forward() {
+    if zone.can_forward(client) {
         Action::Forward { servfail }
     } else {
         Action::Reply(servfail)
@@ -494,11 +529,16 @@ fn answer(
 }
 
 /// A response to `query` with its id, question and RD/CD bits, and EDNS if it had EDNS.
-fn response(query: &Message, zone: &ZoneData, code: ResponseCode) -> Message {
+fn response(
+    query: &Message,
+    zone: &ZoneData,
+    code: ResponseCode,
+    client: Option<Ipv4Addr>,
+) -> Message {
     let mut message = Message::response(query.metadata.id, query.metadata.op_code);
     message.metadata.recursion_desired = query.metadata.recursion_desired;
     message.metadata.checking_disabled = query.metadata.checking_disabled;
-    message.metadata.recursion_available = zone.can_forward();
+    message.metadata.recursion_available = zone.can_forward(client);
     message.metadata.response_code = code;
     message.add_queries(query.queries.iter().cloned());
     if query.edns.is_some() {
@@ -554,7 +594,8 @@ async fn serve_udp(socket: UdpSocket, data: watch::Receiver<Arc<ZoneData>>) {
             received = socket.recv_from(&mut buf) => {
                 let Ok((len, peer)) = received else { continue };
                 let zone = data.borrow().clone();
-                match answer(&zone, &buf[..len], Transport::Udp, client_v4(peer)) {
+                let client = client_v4(peer);
+                match answer(&zone, &buf[..len], Transport::Udp, client) {
                     Action::Reply(bytes) => {
                         let _ = socket.send_to(&bytes, peer).await;
                     }
@@ -565,7 +606,7 @@ async fn serve_udp(socket: UdpSocket, data: watch::Receiver<Arc<ZoneData>>) {
                         let query = buf[..len].to_vec();
                         let replies_tx = replies_tx.clone();
                         forwards.spawn(async move {
-                            let bytes = forward_udp(&zone.upstreams, &query)
+                            let bytes = forward_udp(&zone.upstreams_for(client), &query)
                                 .await
                                 .unwrap_or(servfail);
                             let _ = replies_tx.send((bytes, peer)).await;
@@ -610,7 +651,7 @@ async fn serve_tcp_connection(mut stream: TcpStream, data: watch::Receiver<Arc<Z
         let zone = data.borrow().clone();
         let bytes = match answer(&zone, &query, Transport::Tcp, client) {
             Action::Reply(bytes) => bytes,
-            Action::Forward { servfail } => forward_tcp(&zone.upstreams, &query)
+            Action::Forward { servfail } => forward_tcp(&zone.upstreams_for(client), &query)
                 .await
                 .unwrap_or(servfail),
             Action::Ignore => return,
@@ -733,8 +774,36 @@ mod tests {
                 .collect(),
             forward,
             client_records: BTreeMap::new(),
+            client_upstreams: BTreeMap::new(),
         };
         ZoneData::new(&zone, upstreams.into())
+    }
+
+    #[test]
+    fn a_client_with_upstreams_of_its_own_is_forwarded_there() {
+        let server_up: SocketAddr = "10.0.0.53:53".parse().unwrap();
+        let own_up: SocketAddr = "10.9.0.53:53".parse().unwrap();
+        let client = Ipv4Addr::new(10, 0, 0, 2);
+        let mut z = Zone {
+            listen: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 53),
+            records: BTreeMap::new(),
+            forward: true,
+            client_records: BTreeMap::new(),
+            client_upstreams: BTreeMap::from([(client, vec![own_up])]),
+        };
+        let data = ZoneData::new(&z, vec![server_up].into());
+        assert_eq!(&*data.upstreams_for(Some(client)), [own_up]);
+        assert_eq!(
+            &*data.upstreams_for(Some(Ipv4Addr::new(10, 0, 0, 3))),
+            [server_up]
+        );
+        assert_eq!(&*data.upstreams_for(None), [server_up]);
+        // With no upstream of the server's, the client's own still forward for it alone.
+        let data = ZoneData::new(&z, Arc::from(Vec::new()));
+        assert!(data.can_forward(Some(client)) && !data.can_forward(None));
+        // An internal network forwards nothing, whoever asks.
+        z.forward = false;
+        assert!(!ZoneData::new(&z, vec![server_up].into()).can_forward(Some(client)));
     }
 
     #[test]
@@ -744,6 +813,7 @@ mod tests {
             records: BTreeMap::new(),
             forward: false,
             client_records: BTreeMap::new(),
+            client_upstreams: BTreeMap::new(),
         };
         let client = Ipv4Addr::new(10, 0, 0, 2);
         let other = Ipv4Addr::new(10, 1, 0, 5);
@@ -1032,12 +1102,14 @@ nameserverx 10.1.1.1
                         records: BTreeMap::new(),
                         forward: true,
                         client_records: BTreeMap::new(),
+                        client_upstreams: BTreeMap::new(),
                     },
                     Zone {
                         listen,
                         records: BTreeMap::new(),
                         forward: true,
                         client_records: BTreeMap::new(),
+                        client_upstreams: BTreeMap::new(),
                     },
                 ],
                 upstreams: vec![SocketAddr::V4(listen)],
@@ -1047,7 +1119,7 @@ nameserverx 10.1.1.1
             assert_eq!(server.listening(), vec![listen]);
             let data = server.lock()[&listen].data.borrow().clone();
             assert!(data.upstreams.is_empty());
-            assert!(!data.can_forward());
+            assert!(!data.can_forward(None));
             server.apply(Config::default()).await.unwrap();
             assert!(server.listening().is_empty());
         });

@@ -234,6 +234,10 @@ pub struct Endpoint {
     /// Published ports (DNAT to `ip`).
     #[serde(default)]
     pub ports: Vec<PublishedPort>,
+    /// The container's own nameservers (`dns`): the network's resolver forwards this
+    /// container's queries it cannot answer to them rather than to its upstreams.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<IpAddr>,
 }
 
 /// What a container asks of one network when it is attached.
@@ -245,6 +249,8 @@ pub struct EndpointRequest {
     pub mac: Option<[u8; 6]>,
     /// Name inside the container; `eth<index>` when unset.
     pub ifname: Option<String>,
+    /// The container's own nameservers (see [`Endpoint::upstreams`]).
+    pub upstreams: Vec<IpAddr>,
 }
 
 /// The network records, endpoints and address allocations of one state root.
@@ -639,6 +645,7 @@ impl NetworkStore {
             names: all_names,
             aliases: req.aliases.clone(),
             ports: if i == 0 { ports.to_vec() } else { Vec::new() },
+            upstreams: req.upstreams.clone(),
         };
         let dir = self.endpoints_dir(&net.name);
         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;

@@ -45,6 +45,7 @@ fn zone(listen: SocketAddrV4, records: &[(&str, &[Ipv4Addr])], forward: bool) ->
             .collect(),
         forward,
         client_records: BTreeMap::new(),
+        client_upstreams: BTreeMap::new(),
     }
 }
 

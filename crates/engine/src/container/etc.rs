@@ -247,8 +247,9 @@ fn read_host(path: &Path) -> Result<String, EtcError> {
 
 /// Writes `hostname`, `hosts` and `resolv.conf` for `cfg` into `dir`, each
 /// atomically; `addresses` are the container's own network addresses (without any, its
-/// hostname maps to 127.0.0.1); `embedded` are the networks' own resolvers, which come
-/// first and replace the host's servers. A missing host file counts as empty.
+/// hostname maps to 127.0.0.1); `embedded` are the networks' own resolvers, which replace
+/// the host's servers and the container's `dns` (they forward to those). A missing host
+/// file counts as empty.
 pub fn write_etc_files(
     cfg: &ContainerConfig,
     dir: &Path,
@@ -268,8 +269,10 @@ pub fn write_etc_files(
     let resolv = if embedded.is_empty() {
         resolv_conf_content(&read_host(&host.resolv_conf)?, &cfg.dns, host_network)?
     } else {
+        // The networks' resolver alone, as Docker's 127.0.0.11: it forwards the names it
+        // does not know to the container's own `dns` servers (or to its upstreams).
         let mut dns = cfg.dns.clone();
-        dns.servers = embedded.iter().chain(&cfg.dns.servers).cloned().collect();
+        dns.servers = embedded.to_vec();
         resolv_conf_content(&read_host(&host.resolv_conf)?, &dns, host_network)?
     };
     write_atomic(
