@@ -512,12 +512,18 @@ impl Shim {
         fsutil::write_replace(&bundle.join("config.json"), &spec_json)?;
 
         // stdio: pipes whose read ends we keep (with a terminal, the runtime sends us the pty
-        // master over a console socket instead).
-        let (out_r, out_w) = nix::unistd::pipe().map_err(|e| io_err("pipe")(e.into()))?;
-        let (err_r, err_w) = nix::unistd::pipe().map_err(|e| io_err("pipe")(e.into()))?;
+        // master over a console socket instead). Close-on-exec, as every descriptor of the
+        // shim: the runtime puts the container's ends on 0-2 itself, and anything the shim
+        // spawns (the DNS daemon, `nft`) must not hold them. A DNS daemon started by a shim
+        // kept that container's stdin open for good, so its input never ended.
+        let pipe = || {
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io_err("pipe")(e.into()))
+        };
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
         let (stdin_r, stdin_w): (OwnedFd, Option<File>) =
             if config.process.stdin_open && !config.process.tty {
-                let (r, w) = nix::unistd::pipe().map_err(|e| io_err("pipe")(e.into()))?;
+                let (r, w) = pipe()?;
                 (r, Some(File::from(w)))
             } else {
                 let null = File::open("/dev/null").map_err(io_err("open /dev/null"))?;
