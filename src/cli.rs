@@ -47,6 +47,8 @@ pub struct Cli {
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Attach local standard input, output, and error streams to a service's running container
+    Attach(crate::commands::service_verbs::AttachArgs),
     /// Parse, resolve and render compose file in canonical format
     Config(ConfigArgs),
     /// Manage containers (run, ls, stop, rm, logs, exec, …)
@@ -174,6 +176,7 @@ impl Cli {
             Some(Command::Ps(a)) => self.global.absorb(&a.shorts),
             Some(Command::Create(a)) => self.global.absorb(&a.shorts),
             Some(Command::Exec(a)) => self.global.absorb(&a.shorts),
+            Some(Command::Attach(a)) => self.global.absorb(&a.shorts),
             Some(Command::Kill(a)) => self.global.absorb(&a.shorts),
             Some(Command::Port(a)) => self.global.absorb(&a.shorts),
             Some(Command::Restart(a)) => self.global.absorb(&a.shorts),

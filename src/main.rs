@@ -126,6 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 Command::Daemon(args) => commands::daemon::run(&settings, &args),
                 Command::Create(args) => commands::service_verbs::create(&settings, &args),
                 Command::Exec(args) => commands::service_verbs::exec(&settings, &args),
+                Command::Attach(args) => commands::service_verbs::attach(&settings, &args),
                 Command::Kill(args) => commands::service_verbs::kill(&settings, &args),
                 Command::Ls(args) => commands::service_verbs::ls(&settings, &args),
                 Command::Pause(args) => commands::service_verbs::pause(&settings, &args, false),

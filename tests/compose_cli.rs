@@ -457,6 +457,80 @@ fn host_gateway_in_extra_hosts_is_the_networks_gateway() {
 }
 
 #[test]
+fn attach_sends_stdin_and_proxies_signals() {
+    use std::io::Write;
+    use std::process::Stdio;
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "attach",
+        r#"
+services:
+  echo:
+    image: IMAGE
+    stdin_open: true
+    command: ["sh", "-c", "echo before; while read l; do echo got:$$l; done; echo eof"]
+  trap:
+    image: IMAGE
+    network_mode: none
+    command: ["sh", "-c", "trap 'echo caught; exit 3' TERM; echo ready; while true; do sleep 0.1; done"]
+"#,
+    );
+    c.ok(&["up", "-d"]);
+    // stdin goes in; the output from now on comes back (not what came before); the end of
+    // input closes the container's stdin, the container ends, and so does attach.
+    let mut child =
+        c.e.env
+            .cmd(&c.args(&["attach", "echo"]))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    // echo is the only container on a network, so its shim started the DNS daemon: that
+    // daemon once inherited the container's stdin and kept it from ever ending.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("attach did not end when its input did");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text, "got:hello\neof\n");
+    // A signal to attach goes to the container's process.
+    eventually("trap is ready", || {
+        !c.ok(&["logs", "trap"]).0.contains("ready")
+    });
+    let child =
+        c.e.env
+            .cmd(&c.args(&["attach", "--no-stdin", "trap"]))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "caught\n");
+    let ps = c.ps();
+    let trap = ps.iter().find(|p| p["Service"] == "trap").unwrap();
+    assert_eq!(trap["ExitCode"], 3, "{trap}");
+    // A stopped container cannot be attached to.
+    let out = c.run(&["attach", "trap"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot attach to a stopped container"));
+}
+
+#[test]
 fn network_mode_service_shares_the_namespace() {
     if !require_root() {
         return;

@@ -1667,7 +1667,68 @@ pub fn exec(ctx: &Ctx, a: &ExecArgs) -> anyhow::Result<u8> {
 /// shim's `attach`); a terminal's output comes back raw on the same connection, plain output
 /// through the log. Returns when the container's output ends.
 fn attach(ctx: &Ctx, dir: &ContainerDir, tty: bool) -> anyhow::Result<()> {
+    attach_session(
+        ctx,
+        dir,
+        &AttachOptions {
+            tty,
+            stdin: true,
+            since: None,
+            detach_keys: None,
+            sig_proxy: false,
+        },
+    )
+}
+
+/// How [`attach_session`] attaches.
+pub struct AttachOptions {
+    /// The container has a terminal: output comes back raw on the connection.
+    pub tty: bool,
+    /// This process' stdin goes to the container.
+    pub stdin: bool,
+    /// Plain output from the log from this time (`None`: all of it).
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Typing this byte sequence on stdin detaches and leaves the container running.
+    pub detach_keys: Option<Vec<u8>>,
+    /// Signals this process receives go to the container's process (not with a terminal,
+    /// where Ctrl-C is a byte like any other).
+    pub sig_proxy: bool,
+}
+
+/// Docker's `--detach-keys`: comma-separated `a`-`z`, `ctrl-<a-z|@|[|\\|]|^|_>`.
+pub fn parse_detach_keys(spec: &str) -> anyhow::Result<Vec<u8>> {
+    spec.split(',')
+        .map(|k| {
+            let k = k.trim();
+            if let Some(c) = k.strip_prefix("ctrl-") {
+                match c.as_bytes() {
+                    [b] if b.is_ascii_lowercase() => Ok(b - b'a' + 1),
+                    [b'@'] => Ok(0),
+                    [b @ (b'[' | b'\\' | b']' | b'^' | b'_')] => Ok(b - b'@'),
+                    _ => bail!("invalid detach keys {spec:?}: unknown key {k:?}"),
+                }
+            } else {
+                match k.as_bytes() {
+                    [b] if b.is_ascii_graphic() => Ok(*b),
+                    _ => bail!("invalid detach keys {spec:?}: unknown key {k:?}"),
+                }
+            }
+        })
+        .collect()
+}
+
+/// Attaches this process to the running container of `dir` (`run -i`, compose `attach`):
+/// stdin to the container, its output here, until it exits (or the detach keys are typed).
+pub fn attach_session(ctx: &Ctx, dir: &ContainerDir, o: &AttachOptions) -> anyhow::Result<()> {
     use std::io::{IsTerminal, Read, Write};
+    let tty = o.tty;
+    // Plain output is in the log: without input to give, the shim is not asked.
+    if !tty && (!o.stdin || !dir.config()?.process.stdin_open) {
+        if o.sig_proxy {
+            proxy_signals(ctx, dir)?;
+        }
+        return crate::commands::logs::follow(dir, o.since);
+    }
     let socket = berth_engine::container::shim::socket_path(&ctx.store, &dir.id);
     // The reply line, byte by byte: what follows it is the container's output.
     let handshake = || -> std::io::Result<(std::os::unix::net::UnixStream, String)> {
@@ -1690,7 +1751,7 @@ fn attach(ctx: &Ctx, dir: &ContainerDir, tty: bool) -> anyhow::Result<()> {
                 let done = !dir.shim_alive().unwrap_or(false)
                     || lifecycle::state(dir).is_ok_and(|st| st.status != Status::Running);
                 if done {
-                    return crate::commands::logs::follow(dir, None);
+                    return crate::commands::logs::follow(dir, o.since);
                 }
                 if std::time::Instant::now() > deadline {
                     return Err(e)
@@ -1735,27 +1796,57 @@ fn attach(ctx: &Ctx, dir: &ContainerDir, tty: bool) -> anyhow::Result<()> {
     } else {
         None
     };
+    if o.sig_proxy && !tty {
+        proxy_signals(ctx, dir)?;
+    }
     let mut input = stream.try_clone()?;
-    std::thread::Builder::new()
-        .name("stdin".into())
-        .spawn(move || {
-            let mut buf = [0u8; 4096];
-            let mut stdin = std::io::stdin().lock();
-            loop {
-                match stdin.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if input.write_all(&buf[..n]).is_err() {
-                            return;
+    let detach_keys = o.detach_keys.clone().filter(|k| !k.is_empty());
+    let detached = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let detached_in = detached.clone();
+    if o.stdin {
+        std::thread::Builder::new()
+            .name("stdin".into())
+            .spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut stdin = std::io::stdin().lock();
+                // How much of the detach sequence the last bytes typed.
+                let mut matched = 0;
+                loop {
+                    match stdin.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if let Some(keys) = &detach_keys {
+                                for &b in &buf[..n] {
+                                    matched = if b == keys[matched] {
+                                        matched + 1
+                                    } else {
+                                        usize::from(b == keys[0])
+                                    };
+                                    if matched == keys.len() {
+                                        detached_in
+                                            .store(true, std::sync::atomic::Ordering::SeqCst);
+                                        // Ends the session: the output loop sees the end.
+                                        let _ = input.shutdown(std::net::Shutdown::Both);
+                                        if !tty {
+                                            // The log follower has no end to wait for.
+                                            std::process::exit(0);
+                                        }
+                                        return;
+                                    }
+                                }
+                            }
+                            if input.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
                         }
                     }
                 }
-            }
-            // End of input: without a terminal the container's stdin is closed with it.
-            if !tty {
-                let _ = input.shutdown(std::net::Shutdown::Write);
-            }
-        })?;
+                // End of input: without a terminal the container's stdin is closed with it.
+                if !tty {
+                    let _ = input.shutdown(std::net::Shutdown::Write);
+                }
+            })?;
+    }
     if tty {
         let mut out = std::io::stdout();
         let mut buf = [0u8; 8192];
@@ -1768,9 +1859,42 @@ fn attach(ctx: &Ctx, dir: &ContainerDir, tty: bool) -> anyhow::Result<()> {
                 }
             }
         }
+        if detached.load(std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("\r\nread escape sequence\r");
+        }
     } else {
-        crate::commands::logs::follow(dir, None)?;
+        crate::commands::logs::follow(dir, o.since)?;
     }
+    Ok(())
+}
+
+/// Docker's `--sig-proxy`: the signals a user sends this process (Ctrl-C's SIGINT, a
+/// `kill`) go to the container's process instead, from a thread that waits for them (blocked
+/// here, before other threads exist, so that none of them takes one).
+fn proxy_signals(ctx: &Ctx, dir: &ContainerDir) -> anyhow::Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
+        set.add(s);
+    }
+    set.thread_block()?;
+    let store = ctx.store.clone();
+    let dir = dir.clone();
+    std::thread::Builder::new()
+        .name("sig-proxy".into())
+        .spawn(move || {
+            while let Ok(sig) = set.wait() {
+                // Not a user's stop: the restart policy still applies, as with Docker.
+                let _ = lifecycle::kill(&store, &dir, sig as i32, false);
+            }
+        })?;
     Ok(())
 }
 
@@ -1819,6 +1943,15 @@ mod tests {
         match ContainerArgs::try_parse_from(all).map(|a| a.command) {
             Ok(ContainerCommand::Run(a)) => a,
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn detach_keys_as_docker() {
+        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q").unwrap(), [16, 17]);
+        assert_eq!(parse_detach_keys("ctrl-@,a,ctrl-_").unwrap(), [0, b'a', 31]);
+        for bad in ["ctrl-", "ctrl-1", "ab", "", "ctrl-P"] {
+            assert!(parse_detach_keys(bad).is_err(), "{bad:?}");
         }
     }
 

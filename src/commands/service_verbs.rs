@@ -139,6 +139,25 @@ pub struct RmArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AttachArgs {
+    #[command(flatten)]
+    pub shorts: crate::cli::ShortGlobals,
+    /// Override the key sequence for detaching from a container
+    #[arg(long = "detach-keys", default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
+    /// index of the container if service has multiple replicas
+    #[arg(long)]
+    pub index: Option<u32>,
+    /// Do not attach STDIN
+    #[arg(long = "no-stdin")]
+    pub no_stdin: bool,
+    /// Proxy all received signals to the process
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub sig_proxy: bool,
+    pub service: String,
+}
+
+#[derive(Debug, Args)]
 pub struct ExecArgs {
     #[command(flatten)]
     pub shorts: crate::cli::ShortGlobals,
@@ -421,6 +440,28 @@ pub fn pause(settings: &Settings, a: &ServicesArgs, resume: bool) -> anyhow::Res
         }
         Ok(())
     })?;
+    Ok(0)
+}
+
+/// `attach`: this terminal to a running service container, as `docker compose attach`: its
+/// output from now on, stdin to it (unless `--no-stdin`), signals forwarded (unless
+/// `--sig-proxy=false`), detach with the detach keys; ends when the container exits.
+pub fn attach(settings: &Settings, a: &AttachArgs) -> anyhow::Result<u8> {
+    let p = ProjectCtx::open(settings)?;
+    let o = p.one(&a.service, a.index)?;
+    if !o.running() {
+        bail!("cannot attach to a stopped container, start it first");
+    }
+    let options = crate::commands::container::AttachOptions {
+        tty: o.config.process.tty,
+        stdin: !a.no_stdin,
+        since: Some(chrono::Utc::now()),
+        detach_keys: Some(crate::commands::container::parse_detach_keys(
+            &a.detach_keys,
+        )?),
+        sig_proxy: a.sig_proxy,
+    };
+    crate::commands::container::attach_session(&p.ctx, &o.dir, &options)?;
     Ok(0)
 }
 
