@@ -125,37 +125,10 @@ pub fn run(settings: &Settings, a: &RunArgs) -> anyhow::Result<u8> {
         );
     }
     let image = crate::commands::container::image_for(&ctx, &svc.image, &svc.pull_policy)?;
-    let mut joined = std::collections::BTreeMap::new();
-    for mode in [&svc.network_mode, &svc.pid, &svc.ipc] {
-        let id = match mode.split_once(':') {
-            Some(("service", other)) => {
-                crate::orchestrator::observe::project_containers(&ctx.store, &project.name)?
-                    .into_iter()
-                    .find(|o| o.service() == other && o.running())
-                    .map(|o| o.dir.id)
-                    .with_context(|| format!("service {other} is not running"))?
-            }
-            Some(("container", other)) => ctx.resolve(other)?.id,
-            _ => continue,
-        };
-        joined.insert(mode.clone(), id);
-    }
-    let mut volumes_from = std::collections::BTreeMap::new();
-    for entry in &svc.volumes_from {
-        let (source, _) = convert::volumes_from_source(entry);
-        let id = match source.split_once(':') {
-            Some(("service", other)) => {
-                crate::orchestrator::observe::project_containers(&ctx.store, &project.name)?
-                    .into_iter()
-                    .find(|o| o.service() == other && !o.oneoff())
-                    .map(|o| o.dir.id)
-                    .with_context(|| format!("service {other} has no container"))?
-            }
-            Some((_, other)) => ctx.resolve(other)?.id,
-            None => continue,
-        };
-        volumes_from.insert(source, ctx.store.dir_of(&id).config()?.mounts);
-    }
+    let crate::orchestrator::execute::Shared {
+        joined,
+        volumes_from,
+    } = crate::orchestrator::execute::shared_containers(&ctx, &project.name, svc)?;
     let hashes = crate::commands::up::hashes(&project)?;
     let inst = ServiceInstance {
         project: &project,

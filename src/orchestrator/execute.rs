@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use berth_compose::model::Project;
 use berth_engine::container::lifecycle;
 use berth_engine::container::store::ContainerDir;
-use berth_engine::container::{ContainerConfig, MountKind};
+use berth_engine::container::{ContainerConfig, MountConfig, MountKind};
 use berth_engine::images::ImageRecord;
 use berth_engine::volumes::{VolumeOptions, VolumeStore};
 use berth_net::ipam::SubnetConfig;
@@ -56,6 +56,62 @@ pub struct UpContext<'a> {
     pub progress: Progress,
     /// The project's interpolation environment (secrets and configs by `environment:`).
     pub environment: &'a berth_compose::loader::Environment,
+}
+
+/// What a service shares with other containers, resolved for its conversion: the container
+/// of each `service:x` / `container:x` of `network_mode`, `pid` and `ipc`, and the mounts of
+/// each `volumes_from` source (see [`convert::ServiceInstance`]). A service's container is its
+/// running one, else any of its (whose start then says it is not running).
+pub fn shared_containers(
+    ctx: &Ctx,
+    project: &str,
+    svc: &berth_compose::model::ServiceConfig,
+) -> anyhow::Result<Shared> {
+    let mut observed = None;
+    let mut container_of = |source: &str| -> anyhow::Result<Option<String>> {
+        Ok(Some(match source.split_once(':') {
+            Some(("service", other)) => {
+                let all = match &observed {
+                    Some(all) => all,
+                    None => observed.insert(crate::orchestrator::observe::project_containers(
+                        &ctx.store, project,
+                    )?),
+                };
+                let of = |o: &&Observed| o.service() == other && !o.oneoff();
+                all.iter()
+                    .filter(of)
+                    .find(|o| o.running())
+                    .or_else(|| all.iter().find(of))
+                    .map(|o| o.dir.id.clone())
+                    .with_context(|| format!("service {other} has no container to share with"))?
+            }
+            Some(("container", other)) => ctx.resolve(other)?.id,
+            _ => return Ok(None),
+        }))
+    };
+    let mut joined = BTreeMap::new();
+    for mode in [&svc.network_mode, &svc.pid, &svc.ipc] {
+        if let Some(id) = container_of(mode)? {
+            joined.insert(mode.clone(), id);
+        }
+    }
+    let mut volumes_from = BTreeMap::new();
+    for entry in &svc.volumes_from {
+        let (source, _) = convert::volumes_from_source(entry);
+        if let Some(id) = container_of(&source)? {
+            volumes_from.insert(source, ctx.store.dir_of(&id).config()?.mounts);
+        }
+    }
+    Ok(Shared {
+        joined,
+        volumes_from,
+    })
+}
+
+/// What [`shared_containers`] found: [`convert::ServiceInstance`]'s fields of the same names.
+pub struct Shared {
+    pub joined: BTreeMap<String, String>,
+    pub volumes_from: BTreeMap<String, Vec<MountConfig>>,
 }
 
 /// The project networks the services use (and `default` when a service has no
@@ -201,26 +257,10 @@ impl UpContext<'_> {
             .services
             .get(service)
             .with_context(|| format!("no service {service}"))?;
-        let mut joined = BTreeMap::new();
-        for mode in [&svc.network_mode, &svc.pid, &svc.ipc] {
-            let id = match mode.split_once(':') {
-                Some(("service", other)) => self.running_container_of(other)?,
-                Some(("container", other)) => self.ctx.resolve(other)?.id,
-                _ => continue,
-            };
-            joined.insert(mode.clone(), id);
-        }
-        let mut volumes_from = BTreeMap::new();
-        for entry in &svc.volumes_from {
-            let (source, _) = convert::volumes_from_source(entry);
-            let id = match source.split_once(':') {
-                Some(("service", other)) => self.running_container_of(other)?,
-                Some((_, other)) => self.ctx.resolve(other)?.id,
-                None => continue,
-            };
-            let mounts = self.ctx.store.dir_of(&id).config()?.mounts;
-            volumes_from.insert(source, mounts);
-        }
+        let Shared {
+            joined,
+            volumes_from,
+        } = shared_containers(self.ctx, &self.project.name, svc)?;
         Ok(ServiceInstance {
             project: self.project,
             service,
@@ -234,16 +274,6 @@ impl UpContext<'_> {
             environment: self.environment,
             volumes_from,
         })
-    }
-
-    fn running_container_of(&self, service: &str) -> anyhow::Result<String> {
-        let all =
-            crate::orchestrator::observe::project_containers(&self.ctx.store, &self.project.name)?;
-        all.iter()
-            .find(|o| o.service() == service && !o.oneoff() && o.running())
-            .or_else(|| all.iter().find(|o| o.service() == service && !o.oneoff()))
-            .map(|o| o.dir.id.clone())
-            .with_context(|| format!("service {service} has no container to share with"))
     }
 
     fn create(&self, service: &str, number: u32) -> anyhow::Result<ContainerDir> {
