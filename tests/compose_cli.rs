@@ -758,7 +758,8 @@ fn run_makes_a_one_off_container_after_its_dependencies() {
         "client",
         "sh",
         "-c",
-        "wget -q -O - http://web/; exit 5",
+        // web's httpd may still be starting (only its start is waited for).
+        "for i in $(seq 100); do wget -q -O - http://web/ 2>/dev/null && break; sleep 0.05; done; exit 5",
     ]);
     assert_eq!(
         out.status.code(),

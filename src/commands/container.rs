@@ -695,7 +695,13 @@ fn exit_code(
 ) -> anyhow::Result<u8> {
     let reported = spawned.and_then(|mut s| {
         let code = s.wait_exit();
-        let _ = s.child.wait();
+        // Hang up the report pipe before waiting for the shim: a `--rm` container's shim
+        // waits for that before it removes the container (its output has been read by now).
+        let berth_engine::container::shim::Spawned {
+            mut child, report, ..
+        } = s;
+        drop(report);
+        let _ = child.wait();
         code
     });
     let code = match reported {
@@ -1865,6 +1871,9 @@ pub fn attach_session(ctx: &Ctx, dir: &ContainerDir, o: &AttachOptions) -> anyho
     } else {
         crate::commands::logs::follow(dir, o.since)?;
     }
+    // Hang up now, whatever the stdin thread still holds: an exited `--rm` container waits
+    // for its sessions before it is removed.
+    let _ = stream.shutdown(std::net::Shutdown::Both);
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use anyhow::Context;
+use berth_engine::container::Status;
 use berth_engine::container::store::ContainerDir;
 use berth_engine::logs::{LogEntry, LogReader, ReadOptions, Stream};
 use chrono::{DateTime, Utc};
@@ -97,7 +98,15 @@ fn print_entries(dir: &ContainerDir, opts: &ReadOptions, timestamps: bool) -> an
     std::fs::create_dir_all(&log_dir).ok();
     let reader = LogReader::open(&log_dir)?;
     let stop_dir = dir.clone();
-    let entries = reader.entries_until(opts, move || !stop_dir.shim_alive().unwrap_or(false))?;
+    // Done once the shim is gone, or once it recorded the exit: it drains the output into
+    // the log before, and an exited `--rm` container's shim waits for its starter (this
+    // follower, in `run`) before it removes the container and goes.
+    let entries = reader.entries_until(opts, move || {
+        !stop_dir.shim_alive().unwrap_or(false)
+            || stop_dir
+                .state()
+                .is_ok_and(|s| matches!(s.status, Status::Exited | Status::Dead))
+    })?;
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     for entry in entries {

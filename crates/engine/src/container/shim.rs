@@ -209,6 +209,9 @@ pub fn main(args: &[String], shim_exe: &Path, settle: &dyn Fn(), network: &dyn N
             let code = shim.run(Some(handover));
             network.release(&root, &id);
             report.send(&format!("exit {code}"));
+            if shim.config.auto_remove {
+                report.wait_for_starter(SESSION_GRACE);
+            }
             report.close();
             shim.remove_if_asked();
             0
@@ -286,10 +289,17 @@ pub fn monitor_main(args: &[String], network: &dyn Networking) -> i32 {
         network.release(Path::new(root), id);
     }
     report.send(&format!("exit {code}"));
+    if shim.config.auto_remove {
+        report.wait_for_starter(SESSION_GRACE);
+    }
     report.close();
     shim.remove_if_asked();
     0
 }
+
+/// How long an exited `--rm` container waits for its starter to hang up the report pipe
+/// before it is removed anyway.
+const SESSION_GRACE: Duration = Duration::from_secs(10);
 
 /// How long the first stage monitors a container itself before handing over.
 const HAND_OVER_AFTER: Duration = Duration::from_millis(500);
@@ -319,6 +329,39 @@ impl ReportPipe {
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
     }
+    /// Waits (at most `limit`) until the starter has hung up its end: a foreground `run
+    /// --rm` does once it has read the container's output and its exit code. Removing the
+    /// container before that lost the output of a quick command (`run --rm app echo hi`
+    /// printed nothing now and then). A starter that detached has hung up already.
+    fn wait_for_starter(&self, limit: Duration) {
+        if self.closed
+            || !rustix::fs::fstat(io::stdout()).is_ok_and(|st| {
+                rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Fifo
+            })
+        {
+            return;
+        }
+        let deadline = std::time::Instant::now() + limit;
+        let stdout = io::stdout();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            // No event asked for: a pipe's writer gets POLLERR once no reader is left.
+            let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::empty())];
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) => return,
+                Ok(_) => {
+                    if fds[0].revents().is_some_and(|r| {
+                        r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL)
+                    }) {
+                        return;
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
     /// Points fd 1 at /dev/null: the starter sees EOF.
     fn close(&mut self) {
         self.closed = true;
@@ -1189,10 +1232,6 @@ impl Shim {
     }
 }
 
-/// Moves this (single-threaded) shim into a mount namespace of its own, a slave of the
-/// host's: the host's unmounts still reach it (a disk the user unmounts is not held busy by
-/// every shim), while what it mounts stays in it. Best effort: without one, the rootfs is
-/// mounted on the host, as before.
 /// Mounts a copy of the mount at `path` in the mount namespace of process `pid` (a
 /// container's: `/dev/shm`) at `target`, a new directory. A mount of another namespace cannot
 /// be bound directly (EINVAL), so the shim, single-threaded, steps into that namespace to
@@ -1232,6 +1271,10 @@ fn clone_foreign_mount(pid: i32, path: &str, target: &Path) -> Result<(), ShimEr
     .map_err(|e| fail("attach the clone", &e))
 }
 
+/// Moves this (single-threaded) shim into a mount namespace of its own, a slave of the
+/// host's: the host's unmounts still reach it (a disk the user unmounts is not held busy by
+/// every shim), while what it mounts stays in it. Best effort: without one, the rootfs is
+/// mounted on the host, as before.
 fn enter_private_mount_namespace() {
     use nix::mount::{MsFlags, mount};
     use nix::sched::{CloneFlags, unshare};
