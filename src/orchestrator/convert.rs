@@ -521,33 +521,22 @@ impl Conv<'_> {
         key: &str,
     ) -> anyhow::Result<MountConfig> {
         let project = self.inst.project;
+        // A secret and a config carry the same fields (compose-go's `FileObjectConfig`).
+        macro_rules! fields {
+            ($d:expr) => {
+                (
+                    &$d.file,
+                    &$d.environment,
+                    &$d.content,
+                    $d.external.0,
+                    &$d.driver,
+                    &$d.template_driver,
+                )
+            };
+        }
         let (file, environment, content, external, driver, template_driver) = match kind {
-            FileRef::Secret => {
-                let d = project.secrets.get(&r.source);
-                d.map(|d| {
-                    (
-                        &d.file,
-                        &d.environment,
-                        &d.content,
-                        d.external.0,
-                        &d.driver,
-                        &d.template_driver,
-                    )
-                })
-            }
-            FileRef::Config => {
-                let d = project.configs.get(&r.source);
-                d.map(|d| {
-                    (
-                        &d.file,
-                        &d.environment,
-                        &d.content,
-                        d.external.0,
-                        &d.driver,
-                        &d.template_driver,
-                    )
-                })
-            }
+            FileRef::Secret => project.secrets.get(&r.source).map(|d| fields!(d)),
+            FileRef::Config => project.configs.get(&r.source).map(|d| fields!(d)),
         }
         .ok_or_else(|| {
             self.err(
