@@ -5,6 +5,7 @@
 
 use anyhow::{Context, bail};
 use berth_compose::model::{Project, ServiceHook};
+use berth_engine::container::ContainerConfig;
 use berth_engine::container::exec::{EXEC_VERB, ExecRequest};
 use berth_engine::container::store::ContainerDir;
 
@@ -105,9 +106,13 @@ pub fn pre_stop(ctx: &Ctx, project: &Project, o: &Observed) -> anyhow::Result<()
     run(ctx, &o.dir, &o.config.name, Hook::PreStop, hooks)
 }
 
-/// The `post_start` hooks of the container of `dir`, just started.
-pub fn post_start(ctx: &Ctx, project: &Project, dir: &ContainerDir) -> anyhow::Result<()> {
-    let config = dir.config()?;
+/// The `post_start` hooks of the container of `dir` (whose config is `config`), just started.
+pub fn post_start(
+    ctx: &Ctx,
+    project: &Project,
+    dir: &ContainerDir,
+    config: &ContainerConfig,
+) -> anyhow::Result<()> {
     let service = config
         .labels
         .get(crate::labels::SERVICE)

@@ -1871,8 +1871,8 @@ pub fn attach_session(ctx: &Ctx, dir: &ContainerDir, o: &AttachOptions) -> anyho
     } else {
         crate::commands::logs::follow(dir, o.since)?;
     }
-    // Hang up now, whatever the stdin thread still holds: an exited `--rm` container waits
-    // for its sessions before it is removed.
+    // Hang up now, whatever the stdin thread still holds: a shim holds back its hand-over
+    // while a session is attached.
     let _ = stream.shutdown(std::net::Shutdown::Both);
     Ok(())
 }

@@ -281,7 +281,7 @@ pub fn start(settings: &Settings, a: &ServicesArgs) -> anyhow::Result<u8> {
                 &o.dir,
                 true,
             )?);
-            crate::hooks::post_start(&p.ctx, &p.project, &o.dir)?;
+            crate::hooks::post_start(&p.ctx, &p.project, &o.dir, &o.config)?;
             progress.line("Container", &o.config.name, "Started");
             Ok(())
         })?;
@@ -322,7 +322,7 @@ pub fn restart(settings: &Settings, a: &RestartArgs) -> anyhow::Result<u8> {
                 &o.dir,
                 true,
             )?);
-            crate::hooks::post_start(&p.ctx, &p.project, &o.dir)?;
+            crate::hooks::post_start(&p.ctx, &p.project, &o.dir, &o.config)?;
             progress.line("Container", &o.config.name, "Restarted");
             Ok(())
         })?;

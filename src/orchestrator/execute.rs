@@ -303,15 +303,16 @@ impl UpContext<'_> {
         if self.no_start {
             return Ok(());
         }
-        let name = dir
-            .config()
-            .map(|c| c.name)
+        let config = dir.config();
+        let name = config
+            .as_ref()
+            .map(|c| c.name.clone())
             .unwrap_or_else(|_| dir.id.clone());
         lifecycle::detach(
             lifecycle::start(&self.ctx.shim_exe, self.ctx.root(), dir, true)
                 .with_context(|| format!("container {name}"))?,
         );
-        crate::hooks::post_start(self.ctx, self.project, dir)?;
+        crate::hooks::post_start(self.ctx, self.project, dir, &config?)?;
         self.progress.line("Container", &name, "Started");
         Ok(())
     }

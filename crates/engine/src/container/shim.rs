@@ -466,7 +466,8 @@ impl Shim {
                 ))),
             }
         };
-        let mut ipc_shm = None;
+        // The init whose /dev/shm comes along with a joined IPC namespace.
+        let mut ipc_owner = None;
         let joined;
         let config = if matches!(config.network, NetworkConfig::Container(_))
             || matches!(config.pid, NamespaceMode::Container(_))
@@ -485,7 +486,7 @@ impl Shim {
                 let pid = init_of(other, "IPC")?;
                 c.ipc = NamespaceMode::Join(PathBuf::from(format!("/proc/{pid}/ns/ipc")));
                 // Its /dev/shm comes along (see `clone_foreign_mount`).
-                ipc_shm = Some(pid);
+                ipc_owner = Some(pid);
             }
             joined = c;
             &joined
@@ -510,7 +511,7 @@ impl Shim {
         fs::create_dir_all(&bundle).map_err(io_err("create the bundle directory"))?;
         // The joined container's /dev/shm, a mount of its own mount namespace, cloned into
         // the shim's for the runtime to bind.
-        let staged_shm = match ipc_shm {
+        let staged_shm = match ipc_owner {
             Some(pid) => {
                 let target = bundle.join("shm");
                 clone_foreign_mount(pid, "/dev/shm", &target)?;
