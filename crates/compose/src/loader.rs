@@ -272,12 +272,13 @@ impl Ctx<'_> {
                 message: w.to_string(),
             }));
         }
-        self.include_stack.push(
-            f.path
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| f.name.clone()),
-        );
+        // The absolute path (docker compose names the file so in its warnings), or `-`.
+        let full_name = f
+            .path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| f.name.clone());
+        self.include_stack.push(full_name.clone());
         let included = self.apply_include(&mut doc, dir, env);
         self.include_stack.pop();
         included?;
@@ -288,8 +289,7 @@ impl Ctx<'_> {
             self.warnings.push(Warning {
                 loc: v.loc,
                 message: format!(
-                    "{}: the attribute `version` is obsolete, it will be ignored, please remove it to avoid potential confusion",
-                    f.name
+                    "{full_name}: the attribute `version` is obsolete, it will be ignored, please remove it to avoid potential confusion"
                 ),
             });
         }
