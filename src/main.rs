@@ -35,9 +35,10 @@ fn main() -> ExitCode {
     // set-up, nothing that could start a thread before libcontainer forks).
     if args.get(1).map(String::as_str) == Some(berth_engine::container::shim::SHIM_VERB) {
         // The runtime's own diagnostics go to the shim's stderr (its shim.log); no thread is
-        // started by this.
+        // started by this. libcgroups' v1 manager warns of every controller the host lacks
+        // (hugetlb, perf_event, ...) at every start: nothing to act on, so not logged.
         tracing_subscriber::fmt()
-            .with_env_filter(EnvFilter::new("warn"))
+            .with_env_filter(EnvFilter::new("warn,libcgroups::v1::manager=error"))
             .with_writer(std::io::stderr)
             .with_ansi(false)
             .init();
