@@ -292,6 +292,24 @@ services:
 }
 
 #[test]
+fn an_error_in_the_file_comes_before_any_pull() {
+    if !require_root() {
+        return;
+    }
+    // The image is not here and its registry (loopback, port 1) does not answer: a pull
+    // would fail on the connection. The file's own error must be what `up` reports.
+    let c = Compose::new(
+        "prepull",
+        "services:\n  w:\n    image: 127.0.0.1:1/absent/image:1\n    mem_swappiness: 500\n",
+    );
+    let out = c.run(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("service \"w\": mem_swappiness: "), "{err}");
+    assert!(!err.contains("127.0.0.1:1"), "{err}");
+}
+
+#[test]
 fn cpu_quota_and_memory_knobs_reach_the_cgroup() {
     if !require_root() {
         return;

@@ -124,6 +124,8 @@ pub fn run(settings: &Settings, a: &RunArgs) -> anyhow::Result<u8> {
             a.service
         );
     }
+    // The service's own keys are checked before a pull (see `up`).
+    crate::orchestrator::convert::preflight(&project, &a.service, &loaded.environment)?;
     let image = crate::commands::container::image_for(&ctx, &svc.image, &svc.pull_policy)?;
     let crate::orchestrator::execute::Shared {
         joined,

@@ -208,15 +208,20 @@ pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
         }
     }
 
-    // Images first: nothing is created before every image is there.
-    let mut images = BTreeMap::new();
+    // Every service's own keys are checked before any pull: an error in the file must not
+    // wait for (or come after) a long download.
     for name in levels.iter().flatten() {
-        let svc = &project.services[name];
-        if svc.image.is_empty() {
+        if project.services[name].image.is_empty() {
             bail!(
                 "service {name:?} has no image and builds one (`build:`), which berth does not do yet\nhint: build it elsewhere and set `image:`"
             );
         }
+        crate::orchestrator::convert::preflight(project, name, &loaded.environment)?;
+    }
+    // Images first: nothing is created before every image is there.
+    let mut images = BTreeMap::new();
+    for name in levels.iter().flatten() {
+        let svc = &project.services[name];
         let policy = if args.pull == "policy" {
             svc.pull_policy.as_str()
         } else {

@@ -128,6 +128,60 @@ pub fn container_config(inst: &ServiceInstance) -> anyhow::Result<NewContainer> 
     })
 }
 
+/// Converts one container of `service` against a stand-in image (no config but a command) and
+/// stand-ins for the containers it joins or takes volumes from, and drops the result: the
+/// errors of the service's own keys (a missing secret file, a bad `mem_swappiness`, a
+/// refused key) come out before any image is pulled, not after.
+pub fn preflight(
+    project: &Project,
+    service: &str,
+    environment: &Environment,
+) -> anyhow::Result<()> {
+    let svc = project
+        .service(service)
+        .with_context(|| format!("no such service: {service}"))?;
+    let image = ImageRecord {
+        id: berth_engine::digest::Digest::of_bytes(b"berth preflight"),
+        manifest_digest: None,
+        repo_tags: Vec::new(),
+        repo_digests: Vec::new(),
+        created: None,
+        architecture: String::new(),
+        os: String::new(),
+        variant: None,
+        config: berth_engine::images::ImageConfig {
+            cmd: Some(vec!["true".into()]),
+            ..Default::default()
+        },
+        layers: Vec::new(),
+        size: 0,
+    };
+    let joined = [&svc.network_mode, &svc.pid, &svc.ipc]
+        .into_iter()
+        .filter(|m| m.starts_with("service:") || m.starts_with("container:"))
+        .map(|m| (m.clone(), "0".repeat(64)))
+        .collect();
+    let volumes_from = svc
+        .volumes_from
+        .iter()
+        .map(|e| (volumes_from_source(e).0, Vec::new()))
+        .collect();
+    container_config(&ServiceInstance {
+        project,
+        service,
+        number: 1,
+        oneoff: false,
+        image: &image,
+        config_hash: String::new(),
+        working_dir: String::new(),
+        config_files: Vec::new(),
+        joined,
+        environment,
+        volumes_from,
+    })
+    .map(drop)
+}
+
 /// The conversion of one service, with the error helper every key uses.
 struct Conv<'a> {
     inst: &'a ServiceInstance<'a>,
@@ -1956,6 +2010,28 @@ mod tests {
         let e = err("services:\n  web:\n    image: x\n    networks:\n      \
              default: {ipv6_address: 'fd00::5'}\n");
         assert!(e.contains("networks.default.ipv6_address"), "{e}");
+    }
+
+    #[test]
+    fn preflight_finds_the_services_own_errors_without_an_image() {
+        // Joins, volumes_from and a command left to the image raise nothing without them.
+        let project = load(
+            "services:\n  db: {image: x}\n  web:\n    image: x\n    \
+             network_mode: 'service:db'\n    pid: 'container:other'\n    \
+             volumes_from: ['db:ro', 'container:c1']\n",
+        );
+        preflight(&project, "web", &ENVIRONMENT).unwrap();
+        preflight(&project, "db", &ENVIRONMENT).unwrap();
+        // A key of the service's own is checked.
+        let project = load("services:\n  web:\n    image: x\n    mem_swappiness: 500\n");
+        let e = preflight(&project, "web", &ENVIRONMENT)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("service \"web\": mem_swappiness: "), "{e}");
+        let e = preflight(&project, "nope", &ENVIRONMENT)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "no such service: nope");
     }
 
     #[test]
