@@ -1,6 +1,7 @@
 //! `berth`: a Docker-Compose-compatible orchestrator. This binary owns the command line,
 //! logging, colours and exit codes; the crates under `crates/` know nothing of them.
 
+mod binary;
 mod cli;
 mod commands;
 mod dnsd;

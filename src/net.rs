@@ -372,7 +372,41 @@ pub fn dns_publish(root: &Path) -> Result<(), String> {
     // Another attach may have started one meanwhile.
     match poke(&dns_socket(root), "reload") {
         Ok(()) => Ok(()),
-        Err(_) => start_daemon(root),
+        Err(Poke::OtherBinary(pid)) => {
+            // Started by another berth binary (an upgrade): its successor reads the records
+            // as it starts, so nothing is lost but the few milliseconds between the two.
+            stop_daemon(root, pid)?;
+            start_daemon(root)
+        }
+        Err(Poke::Failed) => start_daemon(root),
+    }
+}
+
+/// Stops the DNS daemon `pid` (SIGTERM; SIGKILL after 5 s: it keeps nothing that is not on
+/// disk) and waits until it has let go of `run/dns.lock`.
+fn stop_daemon(root: &Path, pid: i32) -> Result<(), String> {
+    use berth_engine::fsutil::Lock;
+    use nix::sys::signal::{Signal, kill};
+    let lock = root.join("run").join("dns.lock");
+    let pid = nix::unistd::Pid::from_raw(pid);
+    let _ = kill(pid, Signal::SIGTERM);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut killed = false;
+    loop {
+        match Lock::try_exclusive(&lock) {
+            Ok(Some(_free)) => return Ok(()),
+            Ok(None) => {}
+            Err(e) => return Err(format!("lock {}: {e}", lock.display())),
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return Err(format!("the DNS daemon (pid {pid}) does not exit"));
+        }
+        if !killed && now + Duration::from_secs(5) >= deadline {
+            let _ = kill(pid, Signal::SIGKILL);
+            killed = true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -386,20 +420,32 @@ pub fn dns_forget(root: &Path) {
     }
 }
 
-fn poke(socket: &Path, request: &str) -> Result<(), String> {
-    let mut s = UnixStream::connect(socket).map_err(|e| e.to_string())?;
+/// Why a request to the DNS daemon was not answered `ok`.
+enum Poke {
+    /// The daemon (this pid) runs another berth binary; it was not asked.
+    OtherBinary(i32),
+    /// No daemon, or no good answer (a new one is started).
+    Failed,
+}
+
+fn poke(socket: &Path, request: &str) -> Result<(), Poke> {
+    let fail = |_| Poke::Failed;
+    let mut s = UnixStream::connect(socket).map_err(fail)?;
+    // The daemon's pid from the connection itself: the old daemons wrote it nowhere.
+    if let Ok(cred) = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials)
+        && crate::binary::runs_other_binary(cred.pid())
+    {
+        return Err(Poke::OtherBinary(cred.pid()));
+    }
     s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
+        .map_err(fail)?;
     s.write_all(format!("{request}\n").as_bytes())
-        .map_err(|e| e.to_string())?;
+        .map_err(fail)?;
     let mut line = String::new();
-    BufReader::new(&s)
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
+    BufReader::new(&s).read_line(&mut line).map_err(fail)?;
     match line.trim() {
         "ok" => Ok(()),
-        "" => Err("the DNS daemon closed the connection".into()),
-        other => Err(format!("DNS daemon: {other}")),
+        _ => Err(Poke::Failed),
     }
 }
 

@@ -200,6 +200,12 @@ pub fn ensure_running(root: &Path, project: &str) -> anyhow::Result<()> {
     let root = std::path::absolute(root).context("resolve the state root")?;
     let dir = project_dir(&root, project)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    // One started by another berth binary (berth was upgraded or rebuilt since) hands the
+    // project over: stopping a supervisor loses nothing, and this binary's own adopts the
+    // containers as it starts.
+    if running(&root, project) && lock_pid(&dir).is_some_and(crate::binary::runs_other_binary) {
+        stop(&root, project)?;
+    }
     if !running(&root, project) {
         let exe = std::env::current_exe().context("cannot find the berth executable")?;
         let out = Command::new(exe)
@@ -245,10 +251,7 @@ pub fn stop(root: &Path, project: &str) -> anyhow::Result<()> {
     if wait_free(&lock, Duration::from_secs(5)) {
         return Ok(());
     }
-    let pid = std::fs::read_to_string(&lock)
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
-        .filter(|p| *p > 1);
+    let pid = lock_pid(&dir);
     if let Some(pid) = pid
         && running(root, project)
     {
@@ -261,6 +264,14 @@ pub fn stop(root: &Path, project: &str) -> anyhow::Result<()> {
         return Ok(());
     }
     bail!("project {project}: the supervisor does not exit (pid {pid:?})")
+}
+
+/// The pid the supervisor wrote into its lock file as it took the lock.
+fn lock_pid(dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(dir.join("supervisor.lock"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|p| *p > 1)
 }
 
 /// Waits until nobody holds `lock`; `true` once free.

@@ -291,3 +291,75 @@ services:
     assert!(ps.iter().all(|p| p["State"] == "running"), "{ps:?}");
     finish(&c);
 }
+
+/// The executable file process `pid` runs: device and inode.
+fn exe_of(pid: i32) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(format!("/proc/{pid}/exe")).unwrap();
+    (m.dev(), m.ino())
+}
+
+fn file_id(path: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    (m.dev(), m.ino())
+}
+
+#[test]
+fn an_upgraded_berth_replaces_the_supervisor_and_the_dns_daemon() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "upgr",
+        "services:\n  a:\n    image: IMAGE\n    command: [\"sleep\", \"600\"]\n  \
+         b:\n    image: IMAGE\n    command: [\"sleep\", \"600\"]\n",
+    );
+    let _guard = KillSupervisorsOnPanic(c.e.env.root.clone());
+    // "The old release": a copy of this binary, so another file.
+    let old = c.e.env.tmp.path().join("berth-old");
+    std::fs::copy(env!("CARGO_BIN_EXE_berth"), &old).unwrap();
+    let new = std::path::Path::new(env!("CARGO_BIN_EXE_berth"));
+    let netns = c.e.env.netns.clone().expect("compose tests run in a netns");
+    let root = c.e.env.root.to_str().unwrap().to_string();
+    let mut args = vec!["--root", root.as_str()];
+    args.extend(c.args(&["up", "-d", "a"]));
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .arg("--")
+        .arg(&old)
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dns = || {
+        let pids = berth_pids(&c.e.env.root, &["__dns"]);
+        assert_eq!(pids.len(), 1, "one DNS daemon: {pids:?}");
+        pids[0]
+    };
+    let old_supervisor = supervisor_pid(&c.e.env.root, &c.name);
+    assert_eq!(exe_of(old_supervisor), file_id(&old));
+    assert_eq!(exe_of(dns()), file_id(&old));
+
+    // The new release starts b: its start replaces the DNS daemon, and `up` the supervisor.
+    c.ok(&["up", "-d"]);
+    let supervisor = supervisor_pid(&c.e.env.root, &c.name);
+    assert_ne!(supervisor, old_supervisor);
+    assert_eq!(exe_of(supervisor), file_id(new));
+    assert_eq!(supervisors(&c.e.env.root), vec![supervisor]);
+    assert_eq!(exe_of(dns()), file_id(new));
+    // The new daemon knows both containers, the one started by the old release too.
+    for (from, name) in [("a", "b"), ("b", "a")] {
+        let (out, _) = c.ok(&["exec", "-T", from, "nslookup", name]);
+        assert!(out.contains("Address"), "{from} resolves {name}: {out}");
+    }
+    // An unchanged binary changes nothing.
+    c.ok(&["up", "-d"]);
+    assert_eq!(supervisor_pid(&c.e.env.root, &c.name), supervisor);
+    finish(&c);
+}
