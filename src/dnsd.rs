@@ -324,6 +324,29 @@ fn load(root: &Path) -> (Config, bool) {
                             }
                         }
                     }
+                    // Its links (`external_links`): ALIAS, to it alone, is CONTAINER's
+                    // addresses on the networks the two share.
+                    for link in &ep.links {
+                        let Some((target, alias)) = link.split_once(':') else {
+                            continue;
+                        };
+                        let target = target.to_ascii_lowercase();
+                        let mut ips: Vec<std::net::Ipv4Addr> = Vec::new();
+                        for network in std::iter::once(&net.name.as_str()).chain(others.iter()) {
+                            if let Some(found) =
+                                per_network.get(network).and_then(|r| r.get(&target))
+                            {
+                                for ip in found {
+                                    if !ips.contains(ip) {
+                                        ips.push(*ip);
+                                    }
+                                }
+                            }
+                        }
+                        if !ips.is_empty() {
+                            extra.insert(alias.to_ascii_lowercase(), ips);
+                        }
+                    }
                     if !extra.is_empty() {
                         client_records.insert(ep.ip, extra);
                     }

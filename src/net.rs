@@ -217,6 +217,7 @@ fn endpoint_requests(config: &ContainerConfig) -> Result<Vec<EndpointRequest>, S
                 },
                 ifname: n.interface_name.clone(),
                 upstreams: upstreams.clone(),
+                links: n.links.clone(),
             })
         })
         .collect()

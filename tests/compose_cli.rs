@@ -676,6 +676,68 @@ networks:
 }
 
 #[test]
+fn external_links_name_a_container_outside_the_project_for_the_linking_service_alone() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "xlink",
+        r#"
+services:
+  app:
+    image: IMAGE
+    command: ["sleep", "600"]
+    external_links: ["extdb:database"]
+    networks: [shared]
+  other:
+    image: IMAGE
+    command: ["sleep", "600"]
+    networks: [shared]
+networks:
+  shared:
+    external: true
+    name: outside
+"#,
+    );
+    // Internal: a name the resolver does not know is not asked upstream (a quick failure).
+    c.e.ok(&["network", "create", "--internal", "outside"]);
+    // The linked container must exist.
+    let out = c.run(&["up", "-d"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("service app: external_links[0] \"extdb:database\": "),
+        "{err}"
+    );
+    c.e.ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "extdb",
+        "--network",
+        "outside",
+        IMAGE,
+        "sleep",
+        "600",
+    ]);
+    c.ok(&["up", "-d"]);
+    let ip = c.e.env.inspect("extdb")["NetworkSettings"]["Networks"]["outside"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (out, _) = c.ok(&["exec", "-T", "app", "nslookup", "database"]);
+    assert!(out.contains(&format!("Address: {ip}")), "{out}");
+    // Only the linking container knows the alias; everybody knows the container's name.
+    let out = c.run(&["exec", "-T", "other", "nslookup", "database"]);
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    let (out, _) = c.ok(&["exec", "-T", "other", "nslookup", "extdb"]);
+    assert!(out.contains(&format!("Address: {ip}")), "{out}");
+    c.ok(&["down", "-t", "0"]);
+    c.e.ok(&["container", "rm", "-f", "extdb"]);
+    c.e.ok(&["network", "rm", "outside"]);
+}
+
+#[test]
 fn concurrent_ups_make_one_set_of_containers() {
     if !require_root() {
         return;

@@ -1090,6 +1090,7 @@ fn network_mode(
             ipv4_address: if i == 0 { a.ip.clone() } else { None },
             mac_address: if i == 0 { a.mac_address.clone() } else { None },
             interface_name: None,
+            links: Vec::new(),
         });
     }
     if endpoints.is_empty() && (a.ip.is_some() || !a.network_alias.is_empty()) {

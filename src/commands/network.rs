@@ -499,6 +499,7 @@ fn connect(ctx: &Ctx, a: &ConnectArgs) -> anyhow::Result<()> {
         ipv4_address: a.ip.clone(),
         mac_address: None,
         interface_name: None,
+        links: Vec::new(),
     };
     let state = berth_engine::container::shim::observed_state(&dir)?;
     if let (Status::Running | Status::Paused, Some(pid)) = (state.status, state.pid) {
@@ -513,6 +514,7 @@ fn connect(ctx: &Ctx, a: &ConnectArgs) -> anyhow::Result<()> {
             mac: None,
             ifname: None,
             upstreams: net::dns_upstreams(&config).map_err(anyhow::Error::msg)?,
+            links: Vec::new(),
         };
         let names = net::dns_names(&config);
         let ep = ctx

@@ -341,7 +341,6 @@ impl Conv<'_> {
                 !s.runtime.is_empty() && s.runtime != "runc" && s.runtime != "youki",
             ),
             ("gpus", !s.gpus.is_empty()),
-            ("external_links", !s.external_links.is_empty()),
             ("storage_opt", !s.storage_opt.is_empty()),
             ("use_api_socket", s.use_api_socket),
             ("provider", s.provider.is_some()),
@@ -1283,6 +1282,22 @@ impl Conv<'_> {
         Ok((pid, ipc, uts, cgroupns))
     }
 
+    /// `external_links`, each `CONTAINER` or `CONTAINER:ALIAS`, as `CONTAINER:ALIAS`.
+    fn external_links(&self) -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for (i, entry) in self.svc.external_links.iter().enumerate() {
+            let (container, alias) = entry.split_once(':').unwrap_or((entry, entry));
+            if container.is_empty() || alias.is_empty() || alias.contains(':') {
+                return Err(self.err(
+                    &format!("external_links[{i}]"),
+                    format!("{entry:?} is not CONTAINER or CONTAINER:ALIAS"),
+                ));
+            }
+            out.push(format!("{container}:{alias}"));
+        }
+        Ok(out)
+    }
+
     /// `network_mode` and `networks`.
     fn networking(&self) -> anyhow::Result<(NetworkConfig, Vec<EndpointConfig>)> {
         let svc = self.svc;
@@ -1304,7 +1319,14 @@ impl Conv<'_> {
                 ));
             }
         };
+        let external_links = self.external_links()?;
         if let Some(config) = special {
+            if !external_links.is_empty() {
+                return Err(self.err(
+                    "external_links",
+                    format!("cannot be combined with network_mode {mode:?}"),
+                ));
+            }
             if !svc.networks.is_empty() {
                 return Err(self.err(
                     "networks",
@@ -1378,6 +1400,12 @@ impl Conv<'_> {
                 ipv4_address: non_empty(&n.ipv4_address),
                 mac_address: mac,
                 interface_name: non_empty(&n.interface_name),
+                // On the first network, as docker compose puts them.
+                links: if i == 0 {
+                    external_links.clone()
+                } else {
+                    Vec::new()
+                },
             });
         }
         Ok((NetworkConfig::Private, endpoints))
@@ -2010,6 +2038,28 @@ mod tests {
         let e = err("services:\n  web:\n    image: x\n    networks:\n      \
              default: {ipv6_address: 'fd00::5'}\n");
         assert!(e.contains("networks.default.ipv6_address"), "{e}");
+    }
+
+    #[test]
+    fn external_links_go_on_the_first_network() {
+        let yaml = "services:\n  web:\n    image: x\n    external_links: ['db', 'cache:kv']\n    \
+                    networks: {b: {priority: 1}, a: {priority: 9}}\nnetworks: {a: {}, b: {}}\n";
+        let c = ok(yaml);
+        assert_eq!(c.networks[0].network, "demo_a");
+        assert_eq!(c.networks[0].links, ["db:db", "cache:kv"]);
+        assert!(c.networks[1].links.is_empty());
+        for (bad, key) in [
+            ("external_links: [':x']", "external_links[0]"),
+            ("external_links: ['a:b:c']", "external_links[0]"),
+            (
+                "external_links: [db]\n    network_mode: host",
+                "external_links",
+            ),
+        ] {
+            let yaml = format!("services:\n  web:\n    image: x\n    {bad}\n");
+            let e = err(&yaml);
+            assert!(e.starts_with(&format!("service \"web\": {key}: ")), "{e}");
+        }
     }
 
     #[test]

@@ -95,6 +95,13 @@ pub fn shared_containers(
             joined.insert(mode.clone(), id);
         }
     }
+    // An external link names a container that must exist, as with docker compose; its
+    // address is looked up at each query (it may restart elsewhere).
+    for (i, entry) in svc.external_links.iter().enumerate() {
+        let target = entry.split_once(':').map_or(entry.as_str(), |(c, _)| c);
+        ctx.resolve(target)
+            .with_context(|| format!("external_links[{i}] {entry:?}"))?;
+    }
     let mut volumes_from = BTreeMap::new();
     for entry in &svc.volumes_from {
         let (source, _) = convert::volumes_from_source(entry);
@@ -260,7 +267,8 @@ impl UpContext<'_> {
         let Shared {
             joined,
             volumes_from,
-        } = shared_containers(self.ctx, &self.project.name, svc)?;
+        } = shared_containers(self.ctx, &self.project.name, svc)
+            .with_context(|| format!("service {service}"))?;
         Ok(ServiceInstance {
             project: self.project,
             service,

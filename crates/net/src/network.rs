@@ -238,6 +238,10 @@ pub struct Endpoint {
     /// container's queries it cannot answer to them rather than to its upstreams.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstreams: Vec<IpAddr>,
+    /// `CONTAINER:ALIAS` links: the network's resolver answers `ALIAS` to this container
+    /// alone, with CONTAINER's addresses on the networks the two share.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
 }
 
 /// What a container asks of one network when it is attached.
@@ -251,6 +255,8 @@ pub struct EndpointRequest {
     pub ifname: Option<String>,
     /// The container's own nameservers (see [`Endpoint::upstreams`]).
     pub upstreams: Vec<IpAddr>,
+    /// Links (see [`Endpoint::links`]).
+    pub links: Vec<String>,
 }
 
 /// The network records, endpoints and address allocations of one state root.
@@ -646,6 +652,7 @@ impl NetworkStore {
             aliases: req.aliases.clone(),
             ports: if i == 0 { ports.to_vec() } else { Vec::new() },
             upstreams: req.upstreams.clone(),
+            links: req.links.clone(),
         };
         let dir = self.endpoints_dir(&net.name);
         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;

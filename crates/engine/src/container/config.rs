@@ -395,6 +395,11 @@ pub struct EndpointConfig {
     pub mac_address: Option<String>,
     /// The interface name inside the container (`interface_name`); `eth<n>` when unset.
     pub interface_name: Option<String>,
+    /// Links, `CONTAINER:ALIAS` (compose `external_links`; on the first network, as Docker
+    /// puts them): in this container, `ALIAS` names that container on the networks they
+    /// share. The binary gives them meaning.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
 }
 
 /// One published port.
