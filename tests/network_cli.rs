@@ -551,3 +551,66 @@ fn udp_port_reaches_the_container() {
     let gw = net[0]["IPAM"]["Config"][0]["Gateway"].as_str().unwrap();
     assert_eq!(from.ip().to_string(), gw);
 }
+
+#[test]
+fn a_link_names_another_container_for_the_linking_one_alone() {
+    if !require_root() {
+        return;
+    }
+    let e = NetEnv::new("link");
+    // Internal: an unknown name fails at once instead of going upstream.
+    e.ok(&["network", "create", "--internal", "ln"]);
+    e.ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "target",
+        "--network",
+        "ln",
+        IMAGE,
+        "sleep",
+        "600",
+    ]);
+    let ip = e.ip_of("target", "ln");
+    let (code, out, _) = e.sh(&["--network", "ln", "--link", "target:db"], "nslookup db");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("Address: {ip}")), "{out}");
+    // NAME alone links it under its own name; others do not see the alias.
+    assert_eq!(
+        e.sh(&["--network", "ln", "--link", "target"], "nslookup target")
+            .0,
+        0
+    );
+    assert_ne!(e.sh(&["--network", "ln"], "nslookup db").0, 0);
+    // The linked container must exist, and a network is needed.
+    let out = e.env.run(&[
+        "container",
+        "run",
+        "--rm",
+        "--network",
+        "ln",
+        "--link",
+        "nope:db",
+        IMAGE,
+        "true",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--link nope:db"),
+        "{out:?}"
+    );
+    let out = e.env.run(&[
+        "container",
+        "run",
+        "--rm",
+        "--link",
+        "target:db",
+        IMAGE,
+        "true",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("need a user-defined network"),
+        "{out:?}"
+    );
+    e.ok(&["container", "rm", "-f", "target"]);
+}

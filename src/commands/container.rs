@@ -305,6 +305,10 @@ pub struct RunArgs {
     /// Add network-scoped alias for the container
     #[arg(long = "network-alias", alias = "net-alias", value_name = "list")]
     pub network_alias: Vec<String>,
+    /// Add link to another container (NAME or NAME:ALIAS): in this container, ALIAS names
+    /// it on the networks they share
+    #[arg(long, value_name = "list")]
+    pub link: Vec<String>,
     /// IPv4 address (e.g., 172.30.100.104)
     #[arg(long)]
     pub ip: Option<String>,
@@ -1062,6 +1066,9 @@ fn network_mode(
         if !a.publish.is_empty() || a.publish_all {
             bail!("conflicting options: port publishing and the container's network mode ({mode})");
         }
+        if !a.link.is_empty() {
+            bail!("conflicting options: --link and the container's network mode ({mode})");
+        }
         let config = match mode.as_str() {
             "none" => NetworkConfig::None,
             "host" => NetworkConfig::Host,
@@ -1075,6 +1082,19 @@ fn network_mode(
             }
         };
         return Ok((config, Vec::new()));
+    }
+    // Docker's `--link NAME[:ALIAS]`: the container must exist; its address is looked up
+    // at each query (see `dnsd`).
+    let mut links = Vec::new();
+    for l in &a.link {
+        let (name, alias) = l.split_once(':').unwrap_or((l, l));
+        if name.is_empty() || alias.is_empty() || alias.contains(':') {
+            bail!("--link {l:?}: not NAME or NAME:ALIAS");
+        }
+        ctx.store
+            .resolve(name)
+            .with_context(|| format!("--link {l}"))?;
+        links.push(format!("{name}:{alias}"));
     }
     let store = crate::net::store(ctx.engine.stores.root.path()).map_err(anyhow::Error::msg)?;
     let mut endpoints = Vec::new();
@@ -1090,11 +1110,12 @@ fn network_mode(
             ipv4_address: if i == 0 { a.ip.clone() } else { None },
             mac_address: if i == 0 { a.mac_address.clone() } else { None },
             interface_name: None,
-            links: Vec::new(),
+            links: if i == 0 { links.clone() } else { Vec::new() },
         });
     }
-    if endpoints.is_empty() && (a.ip.is_some() || !a.network_alias.is_empty()) {
-        bail!("--ip and --network-alias need a user-defined network (--network NAME)");
+    if endpoints.is_empty() && (a.ip.is_some() || !a.network_alias.is_empty() || !links.is_empty())
+    {
+        bail!("--ip, --network-alias and --link need a user-defined network (--network NAME)");
     }
     Ok((NetworkConfig::Private, endpoints))
 }
