@@ -17,7 +17,10 @@
 # - `up -d` and `down -t 0`: wall time of the whole command, REPS times for N = 1, 10 (default
 #   3) and REPS50 times for N = 50 (default 2); mean and min. The tools take turns within a
 #   repetition (berth, docker-compose, podman-compose up; then the three downs), so load from
-#   other jobs falls on all of them. podman-compose's down leaves the project network behind:
+#   other jobs falls on all of them. Before each timed command: `sync` and a pause of SETTLE
+#   seconds (default 2), so that no tool pays for the kernel's teardown of the previous
+#   tool's containers (added 2026-11-24; earlier numbers below ran without it).
+#   podman-compose's down leaves the project network behind:
 #   it is removed after the timing, untimed. After every down: no container may be left.
 # - ps: with the 50 services up in every engine, hyperfine (warmup 3) `berth ps` (PS_RUNS,
 #   default 30 runs), `docker-compose ps` and `podman-compose ps` (PEER_PS_RUNS, default 5).
@@ -65,6 +68,10 @@
 #   (min 0.224) | 4.60 (18.6x) | 7.77 (31.5x); ps 8.1 ms | 482 ms | 1178 ms; logs 78 ms |
 #   docker logs 418 ms. Absolute targets met; 20x of this phase's docker-compose (0.44 s up,
 #   0.23 s down) missed.
+#   Same day, with `sync` and SETTLE=2 before each timed command (and external_links, the
+#   upgrade check): up -d 0.499 s (min 0.490) | 8.35 (16.7x) | 58.5 (117x); down -t 0
+#   0.235 s (min 0.228) | 4.74 (20.2x) | 7.58 (32.3x); ps 7.7 ms | 473 ms | 1182 ms; logs
+#   77 ms | docker logs 417 ms. Down's 20x met; up's missed (20x would be 0.42 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "needs root" >&2; exit 1; }
@@ -73,6 +80,7 @@ reps50=${REPS50:-2}
 ps_runs=${PS_RUNS:-30}
 peer_ps_runs=${PEER_PS_RUNS:-5}
 log_runs=${LOG_RUNS:-5}
+settle=${SETTLE:-2}
 sizes=(${SIZES:-1 10 50})
 for t in hyperfine python3 nsenter ip nft; do
   command -v "$t" >/dev/null || { echo "$t not installed (apt-get install -y $t)" >&2; exit 1; }
@@ -134,6 +142,10 @@ timed() {
   local key=$1 t=$2 s e
   shift 2
   echo "== $t $*" >>"$log"
+  # The previous command's asynchronous aftermath (network namespaces the kernel frees
+  # after the command returned, dirty pages) is not charged to this one.
+  sync
+  sleep "$settle"
   s=$(date +%s%N)
   cc "$t" "$@" >>"$log" 2>&1 || { echo "FAILED: $t $* (tail of $log):"; tail -15 "$log"; exit 1; }
   e=$(date +%s%N)
