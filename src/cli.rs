@@ -71,6 +71,8 @@ pub enum Command {
     Events(crate::commands::events::EventsArgs),
     /// Execute a command in a running container
     Exec(crate::commands::service_verbs::ExecArgs),
+    /// Export a service container's filesystem as a tar archive
+    Export(crate::commands::service_verbs::ExportArgs),
     /// Force stop service containers
     Kill(crate::commands::service_verbs::KillArgs),
     /// List running compose projects
@@ -179,6 +181,7 @@ impl Cli {
             Some(Command::Attach(a)) => self.global.absorb(&a.shorts),
             Some(Command::Kill(a)) => self.global.absorb(&a.shorts),
             Some(Command::Port(a)) => self.global.absorb(&a.shorts),
+            Some(Command::Export(a)) => self.global.absorb(&a.shorts),
             Some(Command::Restart(a)) => self.global.absorb(&a.shorts),
             Some(Command::Scale(a)) => self.global.absorb(&a.shorts),
             Some(Command::Stop(a)) => self.global.absorb(&a.shorts),

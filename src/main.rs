@@ -134,6 +134,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 Command::Pause(args) => commands::service_verbs::pause(&settings, &args, false),
                 Command::Unpause(args) => commands::service_verbs::pause(&settings, &args, true),
                 Command::Port(args) => commands::service_verbs::port(&settings, &args),
+                Command::Export(args) => commands::service_verbs::export(&settings, &args),
                 Command::Cp(args) => commands::service_verbs::cp(&settings, &args),
                 Command::Stats(args) => commands::service_verbs::stats(&settings, &args),
                 Command::Restart(args) => commands::service_verbs::restart(&settings, &args),

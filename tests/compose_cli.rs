@@ -789,6 +789,32 @@ fn service_verbs_act_on_the_project() {
         c.ok(&["exec", "-T", "client", "cat", "/tmp/copied"]).0,
         "into-client\n"
     );
+    // export: the service container's whole filesystem, with what was just copied in.
+    let tar = c.e.env.tmp.path().join("client.tar");
+    c.ok(&["export", "-o", tar.to_str().unwrap(), "client"]);
+    let listed = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&tar)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.trim_start_matches("./") == "tmp/copied"),
+        "{listed}"
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.trim_start_matches("./") == "bin/busybox"),
+        "{listed}"
+    );
+    let out = c.run(&["export", "--index", "2", "client"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not running container #2"),
+        "{out:?}"
+    );
     // stats --no-stream: one row per running container of the project.
     let stats = c.ok(&["stats", "--no-stream", "--format", "json"]).0;
     assert_eq!(stats.lines().count(), 2, "{stats}");

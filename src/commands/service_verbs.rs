@@ -139,6 +139,19 @@ pub struct RmArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub shorts: crate::cli::ShortGlobals,
+    /// index of the container if service has multiple replicas
+    #[arg(long)]
+    pub index: Option<u32>,
+    /// Write to a file, instead of STDOUT
+    #[arg(short, long)]
+    pub output: Option<std::path::PathBuf>,
+    pub service: String,
+}
+
+#[derive(Debug, Args)]
 pub struct AttachArgs {
     #[command(flatten)]
     pub shorts: crate::cli::ShortGlobals,
@@ -534,6 +547,17 @@ pub fn cp(settings: &Settings, a: &CpArgs) -> anyhow::Result<u8> {
         dest: resolve(&a.dest)?,
     };
     crate::commands::container_ops::run_cp(&p.ctx, &args)
+}
+
+/// `export`: `container export` of the service's container (`--index`, default 1).
+pub fn export(settings: &Settings, a: &ExportArgs) -> anyhow::Result<u8> {
+    let p = ProjectCtx::open(settings)?;
+    let o = p.one(&a.service, a.index)?;
+    let args = crate::commands::container_ops::ExportArgs {
+        output: a.output.clone(),
+        container: o.dir.id.clone(),
+    };
+    crate::commands::container_ops::run_export(&p.ctx, &args)
 }
 
 /// `stats`: `container stats` of the project's containers (the selected services').
