@@ -327,7 +327,7 @@ fn load(root: &Path) -> (Config, bool) {
                     // Its links (`external_links`): ALIAS, to it alone, is CONTAINER's
                     // addresses on the networks the two share.
                     for link in &ep.links {
-                        let Some((target, alias)) = link.split_once(':') else {
+                        let Some((target, alias)) = crate::net::parse_link(link) else {
                             continue;
                         };
                         let target = target.to_ascii_lowercase();

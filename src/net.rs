@@ -175,6 +175,13 @@ pub fn dns_names(config: &ContainerConfig) -> Vec<String> {
     names
 }
 
+/// A link as Docker reads it (`--link`, compose `external_links`): `NAME` or `NAME:ALIAS`, as
+/// (name, alias); `None` when malformed. Endpoint records keep it as `NAME:ALIAS`.
+pub fn parse_link(entry: &str) -> Option<(&str, &str)> {
+    let (name, alias) = entry.split_once(':').unwrap_or((entry, entry));
+    (!name.is_empty() && !alias.is_empty() && !alias.contains(':')).then_some((name, alias))
+}
+
 /// The container's `dns` servers, which its networks' resolver forwards to for it.
 pub fn dns_upstreams(config: &ContainerConfig) -> Result<Vec<IpAddr>, String> {
     config
@@ -386,29 +393,17 @@ pub fn dns_publish(root: &Path) -> Result<(), String> {
 /// Stops the DNS daemon `pid` (SIGTERM; SIGKILL after 5 s: it keeps nothing that is not on
 /// disk) and waits until it has let go of `run/dns.lock`.
 fn stop_daemon(root: &Path, pid: i32) -> Result<(), String> {
-    use berth_engine::fsutil::Lock;
+    use crate::supervisor::wait_free;
     use nix::sys::signal::{Signal, kill};
     let lock = root.join("run").join("dns.lock");
     let pid = nix::unistd::Pid::from_raw(pid);
-    let _ = kill(pid, Signal::SIGTERM);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut killed = false;
-    loop {
-        match Lock::try_exclusive(&lock) {
-            Ok(Some(_free)) => return Ok(()),
-            Ok(None) => {}
-            Err(e) => return Err(format!("lock {}: {e}", lock.display())),
+    for signal in [Signal::SIGTERM, Signal::SIGKILL] {
+        let _ = kill(pid, signal);
+        if wait_free(&lock, Duration::from_secs(5)) {
+            return Ok(());
         }
-        let now = std::time::Instant::now();
-        if now >= deadline {
-            return Err(format!("the DNS daemon (pid {pid}) does not exit"));
-        }
-        if !killed && now + Duration::from_secs(5) >= deadline {
-            let _ = kill(pid, Signal::SIGKILL);
-            killed = true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
+    Err(format!("the DNS daemon (pid {pid}) does not exit"))
 }
 
 /// Tells the root's DNS daemon that endpoints went away, without waiting: a name that

@@ -275,7 +275,7 @@ fn lock_pid(dir: &Path) -> Option<i32> {
 }
 
 /// Waits until nobody holds `lock`; `true` once free.
-fn wait_free(lock: &Path, max: Duration) -> bool {
+pub fn wait_free(lock: &Path, max: Duration) -> bool {
     let deadline = Instant::now() + max;
     loop {
         if !matches!(Lock::try_exclusive(lock), Ok(None)) {

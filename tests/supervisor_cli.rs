@@ -294,11 +294,10 @@ services:
 
 /// The executable file process `pid` runs: device and inode.
 fn exe_of(pid: i32) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(format!("/proc/{pid}/exe")).unwrap();
-    (m.dev(), m.ino())
+    file_id(std::path::Path::new(&format!("/proc/{pid}/exe")))
 }
 
+/// A file's device and inode.
 fn file_id(path: &std::path::Path) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).unwrap();

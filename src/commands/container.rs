@@ -1087,10 +1087,9 @@ fn network_mode(
     // at each query (see `dnsd`).
     let mut links = Vec::new();
     for l in &a.link {
-        let (name, alias) = l.split_once(':').unwrap_or((l, l));
-        if name.is_empty() || alias.is_empty() || alias.contains(':') {
+        let Some((name, alias)) = crate::net::parse_link(l) else {
             bail!("--link {l:?}: not NAME or NAME:ALIAS");
-        }
+        };
         ctx.store
             .resolve(name)
             .with_context(|| format!("--link {l}"))?;

@@ -1286,13 +1286,12 @@ impl Conv<'_> {
     fn external_links(&self) -> anyhow::Result<Vec<String>> {
         let mut out = Vec::new();
         for (i, entry) in self.svc.external_links.iter().enumerate() {
-            let (container, alias) = entry.split_once(':').unwrap_or((entry, entry));
-            if container.is_empty() || alias.is_empty() || alias.contains(':') {
-                return Err(self.err(
+            let (container, alias) = crate::net::parse_link(entry).ok_or_else(|| {
+                self.err(
                     &format!("external_links[{i}]"),
                     format!("{entry:?} is not CONTAINER or CONTAINER:ALIAS"),
-                ));
-            }
+                )
+            })?;
             out.push(format!("{container}:{alias}"));
         }
         Ok(out)

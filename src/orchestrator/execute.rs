@@ -98,7 +98,8 @@ pub fn shared_containers(
     // An external link names a container that must exist, as with docker compose; its
     // address is looked up at each query (it may restart elsewhere).
     for (i, entry) in svc.external_links.iter().enumerate() {
-        let target = entry.split_once(':').map_or(entry.as_str(), |(c, _)| c);
+        // Malformed entries were refused by the conversion's preflight.
+        let target = crate::net::parse_link(entry).map_or(entry.as_str(), |(c, _)| c);
         ctx.resolve(target)
             .with_context(|| format!("external_links[{i}] {entry:?}"))?;
     }
