@@ -594,6 +594,7 @@ impl Shim {
         // A leftover runtime state of an earlier run of this container (its shim was killed)
         // would make the create fail: remove it.
         remove_runtime_state(&rt_root, &rt_id);
+        warm_runtime_caches();
         let container = libcontainer::container::builder::ContainerBuilder::new(
             rt_id.clone(),
             libcontainer::syscall::syscall::SyscallType::default(),
@@ -1442,6 +1443,21 @@ pub fn remove_cgroup_parents(cgroups_path: &str) {
 pub fn kill_cgroup(cgroups_path: &str, max: Duration) {
     if let Ok(fs) = CgroupFs::open() {
         fs.kill(cgroups_path, max);
+    }
+}
+
+/// Fills, in the shim, the per-process caches of the crates libcontainer uses, so that its
+/// intermediate and init processes (forks of the shim) inherit them instead of each building
+/// its own: pathrs' procfs handle (a private `proc` mount made with `fsopen`, checked at each
+/// use) and, on a cgroup v1 or hybrid host, libcgroups' cgroup mount points (read from
+/// `/proc/self/mountinfo`; cached by berth's patch of libcgroups). Both are what the children
+/// would compute themselves: the mount table and procfs do not change between the fork and
+/// their use, and the descriptor is close-on-exec, so it never reaches the container's process.
+/// Errors are left for libcontainer to meet and report.
+fn warm_runtime_caches() {
+    let _ = pathrs::procfs::ProcfsHandle::new();
+    if !crate::container::spec::host_cgroup_v2() {
+        let _ = libcgroups::v1::util::list_subsystem_mount_points();
     }
 }
 
