@@ -310,6 +310,91 @@ fn an_error_in_the_file_comes_before_any_pull() {
 }
 
 #[test]
+fn network_keys_berth_cannot_honour_are_refused_before_any_pull() {
+    if !require_root() {
+        return;
+    }
+    // As above, a pull would fail on the connection: each error must be the file's own, and
+    // no network may be made.
+    let cases = [
+        (
+            "enable_ipv6: true",
+            "network front: enable_ipv6: IPv6 is not supported",
+        ),
+        (
+            "enable_ipv4: false",
+            "network front: enable_ipv4: IPv4 cannot be turned off",
+        ),
+        (
+            "ipam:\n      config:\n        - subnet: 10.81.0.0/24\n        - subnet: fd00:81::/64",
+            "network front: ipam.config[1].subnet: IPv6 is not supported",
+        ),
+        (
+            "ipam:\n      config:\n        - subnet: 10.81.0.0/24\n          aux_addresses: {gw: 10.81.0.1}",
+            "network front: ipam.config[0].aux_addresses: invalid ipam config for subnet \
+             10.81.0.0/24: aux_addresses \"gw\": 10.81.0.1 is the subnet's gateway address",
+        ),
+    ];
+    for (key, want) in cases {
+        let c = Compose::new(
+            "netrefuse",
+            &format!(
+                "services:\n  w:\n    image: 127.0.0.1:1/absent/image:1\n    networks: [front]\n\
+                 networks:\n  front:\n    {key}\n"
+            ),
+        );
+        let out = c.run(&["up", "-d"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{key}: {err}");
+        assert!(err.contains(want), "{key}: {err}");
+        assert!(!err.contains("127.0.0.1:1"), "{err}");
+        let listed =
+            c.e.ok(&["network", "ls", "-q", "--filter", "name=netrefuse"]);
+        assert_eq!(listed, "", "{key}");
+    }
+}
+
+#[test]
+fn aux_addresses_are_kept_from_the_services() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "netaux",
+        r#"
+services:
+  w:
+    image: IMAGE
+    command: ["sleep", "600"]
+    networks: [front]
+networks:
+  front:
+    ipam:
+      config:
+        - subnet: 10.82.0.0/28
+          aux_addresses:
+            router: 10.82.0.2
+            nas: 10.82.0.3
+"#,
+    );
+    c.ok(&["up", "-d"]);
+    // .1 is the gateway, .2 and .3 are kept: the container gets .4.
+    let ip =
+        c.e.env.inspect("pnetaux-w-1")["NetworkSettings"]["Networks"]["pnetaux_front"]["IPAddress"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    assert_eq!(ip, "10.82.0.4");
+    let v: serde_json::Value =
+        serde_json::from_str(&c.e.ok(&["network", "inspect", "pnetaux_front"])).unwrap();
+    assert_eq!(
+        v[0]["IPAM"]["Config"][0]["AuxiliaryAddresses"],
+        serde_json::json!({"nas": "10.82.0.3", "router": "10.82.0.2"})
+    );
+    c.ok(&["down", "-t", "0"]);
+}
+
+#[test]
 fn cpu_quota_and_memory_knobs_reach_the_cgroup() {
     if !require_root() {
         return;

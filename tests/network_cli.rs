@@ -418,6 +418,71 @@ fn ipam_skips_subnets_in_use_and_honours_requests() {
 }
 
 #[test]
+fn aux_addresses_are_kept_from_containers_and_ipv6_is_refused() {
+    if !require_root() {
+        return;
+    }
+    let e = NetEnv::new("aux");
+    let out = e.env.run(&["network", "create", "--ipv6", "six"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--ipv6: IPv6 is not supported"),
+        "{out:?}"
+    );
+    assert!(!e.env.run(&["network", "inspect", "six"]).status.success());
+    for bad in ["x=10.78.1.1", "x=oops", "x"] {
+        let out = e.env.run(&[
+            "network",
+            "create",
+            "--subnet",
+            "10.78.0.0/29",
+            "--aux-address",
+            bad,
+            "bad",
+        ]);
+        assert!(!out.status.success(), "{bad}");
+    }
+    assert!(!e.env.run(&["network", "inspect", "bad"]).status.success());
+    e.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.78.0.0/29",
+        "--aux-address",
+        "router=10.78.0.2",
+        "--aux-address",
+        "nas=10.78.0.3",
+        "kept",
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(&e.ok(&["network", "inspect", "kept"])).unwrap();
+    assert_eq!(
+        v[0]["IPAM"]["Config"][0]["AuxiliaryAddresses"],
+        serde_json::json!({"nas": "10.78.0.3", "router": "10.78.0.2"})
+    );
+    e.daemon("first", &["--network", "kept"], "exec sleep 600");
+    assert_eq!(e.ip_of("first", "kept"), "10.78.0.4");
+    let out = e.env.run(&[
+        "container",
+        "run",
+        "--rm",
+        "--network",
+        "kept",
+        "--ip",
+        "10.78.0.3",
+        IMAGE,
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("auxiliary address \"nas\""),
+        "{out:?}"
+    );
+    e.ok(&["container", "rm", "-f", "first"]);
+    e.ok(&["network", "rm", "kept"]);
+}
+
+#[test]
 fn connect_and_disconnect_a_running_container() {
     if !require_root() {
         return;

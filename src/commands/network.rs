@@ -59,9 +59,12 @@ pub struct CreateArgs {
     /// Restrict external access to the network
     #[arg(long)]
     pub internal: bool,
-    /// Enable IPv6 networking (recorded; addresses are IPv4 only)
+    /// Enable IPv6 networking (refused: berth's networks are IPv4 only)
     #[arg(long)]
     pub ipv6: bool,
+    /// Auxiliary IPv4 addresses kept from containers (NAME=IP; needs --subnet)
+    #[arg(long = "aux-address", value_name = "NAME=IP")]
+    pub aux_addresses: Vec<String>,
     /// Enable manual container attachment (always on for bridge networks)
     #[arg(long)]
     pub attachable: bool,
@@ -208,6 +211,9 @@ pub fn remove_network(root: &Root, store: &NetworkStore, name: &str) -> anyhow::
 }
 
 fn create(ctx: &Ctx, a: &CreateArgs) -> anyhow::Result<()> {
+    if a.ipv6 {
+        bail!("--ipv6: IPv6 is not supported by berth yet (its networks are IPv4 only)");
+    }
     let ipam = match &a.subnet {
         Some(subnet) => Some(SubnetConfig::from_compose(
             subnet,
@@ -219,12 +225,25 @@ fn create(ctx: &Ctx, a: &CreateArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let mut aux_addresses = BTreeMap::new();
+    for entry in &a.aux_addresses {
+        let (name, ip) = entry
+            .split_once('=')
+            .and_then(|(n, ip)| Some((n, ip.parse::<std::net::Ipv4Addr>().ok()?)))
+            .with_context(|| format!("--aux-address {entry:?}: expected NAME=IPv4"))?;
+        aux_addresses.insert(name.to_string(), ip);
+    }
+    if let Some(cfg) = &ipam {
+        cfg.check_aux(&aux_addresses)?;
+    } else if !aux_addresses.is_empty() {
+        bail!("--aux-address needs a --subnet");
+    }
     let req = CreateRequest {
         name: a.name.clone(),
         driver: a.driver.clone(),
         ipam,
+        aux_addresses,
         internal: a.internal,
-        enable_ipv6: a.ipv6,
         labels: key_values(&a.labels),
         options: key_values(&a.opts),
     };
@@ -269,6 +288,14 @@ fn inspect_json(ctx: &Ctx, n: &Network) -> anyhow::Result<serde_json::Value> {
     });
     if let Some(r) = n.ipam.ip_range {
         cfg["IPRange"] = json!(r.to_string());
+    }
+    if !n.aux_addresses.is_empty() {
+        let aux: BTreeMap<&str, String> = n
+            .aux_addresses
+            .iter()
+            .map(|(k, ip)| (k.as_str(), ip.to_string()))
+            .collect();
+        cfg["AuxiliaryAddresses"] = json!(aux);
     }
     let mut options = n.options.clone();
     options

@@ -218,6 +218,7 @@ pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
         }
         crate::orchestrator::convert::preflight(project, name, &loaded.environment)?;
     }
+    crate::orchestrator::execute::check_networks(project)?;
     // Images first: nothing is created before every image is there.
     let mut images = BTreeMap::new();
     for name in levels.iter().flatten() {

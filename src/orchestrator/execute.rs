@@ -122,11 +122,9 @@ pub struct Shared {
     pub volumes_from: BTreeMap<String, Vec<MountConfig>>,
 }
 
-/// The project networks the services use (and `default` when a service has no
-/// `networks:`), created unless they exist; external ones must exist.
-pub fn ensure_networks(ctx: &Ctx, project: &Project, progress: &Progress) -> anyhow::Result<()> {
-    let root = &ctx.engine.stores.root;
-    let store = crate::net::store(root.path()).map_err(anyhow::Error::msg)?;
+/// The keys of the project networks the services use (and `default` when a service has no
+/// `networks:`), sorted.
+fn used_networks(project: &Project) -> Vec<String> {
     let mut used: Vec<String> = Vec::new();
     for svc in project.services.values() {
         if !svc.network_mode.is_empty() {
@@ -139,13 +137,129 @@ pub fn ensure_networks(ctx: &Ctx, project: &Project, progress: &Progress) -> any
     }
     used.sort();
     used.dedup();
-    for key in used {
-        let def = project
-            .networks
-            .get(&key)
-            .cloned()
-            .flatten()
-            .unwrap_or_default();
+    used
+}
+
+fn network_definition(project: &Project, key: &str) -> berth_compose::model::NetworkConfig {
+    project
+        .networks
+        .get(key)
+        .cloned()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// What creating the project network `key` asks for, or an error naming the key berth
+/// cannot honour: another driver or IPAM driver, more than one address pool, IPv6
+/// (`enable_ipv6`, an IPv6 subnet) or no IPv4 (`enable_ipv4: false`). Pure, so `up` and
+/// `run` check every network before any pull ([`check_networks`]).
+fn network_request(
+    project: &Project,
+    key: &str,
+    def: &berth_compose::model::NetworkConfig,
+) -> anyhow::Result<CreateRequest> {
+    let refuse = |what: &str, why: &str| anyhow::anyhow!("network {key}: {what}: {why}");
+    const NO_IPV6: &str = "IPv6 is not supported by berth yet (its networks are IPv4 only)";
+    if !def.driver.is_empty() && def.driver != "bridge" {
+        return Err(refuse(
+            "driver",
+            &format!("{:?} is not supported (bridge)", def.driver),
+        ));
+    }
+    if def.enable_ipv6 == Some(true) {
+        return Err(refuse("enable_ipv6", NO_IPV6));
+    }
+    if def.enable_ipv4 == Some(false) {
+        return Err(refuse(
+            "enable_ipv4",
+            "IPv4 cannot be turned off: berth's networks are IPv4 only",
+        ));
+    }
+    if !def.ipam.driver.is_empty() && def.ipam.driver != "default" {
+        return Err(refuse(
+            "ipam.driver",
+            &format!("{:?} is not supported (default)", def.ipam.driver),
+        ));
+    }
+    for (i, pool) in def.ipam.config.iter().enumerate() {
+        if pool.subnet.contains(':') {
+            return Err(refuse(&format!("ipam.config[{i}].subnet"), NO_IPV6));
+        }
+    }
+    if def.ipam.config.len() > 1 {
+        return Err(refuse(
+            "ipam.config",
+            "berth gives a network one IPv4 subnet; give one entry",
+        ));
+    }
+    let (ipam, aux_addresses) = match def.ipam.config.first() {
+        Some(pool) => {
+            let at = "ipam.config[0]";
+            let cfg = SubnetConfig::from_compose(&pool.subnet, &pool.ip_range, &pool.gateway)
+                .map_err(|e| refuse(at, &e.to_string()))?;
+            let mut aux = BTreeMap::new();
+            for (name, addr) in &pool.aux_addresses {
+                let ip = addr.parse::<std::net::Ipv4Addr>().map_err(|_| {
+                    refuse(
+                        &format!("{at}.aux_addresses.{name}"),
+                        &format!("{addr:?} is not an IPv4 address"),
+                    )
+                })?;
+                aux.insert(name.clone(), ip);
+            }
+            cfg.check_aux(&aux)
+                .map_err(|e| refuse(&format!("{at}.aux_addresses"), &e.to_string()))?;
+            (Some(cfg), aux)
+        }
+        None => (None, BTreeMap::new()),
+    };
+    let mut net_labels: BTreeMap<String, String> = def
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    net_labels.insert(labels::PROJECT.into(), project.name.clone());
+    net_labels.insert(labels::NETWORK.into(), key.to_string());
+    net_labels.insert(
+        labels::VERSION.into(),
+        crate::commands::version::VERSION.into(),
+    );
+    Ok(CreateRequest {
+        name: convert::network_name(project, key),
+        driver: "bridge".into(),
+        ipam,
+        aux_addresses,
+        internal: def.internal,
+        labels: net_labels,
+        options: def
+            .driver_opts
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    })
+}
+
+/// Checks every project network the services use that berth would create (see
+/// [`network_request`]), without touching anything: `up` and `run` call it before pulling.
+pub fn check_networks(project: &Project) -> anyhow::Result<()> {
+    for key in used_networks(project) {
+        let def = network_definition(project, &key);
+        if !def.external.0 {
+            network_request(project, &key, &def)?;
+        }
+    }
+    Ok(())
+}
+
+/// The project networks the services use (and `default` when a service has no
+/// `networks:`), created unless they exist; external ones must exist.
+pub fn ensure_networks(ctx: &Ctx, project: &Project, progress: &Progress) -> anyhow::Result<()> {
+    let root = &ctx.engine.stores.root;
+    let store = crate::net::store(root.path()).map_err(anyhow::Error::msg)?;
+    // All are checked before the first is made.
+    check_networks(project)?;
+    for key in used_networks(project) {
+        let def = network_definition(project, &key);
         let name = convert::network_name(project, &key);
         if def.external.0 {
             if store.get(&name)?.is_none() {
@@ -163,43 +277,7 @@ pub fn ensure_networks(ctx: &Ctx, project: &Project, progress: &Progress) -> any
             }
             continue;
         }
-        if !def.driver.is_empty() && def.driver != "bridge" {
-            bail!(
-                "network {key}: driver {:?} is not supported (bridge)",
-                def.driver
-            );
-        }
-        let ipam = match def.ipam.config.first() {
-            Some(pool) => Some(
-                SubnetConfig::from_compose(&pool.subnet, &pool.ip_range, &pool.gateway)
-                    .with_context(|| format!("network {key}: ipam"))?,
-            ),
-            None => None,
-        };
-        let mut net_labels: BTreeMap<String, String> = def
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        net_labels.insert(labels::PROJECT.into(), project.name.clone());
-        net_labels.insert(labels::NETWORK.into(), key.clone());
-        net_labels.insert(
-            labels::VERSION.into(),
-            crate::commands::version::VERSION.into(),
-        );
-        let req = CreateRequest {
-            name: name.clone(),
-            driver: "bridge".into(),
-            ipam,
-            internal: def.internal,
-            enable_ipv6: def.enable_ipv6.unwrap_or(false),
-            labels: net_labels,
-            options: def
-                .driver_opts
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        };
+        let req = network_request(project, &key, &def)?;
         crate::commands::network::create_network(root, &store, &req)
             .with_context(|| format!("network {key}"))?;
         progress.line("Network", &name, "Created");

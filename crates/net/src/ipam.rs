@@ -137,6 +137,16 @@ pub enum IpamError {
         /// `network`, `broadcast` or `gateway`.
         what: &'static str,
     },
+    /// A static address that an `aux_addresses` entry of the network reserves.
+    #[error("address {addr} is reserved as auxiliary address {name:?} of network {network}")]
+    StaticAux {
+        /// The network's name.
+        network: String,
+        /// The address asked for.
+        addr: Ipv4Addr,
+        /// The entry's name.
+        name: String,
+    },
     /// A static address another container holds.
     #[error("address {addr} of network {network} is in use by container {container}")]
     AddressInUse {
@@ -698,6 +708,25 @@ impl SubnetConfig {
         self.ip_range.unwrap_or(self.subnet)
     }
 
+    /// Checks a Compose `aux_addresses` mapping (name → address), as Docker's default IPAM
+    /// does: each address inside the subnet and none of its network, broadcast or gateway
+    /// addresses. The addresses are then never given to a container.
+    pub fn check_aux(&self, aux: &BTreeMap<String, Ipv4Addr>) -> Result<(), IpamError> {
+        for (name, &ip) in aux {
+            let invalid = |reason: String| IpamError::InvalidConfig {
+                subnet: self.subnet.to_string(),
+                reason: format!("aux_addresses {name:?}: {reason}"),
+            };
+            if !self.subnet.contains(ip) {
+                return Err(invalid(format!("{ip} is not inside the subnet")));
+            }
+            if let Some(what) = self.reserved(ip) {
+                return Err(invalid(format!("{ip} is the subnet's {what} address")));
+            }
+        }
+        Ok(())
+    }
+
     /// What reserves `ip` (`network`, `broadcast`, `gateway`), if anything.
     fn reserved(&self, ip: Ipv4Addr) -> Option<&'static str> {
         if ip == self.subnet.network() {
@@ -742,6 +771,9 @@ pub struct NetworkAlloc {
     /// Allocated addresses and the container holding each.
     #[serde(default)]
     pub addresses: BTreeMap<Ipv4Addr, String>,
+    /// Addresses kept out of allocation (Compose `aux_addresses`), with their names.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux: BTreeMap<Ipv4Addr, String>,
 }
 
 /// Networks' subnets and containers' addresses, persisted as JSON in one file. Every
@@ -775,12 +807,14 @@ impl Allocator {
     /// Registers `network` and returns its configuration. With `requested`, that
     /// configuration (its subnet must not overlap another berth network's); without, the
     /// first subnet of `pools` free of other berth networks and of `host_routes`, with the
-    /// default gateway. Idempotent: an existing network's configuration is returned, unless
-    /// `requested` differs from it.
+    /// default gateway. `aux` (Compose `aux_addresses`, name → address) is checked against
+    /// the configuration and its addresses are never allocated. Idempotent: an existing
+    /// network's configuration is returned, unless `requested` differs from it.
     pub fn add_network(
         &self,
         network: &str,
         requested: Option<&SubnetConfig>,
+        aux: &BTreeMap<String, Ipv4Addr>,
         pools: &[Pool],
         host_routes: &[IpNet],
     ) -> Result<SubnetConfig, IpamError> {
@@ -818,11 +852,13 @@ impl Allocator {
                     SubnetConfig::new(subnet, None, None)?
                 }
             };
+            config.check_aux(aux)?;
             state.networks.insert(
                 network.to_string(),
                 NetworkAlloc {
                     config,
                     addresses: BTreeMap::new(),
+                    aux: aux.iter().map(|(n, ip)| (*ip, n.clone())).collect(),
                 },
             );
             Ok((config, true))
@@ -887,6 +923,13 @@ impl Allocator {
                             what,
                         });
                     }
+                    if let Some(name) = alloc.aux.get(&addr) {
+                        return Err(IpamError::StaticAux {
+                            network: network.to_string(),
+                            addr,
+                            name: name.clone(),
+                        });
+                    }
                     if let Some(holder) = alloc.addresses.get(&addr) {
                         return Err(IpamError::AddressInUse {
                             network: network.to_string(),
@@ -900,7 +943,11 @@ impl Allocator {
                     let range = cfg.allocation_range();
                     (0..range.size())
                         .filter_map(|n| range.nth(n))
-                        .find(|ip| cfg.reserved(*ip).is_none() && !alloc.addresses.contains_key(ip))
+                        .find(|ip| {
+                            cfg.reserved(*ip).is_none()
+                                && !alloc.addresses.contains_key(ip)
+                                && !alloc.aux.contains_key(ip)
+                        })
                         .ok_or_else(|| IpamError::AddressesExhausted {
                             network: network.to_string(),
                             range,
@@ -1338,30 +1385,42 @@ mod tests {
         let (dir, a) = allocator();
         let pools = default_pools();
         let routes = [net("172.18.0.0/24")];
-        let one = a.add_network("one", None, &pools, &routes).unwrap();
+        let one = a
+            .add_network("one", None, &BTreeMap::new(), &pools, &routes)
+            .unwrap();
         assert_eq!(one.subnet, net("172.17.0.0/16"));
         assert_eq!(one.gateway, ip("172.17.0.1"));
-        let two = a.add_network("two", None, &pools, &routes).unwrap();
+        let two = a
+            .add_network("two", None, &BTreeMap::new(), &pools, &routes)
+            .unwrap();
         assert_eq!(two.subnet, net("172.19.0.0/16"));
         // Idempotent, also across allocator instances.
-        let again = Allocator::new(a.path()).add_network("one", None, &pools, &routes);
+        let again =
+            Allocator::new(a.path()).add_network("one", None, &BTreeMap::new(), &pools, &routes);
         assert_eq!(again.unwrap(), one);
-        assert_eq!(a.add_network("one", Some(&one), &pools, &[]).unwrap(), one);
+        assert_eq!(
+            a.add_network("one", Some(&one), &BTreeMap::new(), &pools, &[])
+                .unwrap(),
+            one
+        );
         let other = SubnetConfig::from_compose("10.0.0.0/24", "", "").unwrap();
-        let e = a.add_network("one", Some(&other), &pools, &[]).unwrap_err();
+        let e = a
+            .add_network("one", Some(&other), &BTreeMap::new(), &pools, &[])
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "network one already has subnet 172.17.0.0/16, not 10.0.0.0/24"
         );
         let clash = SubnetConfig::from_compose("172.19.128.0/24", "", "").unwrap();
         let e = a
-            .add_network("three", Some(&clash), &pools, &[])
+            .add_network("three", Some(&clash), &BTreeMap::new(), &pools, &[])
             .unwrap_err();
         assert_eq!(
             e.to_string(),
             "subnet 172.19.128.0/24 of network three overlaps subnet 172.19.0.0/16 of network two"
         );
-        a.add_network("three", Some(&other), &pools, &[]).unwrap();
+        a.add_network("three", Some(&other), &BTreeMap::new(), &pools, &[])
+            .unwrap();
         assert_eq!(
             a.networks().unwrap().keys().collect::<Vec<_>>(),
             ["one", "three", "two"]
@@ -1369,7 +1428,9 @@ mod tests {
         a.release_network("one").unwrap();
         a.release_network("one").unwrap();
         assert_eq!(a.network("one").unwrap(), None);
-        let four = a.add_network("four", None, &pools, &routes).unwrap();
+        let four = a
+            .add_network("four", None, &BTreeMap::new(), &pools, &routes)
+            .unwrap();
         assert_eq!(four.subnet, net("172.17.0.0/16"));
         assert_eq!(files(dir.path()), ["ipam.json", "ipam.json.lock"]);
     }
@@ -1378,7 +1439,8 @@ mod tests {
     fn addresses_skip_reserved_and_are_reused_after_release() {
         let (dir, a) = allocator();
         let cfg = SubnetConfig::from_compose("10.2.0.0/29", "", "").unwrap();
-        a.add_network("n", Some(&cfg), &[], &[]).unwrap();
+        a.add_network("n", Some(&cfg), &BTreeMap::new(), &[], &[])
+            .unwrap();
         let got: Vec<Ipv4Addr> = (0..5)
             .map(|i| a.allocate("n", &format!("c{i}"), None).unwrap())
             .collect();
@@ -1417,7 +1479,8 @@ mod tests {
     fn ip_range_and_custom_gateway_limit_allocation() {
         let (_dir, a) = allocator();
         let cfg = SubnetConfig::from_compose("10.3.0.0/16", "10.3.0.0/30", "10.3.0.2").unwrap();
-        a.add_network("r", Some(&cfg), &[], &[]).unwrap();
+        a.add_network("r", Some(&cfg), &BTreeMap::new(), &[], &[])
+            .unwrap();
         assert_eq!(a.allocate("r", "a", None).unwrap(), ip("10.3.0.1"));
         assert_eq!(a.allocate("r", "b", None).unwrap(), ip("10.3.0.3"));
         assert!(matches!(
@@ -1432,10 +1495,64 @@ mod tests {
     }
 
     #[test]
+    fn aux_addresses_are_never_allocated() {
+        let (_dir, a) = allocator();
+        let cfg = SubnetConfig::from_compose("10.6.0.0/29", "", "").unwrap();
+        let aux = BTreeMap::from([
+            ("router".to_string(), ip("10.6.0.2")),
+            ("printer".to_string(), ip("10.6.0.4")),
+        ]);
+        a.add_network("x", Some(&cfg), &aux, &[], &[]).unwrap();
+        // .1 is the gateway, .7 the broadcast: .3, .5, .6 are what is left.
+        let got: Vec<Ipv4Addr> = ["a", "b", "c"]
+            .iter()
+            .map(|c| a.allocate("x", c, None).unwrap())
+            .collect();
+        assert_eq!(got, [ip("10.6.0.3"), ip("10.6.0.5"), ip("10.6.0.6")]);
+        assert!(matches!(
+            a.allocate("x", "d", None),
+            Err(IpamError::AddressesExhausted { .. })
+        ));
+        let e = a.allocate("x", "d", Some(ip("10.6.0.4"))).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "address 10.6.0.4 is reserved as auxiliary address \"printer\" of network x"
+        );
+        // Kept across processes.
+        let state = Allocator::new(a.path()).network("x").unwrap().unwrap();
+        assert_eq!(state.aux.get(&ip("10.6.0.2")).unwrap(), "router");
+    }
+
+    #[test]
+    fn aux_addresses_must_be_usable_addresses_of_the_subnet() {
+        let cfg = SubnetConfig::from_compose("10.7.0.0/24", "", "").unwrap();
+        let check = |addr: &str| {
+            cfg.check_aux(&BTreeMap::from([("h".to_string(), ip(addr))]))
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(check("10.7.0.9"), Ok(()));
+        for (addr, why) in [
+            ("10.8.0.9", "10.8.0.9 is not inside the subnet"),
+            ("10.7.0.1", "10.7.0.1 is the subnet's gateway address"),
+            ("10.7.0.0", "10.7.0.0 is the subnet's network address"),
+            ("10.7.0.255", "10.7.0.255 is the subnet's broadcast address"),
+        ] {
+            let e = check(addr).unwrap_err();
+            assert!(e.contains(&format!("aux_addresses \"h\": {why}")), "{e}");
+        }
+        // add_network refuses them too, and registers nothing.
+        let (_dir, a) = allocator();
+        let bad = BTreeMap::from([("h".to_string(), ip("10.7.0.1"))]);
+        assert!(a.add_network("y", Some(&cfg), &bad, &[], &[]).is_err());
+        assert!(a.network("y").unwrap().is_none());
+    }
+
+    #[test]
     fn static_addresses_are_checked() {
         let (_dir, a) = allocator();
         let cfg = SubnetConfig::from_compose("10.4.0.0/24", "", "").unwrap();
-        a.add_network("s", Some(&cfg), &[], &[]).unwrap();
+        a.add_network("s", Some(&cfg), &BTreeMap::new(), &[], &[])
+            .unwrap();
         assert_eq!(
             a.allocate("s", "web", Some(ip("10.4.0.2"))).unwrap(),
             ip("10.4.0.2")
@@ -1518,7 +1635,8 @@ mod tests {
     fn concurrent_allocations_never_duplicate() {
         let (_dir, a) = allocator();
         let cfg = SubnetConfig::from_compose("10.7.0.0/24", "", "").unwrap();
-        a.add_network("c", Some(&cfg), &[], &[]).unwrap();
+        a.add_network("c", Some(&cfg), &BTreeMap::new(), &[], &[])
+            .unwrap();
         let threads: Vec<_> = (0..2)
             .map(|t| {
                 let a = Allocator::new(a.path());

@@ -169,11 +169,16 @@ pub struct Network {
     pub bridge: String,
     /// Subnet, range and gateway.
     pub ipam: SubnetConfig,
+    /// Addresses of the subnet kept from containers (Compose `aux_addresses`), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux_addresses: BTreeMap<String, Ipv4Addr>,
     /// No route out: no masquerade, no forwarding to other interfaces, no upstream DNS.
     pub internal: bool,
     /// Containers may be attached by `network connect` (always true for bridges here).
     pub attachable: bool,
-    /// Asked for; IPv6 addresses are not assigned yet (said in `inspect`).
+    /// Always false for a network made now (berth refuses IPv6); true in the record of a
+    /// network an older berth made with `--ipv6`, which never had IPv6 addresses.
+    #[serde(default)]
     pub enable_ipv6: bool,
     /// The bridge's and veths' MTU, if set.
     pub mtu: Option<u32>,
@@ -191,8 +196,9 @@ pub struct CreateRequest {
     pub driver: String,
     /// Compose `ipam.config[0]`, if any.
     pub ipam: Option<SubnetConfig>,
+    /// Its `aux_addresses` (name → address): never given to a container.
+    pub aux_addresses: BTreeMap<String, Ipv4Addr>,
     pub internal: bool,
-    pub enable_ipv6: bool,
     pub labels: BTreeMap<String, String>,
     /// `driver_opts`: [`OPT_BRIDGE_NAME`], [`OPT_MTU`]; others are kept and ignored.
     pub options: BTreeMap<String, String>,
@@ -446,9 +452,13 @@ impl NetworkStore {
                 other: other.name,
             });
         }
-        let ipam = self
-            .ipam
-            .add_network(&req.name, req.ipam.as_ref(), pools, host_routes)?;
+        let ipam = self.ipam.add_network(
+            &req.name,
+            req.ipam.as_ref(),
+            &req.aux_addresses,
+            pools,
+            host_routes,
+        )?;
         let net = Network {
             id,
             name: req.name.clone(),
@@ -456,9 +466,10 @@ impl NetworkStore {
             created,
             bridge,
             ipam,
+            aux_addresses: req.aux_addresses.clone(),
             internal: req.internal,
             attachable: true,
-            enable_ipv6: req.enable_ipv6,
+            enable_ipv6: false,
             mtu,
             labels: req.labels.clone(),
             options: req.options.clone(),
