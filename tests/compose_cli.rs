@@ -761,6 +761,60 @@ networks:
 }
 
 #[test]
+fn a_link_alias_is_the_linking_services_alone() {
+    if !require_root() {
+        return;
+    }
+    // Two services give one alias to two different services: each must get its own, and a
+    // service without links must not resolve it.
+    let c = Compose::new(
+        "links",
+        r#"
+services:
+  db1:
+    image: IMAGE
+    command: ["sleep", "600"]
+  db2:
+    image: IMAGE
+    command: ["sleep", "601"]
+  web:
+    image: IMAGE
+    command: ["sleep", "602"]
+    links: ["db1:database"]
+  worker:
+    image: IMAGE
+    command: ["sleep", "603"]
+    links: ["db2:database"]
+  other:
+    image: IMAGE
+    command: ["sleep", "604"]
+"#,
+    );
+    c.ok(&["up", "-d"]);
+    let ip = |name: &str| {
+        c.e.env.inspect(name)["NetworkSettings"]["Networks"]["plinks_default"]["IPAddress"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (db1, db2) = (ip("plinks-db1-1"), ip("plinks-db2-1"));
+    for (service, want, not) in [("web", &db1, &db2), ("worker", &db2, &db1)] {
+        let (out, _) = c.ok(&["exec", "-T", service, "nslookup", "database"]);
+        assert!(
+            out.contains(&format!("Address: {want}")),
+            "{service}: {out}"
+        );
+        assert!(
+            !out.contains(&format!("Address: {not}")),
+            "{service}: {out}"
+        );
+    }
+    let out = c.run(&["exec", "-T", "other", "nslookup", "database"]);
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    c.ok(&["down", "-t", "0"]);
+}
+
+#[test]
 fn external_links_name_a_container_outside_the_project_for_the_linking_service_alone() {
     if !require_root() {
         return;

@@ -1282,8 +1282,12 @@ impl Conv<'_> {
         Ok((pid, ipc, uts, cgroupns))
     }
 
-    /// `external_links`, each `CONTAINER` or `CONTAINER:ALIAS`, as `CONTAINER:ALIAS`.
-    fn external_links(&self) -> anyhow::Result<Vec<String>> {
+    /// The container's links, as `NAME:ALIAS` for its endpoint on the first network, where
+    /// Docker puts them: each `external_links` entry (`CONTAINER` or `CONTAINER:ALIAS`), and
+    /// each `links` entry `SERVICE:ALIAS`. The DNS daemon answers ALIAS to this container
+    /// alone, with NAME's addresses on the networks the two share; a `links` entry without
+    /// an alias adds nothing, as the service's name resolves on those networks already.
+    fn links(&self) -> anyhow::Result<Vec<String>> {
         let mut out = Vec::new();
         for (i, entry) in self.svc.external_links.iter().enumerate() {
             let (container, alias) = crate::net::parse_link(entry).ok_or_else(|| {
@@ -1293,6 +1297,17 @@ impl Conv<'_> {
                 )
             })?;
             out.push(format!("{container}:{alias}"));
+        }
+        for (i, entry) in self.svc.links.iter().enumerate() {
+            let (service, alias) = crate::net::parse_link(entry).ok_or_else(|| {
+                self.err(
+                    &format!("links[{i}]"),
+                    format!("{entry:?} is not SERVICE or SERVICE:ALIAS"),
+                )
+            })?;
+            if alias != service {
+                out.push(format!("{service}:{alias}"));
+            }
         }
         Ok(out)
     }
@@ -1318,13 +1333,19 @@ impl Conv<'_> {
                 ));
             }
         };
-        let external_links = self.external_links()?;
+        let links = self.links()?;
         if let Some(config) = special {
-            if !external_links.is_empty() {
-                return Err(self.err(
-                    "external_links",
-                    format!("cannot be combined with network_mode {mode:?}"),
-                ));
+            // Docker refuses links with a network mode too.
+            for (key, set) in [
+                ("external_links", &svc.external_links),
+                ("links", &svc.links),
+            ] {
+                if !set.is_empty() {
+                    return Err(self.err(
+                        key,
+                        format!("cannot be combined with network_mode {mode:?}"),
+                    ));
+                }
             }
             if !svc.networks.is_empty() {
                 return Err(self.err(
@@ -1334,25 +1355,6 @@ impl Conv<'_> {
             }
             return Ok((config, Vec::new()));
         }
-        // `links: [db:database]` in another service: `database` names this one on the networks
-        // the two share.
-        let link_aliases = |network: &str| -> Vec<String> {
-            let mut out = Vec::new();
-            for (name, other) in &self.inst.project.services {
-                if name == self.inst.service || !other.networks.contains_key(network) {
-                    continue;
-                }
-                for link in &other.links {
-                    if let Some((target, alias)) = link.split_once(':')
-                        && target == self.inst.service
-                        && alias != target
-                    {
-                        out.push(alias.to_string());
-                    }
-                }
-            }
-            out
-        };
         let none = ServiceNetworkConfig::default();
         let mut keys: Vec<(&String, &ServiceNetworkConfig)> = svc
             .networks
@@ -1379,12 +1381,7 @@ impl Conv<'_> {
                     "not supported by berth: the first network (by priority) is the gateway",
                 ));
             }
-            let mut aliases = n.aliases.clone();
-            for a in link_aliases(key) {
-                if !aliases.contains(&a) {
-                    aliases.push(a);
-                }
-            }
+            let aliases = n.aliases.clone();
             let non_empty = |s: &String| (!s.is_empty()).then(|| s.clone());
             let mac = non_empty(&n.mac_address).or_else(|| {
                 if i == 0 {
@@ -1400,11 +1397,7 @@ impl Conv<'_> {
                 mac_address: mac,
                 interface_name: non_empty(&n.interface_name),
                 // On the first network, as docker compose puts them.
-                links: if i == 0 {
-                    external_links.clone()
-                } else {
-                    Vec::new()
-                },
+                links: if i == 0 { links.clone() } else { Vec::new() },
             });
         }
         Ok((NetworkConfig::Private, endpoints))
@@ -1996,11 +1989,19 @@ mod tests {
             Some("02:00:00:00:00:09")
         );
         assert_eq!(c.networks[1].mac_address, None);
-        assert_eq!(c.networks[1].aliases, ["elsewhere"]);
+        // `links` give no alias to the linked service: the linking container gets the link.
+        assert!(c.networks[1].aliases.is_empty());
         let b = &c.networks[2];
-        assert_eq!(b.aliases, ["www", "site"]);
+        assert_eq!(b.aliases, ["www"]);
         assert_eq!(b.ipv4_address.as_deref(), Some("10.1.0.5"));
         assert_eq!(b.interface_name.as_deref(), Some("eth9"));
+
+        for (service, want) in [("app", "web:site"), ("other", "web:elsewhere")] {
+            let c = container_config(&inst(&p, &img, service))
+                .expect("converts")
+                .config;
+            assert_eq!(c.networks[0].links, [want], "{service}");
+        }
 
         let p = load("services:\n  web:\n    image: x\n    mac_address: 02:00:00:00:00:01\n");
         let c = container_config(&inst(&p, &img, "web"))
@@ -2040,7 +2041,7 @@ mod tests {
     }
 
     #[test]
-    fn external_links_go_on_the_first_network() {
+    fn links_go_on_the_first_network() {
         let yaml = "services:\n  web:\n    image: x\n    external_links: ['db', 'cache:kv']\n    \
                     networks: {b: {priority: 1}, a: {priority: 9}}\nnetworks: {a: {}, b: {}}\n";
         let c = ok(yaml);
@@ -2059,6 +2060,16 @@ mod tests {
             let e = err(&yaml);
             assert!(e.starts_with(&format!("service \"web\": {key}: ")), "{e}");
         }
+        // Links to services join them, on the first network too.
+        let yaml = "services:\n  db: {image: x}\n  web:\n    image: x\n    \
+                    links: ['db:database', 'db']\n    external_links: [cache]\n";
+        assert_eq!(ok(yaml).networks[0].links, ["cache:cache", "db:database"]);
+        let e = err("services:\n  db: {image: x}\n  web:\n    image: x\n    \
+                     links: [db]\n    network_mode: host\n");
+        assert!(
+            e.starts_with("service \"web\": links: cannot be combined with network_mode"),
+            "{e}"
+        );
     }
 
     #[test]
