@@ -1004,7 +1004,9 @@ fn run_makes_a_one_off_container_after_its_dependencies() {
         "sh",
         "-c",
         // web's httpd may still be starting (only its start is waited for).
-        "for i in $(seq 100); do wget -q -O - http://web/ 2>/dev/null && break; sleep 0.05; done; exit 5",
+        // On failure, the last attempt's own messages go to stderr for the assertion below.
+        "for i in $(seq 100); do wget -q -O - http://web/ 2>/dev/null && exit 5; sleep 0.05; done; \
+         nslookup web >&2; wget -O - http://web/ >&2; exit 5",
     ]);
     assert_eq!(
         out.status.code(),
@@ -1012,7 +1014,12 @@ fn run_makes_a_one_off_container_after_its_dependencies() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello-from-web\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello-from-web\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let names: Vec<String> = c.ids().into_iter().map(|(n, _)| n).collect();
     assert_eq!(
         names,
