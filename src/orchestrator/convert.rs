@@ -1289,24 +1289,27 @@ impl Conv<'_> {
     /// an alias adds nothing, as the service's name resolves on those networks already.
     fn links(&self) -> anyhow::Result<Vec<String>> {
         let mut out = Vec::new();
-        for (i, entry) in self.svc.external_links.iter().enumerate() {
-            let (container, alias) = crate::net::parse_link(entry).ok_or_else(|| {
-                self.err(
-                    &format!("external_links[{i}]"),
-                    format!("{entry:?} is not CONTAINER or CONTAINER:ALIAS"),
-                )
-            })?;
-            out.push(format!("{container}:{alias}"));
-        }
-        for (i, entry) in self.svc.links.iter().enumerate() {
-            let (service, alias) = crate::net::parse_link(entry).ok_or_else(|| {
-                self.err(
-                    &format!("links[{i}]"),
-                    format!("{entry:?} is not SERVICE or SERVICE:ALIAS"),
-                )
-            })?;
-            if alias != service {
-                out.push(format!("{service}:{alias}"));
+        for (key, entries, what, implicit) in [
+            (
+                "external_links",
+                &self.svc.external_links,
+                "CONTAINER",
+                true,
+            ),
+            ("links", &self.svc.links, "SERVICE", false),
+        ] {
+            for (i, entry) in entries.iter().enumerate() {
+                let (name, alias) = crate::net::parse_link(entry).ok_or_else(|| {
+                    self.err(
+                        &format!("{key}[{i}]"),
+                        format!("{entry:?} is not {what} or {what}:ALIAS"),
+                    )
+                })?;
+                // An external link is kept without an alias too (`up` checks that its
+                // container exists); a service's name resolves on its networks already.
+                if implicit || alias != name {
+                    out.push(format!("{name}:{alias}"));
+                }
             }
         }
         Ok(out)
