@@ -233,9 +233,8 @@ fn create(ctx: &Ctx, a: &CreateArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--aux-address {entry:?}: expected NAME=IPv4"))?;
         aux_addresses.insert(name.to_string(), ip);
     }
-    if let Some(cfg) = &ipam {
-        cfg.check_aux(&aux_addresses)?;
-    } else if !aux_addresses.is_empty() {
+    // Checked against the subnet when the network is made.
+    if ipam.is_none() && !aux_addresses.is_empty() {
         bail!("--aux-address needs a --subnet");
     }
     let req = CreateRequest {
