@@ -10,6 +10,7 @@
 //! - `release` (container exited or failed to start; also `rm`): records, addresses and
 //!   host-side veths go, the firewall and DNS follow.
 
+use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::net::UnixStream;
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use berth_engine::container::ContainerConfig;
 use berth_engine::container::shim::{NetworkSetup, Networking};
+use berth_engine::fsutil::Lock;
 use berth_net::firewall;
 use berth_net::ipam::{self, IpNet, Pool};
 use berth_net::network::{Endpoint, EndpointRequest, NetworkStore, PublishedPort};
@@ -121,11 +123,143 @@ pub fn table_name(root: &Path) -> String {
     )
 }
 
+/// The firewall's lock, in `<root>/run`: held exclusively while the table is rewritten from
+/// the records, so that two rewrites never interleave. Each writes the whole table, and one
+/// built from older records would drop what the other had just added (two containers
+/// publishing ports as they start together lost one of the two ports). Held shared by a
+/// container about to start, to read the stamp.
+const FIREWALL_LOCK: &str = "firewall.lock";
+/// The firewall's stamp, in `<root>/run`: where the table was last written (the boot and the
+/// network namespace, [`firewall_scope`]), then the names of the networks it covers, one a
+/// line. Removed before each rewrite, written after it succeeded: it never names a network
+/// whose rules the table may lack, unless someone else removed them.
+const FIREWALL_STAMP: &str = "firewall.applied";
+
+/// A file of `<root>/run`, the directory made (on its tmpfs) when missing.
+fn run_file(root: &Path, name: &str) -> Result<PathBuf, String> {
+    berth_engine::rundir::prepare(root);
+    let run = root.join(berth_engine::rundir::RUN_DIR);
+    fs::create_dir_all(&run).map_err(|e| format!("create {}: {e}", run.display()))?;
+    Ok(run.join(name))
+}
+
+fn firewall_lock(root: &Path, shared: bool) -> Result<Lock, String> {
+    let path = run_file(root, FIREWALL_LOCK)?;
+    let lock = if shared {
+        Lock::shared(&path)
+    } else {
+        Lock::exclusive(&path)
+    };
+    lock.map_err(|e| format!("lock {}: {e}", path.display()))
+}
+
+/// Where a table written now takes effect: this boot of the machine, and the calling thread's
+/// network namespace (`nft` runs in it). A stamp from another boot or namespace is void: the
+/// table it speaks of is gone.
+fn firewall_scope() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let netns = fs::metadata("/proc/thread-self/ns/net")
+        .map(|m| format!("{}:{}", m.dev(), m.ino()))
+        .unwrap_or_default();
+    format!("boot {} netns {netns}", boot.trim())
+}
+
+/// Whether a stamp's text covers `networks` here: written in this boot and namespace, and
+/// naming each of them.
+fn stamp_covers(stamp: &str, scope: &str, networks: &[&str]) -> bool {
+    let mut lines = stamp.lines();
+    lines.next() == Some(scope) && {
+        let named: Vec<&str> = lines.collect();
+        networks.iter().all(|n| named.contains(n))
+    }
+}
+
 /// Rewrites the root's firewall table from the records: every network's rules and every
-/// endpoint's published ports; removes the table when no network is left.
+/// endpoint's published ports; removes the table when no network is left. Under the
+/// firewall lock (see [`FIREWALL_LOCK`]).
 pub fn sync_firewall(root: &Path, store: &NetworkStore) -> Result<(), String> {
+    let _lock = firewall_lock(root, false)?;
+    sync_firewall_locked(root, store)
+}
+
+/// Makes sure the firewall table has the rules of the networks of `eps` before their container
+/// runs: the stamp says so, or the table is rewritten. This is what lets `up` write the table
+/// beside the containers' creation ([`FirewallSync`]): a start waits for that rewrite (the
+/// lock), and finds its networks in the stamp. After a reboot (or in another network
+/// namespace) the stamp is void and the first container to start writes the table again.
+fn ensure_firewall(root: &Path, store: &NetworkStore, eps: &[Endpoint]) -> Result<(), String> {
+    if eps.is_empty() {
+        return Ok(());
+    }
+    let networks: Vec<&str> = eps.iter().map(|e| e.network.as_str()).collect();
+    {
+        let _shared = firewall_lock(root, true)?;
+        let stamp = fs::read_to_string(run_file(root, FIREWALL_STAMP)?).unwrap_or_default();
+        if stamp_covers(&stamp, &firewall_scope(), &networks) {
+            return Ok(());
+        }
+    }
+    sync_firewall(root, store)
+}
+
+/// A rewrite of the firewall table on a thread of its own, started by `up` once it has made
+/// networks, so that the containers' creation goes on meanwhile (`nft` takes tens of
+/// milliseconds). It holds the firewall lock from the start: every container waits for it
+/// before running ([`ensure_firewall`]). [`FirewallSync::finish`] reports how it went; a
+/// dropped one is waited for.
+#[derive(Debug, Default)]
+pub struct FirewallSync {
+    handle: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+impl FirewallSync {
+    /// Takes the lock, then rewrites the table on a new thread.
+    pub fn start(root: &Path) -> Result<FirewallSync, String> {
+        let lock = firewall_lock(root, false)?;
+        let root = root.to_path_buf();
+        let handle = std::thread::Builder::new()
+            .name("firewall".into())
+            .spawn(move || {
+                let _lock = lock;
+                sync_firewall_locked(&root, &store(&root)?)
+            })
+            .map_err(|e| format!("start the firewall thread: {e}"))?;
+        Ok(FirewallSync {
+            handle: Some(handle),
+        })
+    }
+
+    /// Waits for the rewrite; its error, if any.
+    pub fn finish(mut self) -> Result<(), String> {
+        match self.handle.take() {
+            None => Ok(()),
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err("the firewall thread panicked".into())),
+        }
+    }
+}
+
+impl Drop for FirewallSync {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// [`sync_firewall`] with the firewall lock held: the stamp goes, the table is rewritten, and
+/// the stamp names the networks the new table covers.
+fn sync_firewall_locked(root: &Path, store: &NetworkStore) -> Result<(), String> {
     let table = table_name(root);
     let nets = store.list().map_err(|e| e.to_string())?;
+    let stamp = run_file(root, FIREWALL_STAMP)?;
+    match fs::remove_file(&stamp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("remove {}: {e}", stamp.display())),
+    }
     if nets.is_empty() {
         return firewall::remove(&table).map_err(|e| e.to_string());
     }
@@ -156,7 +290,13 @@ pub fn sync_firewall(root: &Path, store: &NetworkStore) -> Result<(), String> {
             }
         }
     }
-    firewall::apply(&ruleset).map_err(|e| e.to_string())
+    firewall::apply(&ruleset).map_err(|e| e.to_string())?;
+    let mut text = format!("{}\n", firewall_scope());
+    for net in &nets {
+        text.push_str(&net.name);
+        text.push('\n');
+    }
+    berth_engine::fsutil::write_replace(&stamp, text.as_bytes()).map_err(|e| e.to_string())
 }
 
 /// The DNS names of a container on its networks: its name, short id, hostname when the user
@@ -310,7 +450,8 @@ impl Networking for ShimNetworking {
             .container_endpoints(&config.id)
             .map_err(|e| e.to_string())?;
         store.plug(&eps, &ns).map_err(|e| e.to_string())?;
-        dns_publish(root)
+        dns_publish(root)?;
+        ensure_firewall(root, &store, &eps)
     }
 
     fn release(&self, root: &Path, id: &str) {
@@ -364,7 +505,6 @@ fn dns_socket(root: &Path) -> PathBuf {
 /// exclusively before it exits when idle, so it never exits under an attach, and concurrent
 /// attaches are answered together by one reload); starting a daemon takes it exclusively.
 pub fn dns_publish(root: &Path) -> Result<(), String> {
-    use berth_engine::fsutil::Lock;
     berth_engine::rundir::prepare(root);
     let run = root.join(berth_engine::rundir::RUN_DIR);
     std::fs::create_dir_all(&run).map_err(|e| format!("create {}: {e}", run.display()))?;
@@ -479,5 +619,40 @@ fn start_daemon(root: &Path) -> Result<(), String> {
             log_path.display(),
             line.trim()
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stamp_covers_its_networks_in_its_scope_only() {
+        let scope = "boot b1 netns 4:10";
+        let stamp = "boot b1 netns 4:10\nfront\nback\n";
+        assert!(stamp_covers(stamp, scope, &["front"]));
+        assert!(stamp_covers(stamp, scope, &["back", "front"]));
+        assert!(stamp_covers(stamp, scope, &[]));
+        // A network the table was not written for.
+        assert!(!stamp_covers(stamp, scope, &["front", "other"]));
+        // Another boot, another namespace, no stamp at all.
+        assert!(!stamp_covers(stamp, "boot b2 netns 4:10", &["front"]));
+        assert!(!stamp_covers(stamp, "boot b1 netns 4:11", &["front"]));
+        assert!(!stamp_covers("", scope, &["front"]));
+        // A name is a whole line.
+        assert!(!stamp_covers(stamp, scope, &["fro"]));
+    }
+
+    #[test]
+    fn the_scope_names_this_boot_and_namespace() {
+        let scope = firewall_scope();
+        let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+        assert!(
+            scope.starts_with(&format!("boot {} netns ", boot.trim())),
+            "{scope}"
+        );
+        assert_eq!(scope, firewall_scope());
+        // Another thread in the same namespace shares it.
+        assert_eq!(std::thread::spawn(firewall_scope).join().unwrap(), scope);
     }
 }

@@ -68,6 +68,38 @@ fn up_is_idempotent_and_down_leaves_nothing() {
     c.ok(&["down"]);
 }
 
+/// Sixteen services publishing a port each, started at once: each shim adds its port to the
+/// firewall's table as its container starts. Two of those rewrites at the same time once kept
+/// only one of the two new ports (the table is rewritten whole from the records), so a port
+/// could be listed by `ps` and still refuse connections.
+#[test]
+fn every_published_port_of_services_started_together_answers() {
+    if !require_root() {
+        return;
+    }
+    const N: u16 = 16;
+    let mut yaml = String::from("services:\n");
+    for i in 1..=N {
+        yaml.push_str(&format!(
+            "  s{i}:\n    image: IMAGE\n    command: [\"sh\", \"-c\", \"mkdir -p /www && echo web-{i} > /www/index.html && exec httpd -f -p 80 -h /www\"]\n    ports: [\"127.0.0.1:{}:80\"]\n",
+            18100 + i
+        ));
+    }
+    let c = Compose::new("ports16", &yaml);
+    c.ok(&["up", "-d"]);
+    for i in 1..=N {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 18100 + i));
+        let mut body = Err(std::io::ErrorKind::NotFound.into());
+        eventually(&format!("127.0.0.1:{} answers", 18100 + i), || {
+            body = c.e.ns.get(addr);
+            body.is_err()
+        });
+        let body = body.unwrap();
+        assert!(body.ends_with(&format!("web-{i}\n")), "{addr}: {body}");
+    }
+    c.ok(&["down"]);
+}
+
 #[test]
 fn a_changed_service_is_recreated_alone() {
     if !require_root() {

@@ -5,8 +5,7 @@
 //! bridges berth makes there. Afterwards the namespace must hold nothing but `lo`: no link,
 //! address, nft table, DNS daemon or address allocation of berth's.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,18 +23,6 @@ fn fetch(e: &NetEnv, network: &str, url: &str) -> Option<String> {
         &format!("timeout 3 wget -q -O - {url}"),
     );
     (code == 0).then_some(out)
-}
-
-/// An HTTP GET from a thread in the test's namespace (the "host").
-fn host_get(ns: &NetNs, addr: SocketAddr) -> std::io::Result<String> {
-    ns.run(move || {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
-        s.set_read_timeout(Some(Duration::from_secs(3)))?;
-        s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-        let mut body = String::new();
-        s.read_to_string(&mut body)?;
-        Ok(body)
-    })
 }
 
 #[test]
@@ -184,12 +171,14 @@ fn published_ports_answer_from_host_and_from_containers() {
     assert!(random > 1024);
     let mut body = Ok(String::new());
     eventually("the published port answers on 127.0.0.1", || {
-        body = host_get(&e.ns, "127.0.0.1:18080".parse().unwrap());
+        body = e.ns.get("127.0.0.1:18080".parse().unwrap());
         body.is_err()
     });
     assert!(body.unwrap().ends_with("published\n"));
     // The random one on loopback too.
-    let b = host_get(&e.ns, SocketAddr::from((Ipv4Addr::LOCALHOST, random))).unwrap();
+    let b =
+        e.ns.get(SocketAddr::from((Ipv4Addr::LOCALHOST, random)))
+            .unwrap();
     assert!(b.ends_with("published\n"), "{b}");
     // From another container through the host's address (the gateway), and from the
     // container itself (hairpin).
@@ -266,7 +255,7 @@ fn published_ports_answer_from_host_and_from_containers() {
     );
     // Stopping the container takes its rules away: the port is closed again.
     e.ok(&["container", "stop", "-t", "1", "site"]);
-    assert!(host_get(&e.ns, "127.0.0.1:18080".parse().unwrap()).is_err());
+    assert!(e.ns.get("127.0.0.1:18080".parse().unwrap()).is_err());
 }
 
 /// A one-answer DNS server for the test's upstream: every A query gets `answer`.

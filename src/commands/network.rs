@@ -181,6 +181,22 @@ pub fn create_network(
     store: &NetworkStore,
     req: &CreateRequest,
 ) -> anyhow::Result<Network> {
+    let network = create_network_records(root, store, req)?;
+    if let Err(e) = net::sync_firewall(root.path(), store) {
+        let _ = store.remove(&network.name);
+        let _ = net::sync_firewall(root.path(), store);
+        bail!("network {}: firewall: {e}", network.name);
+    }
+    Ok(network)
+}
+
+/// Makes a network (its subnet, records and bridge) without rewriting the firewall: the
+/// caller does, before any container on it runs (`up` beside the containers' creation).
+pub fn create_network_records(
+    root: &Root,
+    store: &NetworkStore,
+    req: &CreateRequest,
+) -> anyhow::Result<Network> {
     let config = net::DaemonConfig::load(root.path()).map_err(anyhow::Error::msg)?;
     let pools = config.pools().map_err(anyhow::Error::msg)?;
     let routes = if req.ipam.is_some() {
@@ -188,18 +204,12 @@ pub fn create_network(
     } else {
         ipam::host_routes()?
     };
-    let network = store.create(
+    Ok(store.create(
         req,
         &pools,
         &routes,
         berth_engine::container::shim::now_rfc3339(),
-    )?;
-    if let Err(e) = net::sync_firewall(root.path(), store) {
-        let _ = store.remove(&network.name);
-        let _ = net::sync_firewall(root.path(), store);
-        bail!("network {}: firewall: {e}", network.name);
-    }
-    Ok(network)
+    )?)
 }
 
 /// Removes a network and rewrites the firewall.

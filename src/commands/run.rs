@@ -87,7 +87,9 @@ pub fn run(settings: &Settings, a: &RunArgs) -> anyhow::Result<u8> {
     } else {
         // The networks and volumes the one-off container needs.
         let progress = crate::orchestrator::execute::Progress::new();
-        crate::orchestrator::execute::ensure_networks(&ctx, &project, &progress)?;
+        crate::orchestrator::execute::ensure_networks(&ctx, &project, &progress)?
+            .finish()
+            .map_err(|e| anyhow::anyhow!("firewall: {e}"))?;
         crate::orchestrator::execute::ensure_volumes(&ctx, &project, &progress)?;
     }
     // The run's overrides go into the service before it is converted.

@@ -254,7 +254,7 @@ pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
     }
 
     let progress = Progress::new();
-    ensure_networks(&ctx, project, &progress)?;
+    let firewall = ensure_networks(&ctx, project, &progress)?;
     ensure_volumes(&ctx, project, &progress)?;
 
     let mut observed: Vec<_> = project_containers(&ctx.store, &project.name)?
@@ -286,6 +286,9 @@ pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
         ));
     }
     if plan.is_empty() {
+        firewall
+            .finish()
+            .map_err(|e| anyhow::anyhow!("firewall: {e}"))?;
         // Nothing changed: say so (docker compose lists every container as Running).
         for o in project_containers(&ctx.store, &project.name)? {
             if !o.oneoff() {
@@ -326,6 +329,10 @@ pub fn run(settings: &Settings, args: &UpArgs) -> anyhow::Result<u8> {
         up.run_parallel(level)?;
         wait_for_completion(&up, level, &desired)?;
     }
+    // Every container has waited for it already; its own error, if it failed, comes here.
+    firewall
+        .finish()
+        .map_err(|e| anyhow::anyhow!("firewall: {e}"))?;
     if args.wait {
         wait_for_services(
             &ctx,

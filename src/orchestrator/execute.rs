@@ -252,12 +252,20 @@ pub fn check_networks(project: &Project) -> anyhow::Result<()> {
 }
 
 /// The project networks the services use (and `default` when a service has no
-/// `networks:`), created unless they exist; external ones must exist.
-pub fn ensure_networks(ctx: &Ctx, project: &Project, progress: &Progress) -> anyhow::Result<()> {
+/// `networks:`), created unless they exist; external ones must exist. When it made one, the
+/// firewall table is being rewritten on a thread as this returns: the caller goes on creating
+/// containers (each waits for the rewrite before it runs) and calls
+/// [`FirewallSync::finish`](crate::net::FirewallSync::finish) at the end.
+pub fn ensure_networks(
+    ctx: &Ctx,
+    project: &Project,
+    progress: &Progress,
+) -> anyhow::Result<crate::net::FirewallSync> {
     let root = &ctx.engine.stores.root;
     let store = crate::net::store(root.path()).map_err(anyhow::Error::msg)?;
     // All are checked before the first is made.
     check_networks(project)?;
+    let mut created = false;
     for key in used_networks(project) {
         let def = network_definition(project, &key);
         let name = convert::network_name(project, &key);
@@ -278,11 +286,15 @@ pub fn ensure_networks(ctx: &Ctx, project: &Project, progress: &Progress) -> any
             continue;
         }
         let req = network_request(project, &key, &def)?;
-        crate::commands::network::create_network(root, &store, &req)
+        crate::commands::network::create_network_records(root, &store, &req)
             .with_context(|| format!("network {key}"))?;
         progress.line("Network", &name, "Created");
+        created = true;
     }
-    Ok(())
+    if !created {
+        return Ok(crate::net::FirewallSync::default());
+    }
+    crate::net::FirewallSync::start(root.path()).map_err(anyhow::Error::msg)
 }
 
 /// The project's named volumes, created unless they exist; external ones must exist.

@@ -2,6 +2,8 @@
 //! throw-away namespace of its own, checked for leftovers when the environment is dropped.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -67,6 +69,18 @@ impl NetNs {
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// An HTTP/1.0 GET of `/` from a thread in the namespace (the "host"): the whole answer.
+    pub fn get(&self, addr: SocketAddr) -> std::io::Result<String> {
+        self.run(move || {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body)
+        })
     }
 
     /// Runs `f` on a thread inside the namespace (sockets made there stay there).
