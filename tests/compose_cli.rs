@@ -100,6 +100,49 @@ fn every_published_port_of_services_started_together_answers() {
     c.ok(&["down"]);
 }
 
+/// After a reboot the networks are still on disk, but the kernel has neither their bridges
+/// nor the firewall's rules. A fresh network namespace is that kernel: `start` there must put
+/// the rules back (NAT, isolation) before the container runs, as it puts the bridge back.
+#[test]
+fn a_start_after_the_rules_are_gone_writes_them_again() {
+    if !require_root() {
+        return;
+    }
+    let mut c = Compose::new(
+        "fwback",
+        "services:\n  a:\n    image: IMAGE\n    command: [\"sleep\", \"600\"]\n",
+    );
+    c.ok(&["up", "-d"]);
+    c.ok(&["stop", "-t", "0"]);
+    let before = c.e.ns.nft_tables();
+    let table = before
+        .split_whitespace()
+        .find(|w| w.starts_with("berth"))
+        .unwrap_or_else(|| panic!("no berth table after up: {before}"))
+        .to_string();
+    let fresh = common::net::NetNs::new("fwback2");
+    let first = c.e.env.netns.replace(fresh.path.clone());
+    c.ok(&["start"]);
+    let tables = fresh.nft_tables();
+    assert!(tables.contains(&table), "no {table} after start: {tables}");
+    c.ok(&["down", "-t", "0"]);
+    assert_eq!(fresh.links(), ["lo"]);
+    assert!(!fresh.nft_tables().contains("berth"));
+    // The first namespace keeps what the "reboot" would have wiped: its bridge and table.
+    c.e.env.netns = first;
+    for link in c.e.ns.links() {
+        if link != "lo" {
+            c.e.ns.ip(&["link", "del", &link]);
+        }
+    }
+    let st = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", c.e.ns.path.display()))
+        .args(["nft", "delete", "table", "ip", &table])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
 #[test]
 fn a_changed_service_is_recreated_alone() {
     if !require_root() {
