@@ -585,8 +585,10 @@ fn serve(root: &Path, project: &str) -> anyhow::Result<()> {
                 "exit" => {
                     log("exit requested");
                     let _ = std::fs::remove_file(&socket);
-                    let _ = writeln!(stream, "ok");
+                    // The lock goes before the answer: the asker's first look then finds it
+                    // free, instead of polling again 20 ms later. Nothing is done after.
                     drop(lock);
+                    let _ = writeln!(stream, "ok");
                     return Ok(());
                 }
                 other => {
