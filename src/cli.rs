@@ -117,6 +117,8 @@ pub enum Command {
     Version(VersionArgs),
     /// Manage volumes (create, ls, inspect, rm, prune)
     Volume(crate::commands::volume::VolumeArgs),
+    /// List volumes
+    Volumes(crate::commands::volumes::VolumesArgs),
 }
 
 /// When to print ANSI control characters.
@@ -173,6 +175,7 @@ impl Cli {
             Some(Command::Config(a)) => self.global.absorb(&a.shorts),
             Some(Command::Pull(a)) => self.global.absorb(&a.shorts),
             Some(Command::Images(a)) => self.global.absorb(&a.shorts),
+            Some(Command::Volumes(a)) => self.global.absorb(&a.shorts),
             Some(Command::Up(a)) => self.global.absorb(&a.shorts),
             Some(Command::Down(a)) => self.global.absorb(&a.shorts),
             Some(Command::Ps(a)) => self.global.absorb(&a.shorts),

@@ -122,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 }
                 Command::Image(args) => commands::image::run(&settings, &args).map(|()| 0),
                 Command::Images(args) => commands::images::run(&settings, &args).map(|()| 0),
+                Command::Volumes(args) => commands::volumes::run(&settings, &args).map(|()| 0),
                 Command::Login(args) => commands::login::login(&settings, &args).map(|()| 0),
                 Command::Logout(args) => commands::login::logout(&settings, &args).map(|()| 0),
                 Command::Up(args) => commands::up::run(&settings, &args),

@@ -143,6 +143,45 @@ fn a_start_after_the_rules_are_gone_writes_them_again() {
     assert!(st.success());
 }
 
+/// `volumes` lists the project's volumes (not another project's, not one made by hand); with
+/// services named, only those their containers mount, as `docker compose volumes`.
+#[test]
+fn volumes_lists_the_projects_volumes_or_those_its_services_mount() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "vols",
+        "services:\n  db:\n    image: IMAGE\n    command: [\"sleep\", \"600\"]\n    volumes: [\"data:/data\"]\n  web:\n    image: IMAGE\n    command: [\"sleep\", \"600\"]\n    volumes: [\"logs:/logs\", \"data:/shared\"]\n  idle:\n    image: IMAGE\n    command: [\"sleep\", \"600\"]\nvolumes:\n  data: {}\n  logs: {}\n  spare: {}\n",
+    );
+    c.e.ok(&["volume", "create", "by-hand"]);
+    c.ok(&["up", "-d"]);
+    assert_eq!(
+        c.ok(&["volumes", "-q"]).0,
+        "pvols_data\npvols_logs\npvols_spare\n"
+    );
+    assert_eq!(c.ok(&["volumes", "-q", "db"]).0, "pvols_data\n");
+    assert_eq!(
+        c.ok(&["volumes", "--quiet", "web"]).0,
+        "pvols_data\npvols_logs\n"
+    );
+    assert_eq!(c.ok(&["volumes", "-q", "idle"]).0, "");
+    let table = c.ok(&["volumes", "db"]).0;
+    assert_eq!(table, "DRIVER    VOLUME NAME\nlocal     pvols_data\n");
+    let json = c.ok(&["volumes", "--format", "json", "web"]).0;
+    let names: Vec<String> = json
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["Name"].to_string())
+        .collect();
+    assert_eq!(names, ["\"pvols_data\"", "\"pvols_logs\""]);
+    let out = c.run(&["volumes", "nope"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no such service: nope"), "{err}");
+    c.ok(&["down", "-v", "-t", "0"]);
+    c.e.ok(&["volume", "rm", "by-hand"]);
+}
+
 #[test]
 fn a_changed_service_is_recreated_alone() {
     if !require_root() {

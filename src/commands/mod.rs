@@ -22,6 +22,7 @@ pub mod service_verbs;
 pub mod up;
 pub mod version;
 pub mod volume;
+pub mod volumes;
 
 /// docker's tabwriter layout: every column but the last padded to its widest cell plus
 /// `padding`, and to at least `min_width`.

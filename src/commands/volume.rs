@@ -239,12 +239,7 @@ impl LsFilter {
 
 /// `docker volume ls`: DRIVER and VOLUME NAME, by name.
 fn ls(root: &Root, store: &VolumeStore, a: &LsArgs) -> anyhow::Result<()> {
-    if !matches!(a.format.as_str(), "table" | "json") {
-        bail!(
-            "unsupported format {:?}\nhint: berth prints --format table or json",
-            a.format
-        );
-    }
+    check_ls_format(&a.format)?;
     let filter = parse_ls_filters(&a.filters)?;
     let users = if filter.dangling.is_some() {
         volume_users(root)?
@@ -256,14 +251,29 @@ fn ls(root: &Root, store: &VolumeStore, a: &LsArgs) -> anyhow::Result<()> {
         .into_iter()
         .filter(|v| filter.matches(v, &users))
         .collect();
-    if a.quiet {
-        for v in &volumes {
+    print_volumes(store, &volumes, &a.format, a.quiet);
+    Ok(())
+}
+
+/// The formats [`print_volumes`] knows.
+pub fn check_ls_format(format: &str) -> anyhow::Result<()> {
+    if !matches!(format, "table" | "json") {
+        bail!("unsupported format {format:?}\nhint: berth prints --format table or json");
+    }
+    Ok(())
+}
+
+/// Volumes as `docker volume ls` prints them (and `docker compose volumes`): names alone
+/// (`quiet`), a JSON object a line, or the DRIVER and VOLUME NAME table.
+pub fn print_volumes(store: &VolumeStore, volumes: &[Volume], format: &str, quiet: bool) {
+    if quiet {
+        for v in volumes {
             println!("{}", v.name);
         }
-        return Ok(());
+        return;
     }
-    if a.format == "json" {
-        for v in &volumes {
+    if format == "json" {
+        for v in volumes {
             let labels: Vec<String> = v.labels.iter().map(|(k, x)| format!("{k}={x}")).collect();
             let line = json!({
                 "Availability": "N/A",
@@ -279,7 +289,7 @@ fn ls(root: &Root, store: &VolumeStore, a: &LsArgs) -> anyhow::Result<()> {
             });
             println!("{line}");
         }
-        return Ok(());
+        return;
     }
     let rows: Vec<Vec<String>> = std::iter::once(vec!["DRIVER".into(), "VOLUME NAME".into()])
         .chain(
@@ -290,7 +300,6 @@ fn ls(root: &Root, store: &VolumeStore, a: &LsArgs) -> anyhow::Result<()> {
         .collect();
     // docker's tabwriter: minimum width 10, padding 3.
     print!("{}", super::tabwrite(&rows, 10, 3));
-    Ok(())
 }
 
 /// `docker volume rm`: each removed name on stdout; failures on stderr, the others still
