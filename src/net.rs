@@ -135,16 +135,19 @@ const FIREWALL_LOCK: &str = "firewall.lock";
 /// whose rules the table may lack, unless someone else removed them.
 const FIREWALL_STAMP: &str = "firewall.applied";
 
-/// A file of `<root>/run`, the directory made (on its tmpfs) when missing.
-fn run_file(root: &Path, name: &str) -> Result<PathBuf, String> {
-    berth_engine::rundir::prepare(root);
-    let run = root.join(berth_engine::rundir::RUN_DIR);
-    fs::create_dir_all(&run).map_err(|e| format!("create {}: {e}", run.display()))?;
-    Ok(run.join(name))
+/// A file of `<root>/run`.
+fn run_file(root: &Path, name: &str) -> PathBuf {
+    root.join(berth_engine::rundir::RUN_DIR).join(name)
 }
 
+/// The firewall lock, `<root>/run` made (on its tmpfs) first when missing: the stamp beside
+/// it is read and written with it held.
 fn firewall_lock(root: &Path, shared: bool) -> Result<Lock, String> {
-    let path = run_file(root, FIREWALL_LOCK)?;
+    berth_engine::rundir::prepare(root);
+    let path = run_file(root, FIREWALL_LOCK);
+    if let Some(run) = path.parent() {
+        fs::create_dir_all(run).map_err(|e| format!("create {}: {e}", run.display()))?;
+    }
     let lock = if shared {
         Lock::shared(&path)
     } else {
@@ -195,7 +198,7 @@ fn ensure_firewall(root: &Path, store: &NetworkStore, eps: &[Endpoint]) -> Resul
     let networks: Vec<&str> = eps.iter().map(|e| e.network.as_str()).collect();
     {
         let _shared = firewall_lock(root, true)?;
-        let stamp = fs::read_to_string(run_file(root, FIREWALL_STAMP)?).unwrap_or_default();
+        let stamp = fs::read_to_string(run_file(root, FIREWALL_STAMP)).unwrap_or_default();
         if stamp_covers(&stamp, &firewall_scope(), &networks) {
             return Ok(());
         }
@@ -254,7 +257,7 @@ impl Drop for FirewallSync {
 fn sync_firewall_locked(root: &Path, store: &NetworkStore) -> Result<(), String> {
     let table = table_name(root);
     let nets = store.list().map_err(|e| e.to_string())?;
-    let stamp = run_file(root, FIREWALL_STAMP)?;
+    let stamp = run_file(root, FIREWALL_STAMP);
     match fs::remove_file(&stamp) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -97,7 +97,7 @@ fn every_published_port_of_services_started_together_answers() {
         let body = body.unwrap();
         assert!(body.ends_with(&format!("web-{i}\n")), "{addr}: {body}");
     }
-    c.ok(&["down"]);
+    c.ok(&["down", "-t", "0"]);
 }
 
 /// After a reboot the networks are still on disk, but the kernel has neither their bridges
