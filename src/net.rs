@@ -24,7 +24,7 @@ use berth_engine::container::shim::{NetworkSetup, Networking};
 use berth_engine::fsutil::Lock;
 use berth_net::firewall;
 use berth_net::ipam::{self, IpNet, Pool};
-use berth_net::network::{Endpoint, EndpointRequest, NetworkStore, PublishedPort};
+use berth_net::network::{Endpoint, EndpointRequest, HostVeths, NetworkStore, PublishedPort};
 use serde::Deserialize;
 
 use crate::labels;
@@ -476,26 +476,35 @@ fn gateway_of(store: &NetworkStore, ep: &Endpoint) -> Option<String> {
 /// Gives back everything container `id` holds on networks; the firewall and the DNS daemon
 /// follow. Idempotent, and cheap for a container without endpoints.
 pub fn release(root: &Path, id: &str) -> Result<(), String> {
-    let dir = root.join("networks");
-    if !dir.exists() {
+    let Some((store, ports)) = release_endpoints(root, &[id], HostVeths::Delete)? else {
         return Ok(());
+    };
+    if ports {
+        sync_firewall(root, &store)?;
+    }
+    Ok(())
+}
+
+/// Gives back everything containers `ids` hold on networks, all in one go (one store lock,
+/// one address-book write), and tells the DNS daemon; `veths` as
+/// [`NetworkStore::release_all`]. The firewall is the caller's: the result says whether any
+/// of them published ports, with the store to rewrite it from (`None`: the root has no
+/// networks). Idempotent.
+pub fn release_endpoints(
+    root: &Path,
+    ids: &[&str],
+    veths: HostVeths,
+) -> Result<Option<(NetworkStore, bool)>, String> {
+    if !root.join("networks").exists() {
+        return Ok(None);
     }
     let store = store(root)?;
-    let eps = store.release(id).map_err(|e| e.to_string())?;
-    let mut errors = Vec::new();
-    if eps.iter().any(|e| !e.ports.is_empty())
-        && let Err(e) = sync_firewall(root, &store)
-    {
-        errors.push(e);
-    }
+    let eps = store.release_all(ids, veths).map_err(|e| e.to_string())?;
     if !eps.is_empty() {
         dns_forget(root);
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("; "))
-    }
+    let ports = eps.iter().any(|e| !e.ports.is_empty());
+    Ok(Some((store, ports)))
 }
 
 fn dns_socket(root: &Path) -> PathBuf {

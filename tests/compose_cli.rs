@@ -274,6 +274,91 @@ fn down_of_services_and_of_orphans() {
     assert!(c.ids().is_empty());
 }
 
+/// `down` stops the containers first, then gives their networking back for all of them at
+/// once (their shims leave it to `down`). A port published by a service taken down alone
+/// stops answering, and can be published again; an external network the project used keeps
+/// no endpoint of the removed containers, so it can be removed.
+#[test]
+fn down_gives_back_the_ports_and_endpoints_of_what_it_removes() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "dnrel",
+        r#"
+services:
+  web:
+    image: IMAGE
+    command: ["sh", "-c", "mkdir -p /www && echo web > /www/index.html && exec httpd -f -p 80 -h /www"]
+    ports: ["127.0.0.1:18230:80"]
+    networks: [ext]
+  idle:
+    image: IMAGE
+    command: ["sleep", "600"]
+    networks: [ext]
+networks:
+  ext:
+    name: xdnrel
+    external: true
+"#,
+    );
+    c.e.ok(&["network", "create", "xdnrel"]);
+    let attached = || -> Vec<String> {
+        let v: serde_json::Value =
+            serde_json::from_str(&c.e.ok(&["network", "inspect", "xdnrel"])).unwrap();
+        let mut names: Vec<String> = v[0]["Containers"]
+            .as_object()
+            .map(|m| {
+                m.values()
+                    .map(|e| e["Name"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 18230));
+    let answers = || c.e.ns.get(addr).is_ok_and(|b| b.ends_with("web\n"));
+    c.ok(&["up", "-d"]);
+    eventually("the published port answers", || !answers());
+    assert_eq!(attached(), ["pdnrel-idle-1", "pdnrel-web-1"]);
+    c.ok(&["down", "-t", "0", "web"]);
+    assert!(!answers(), "the port of a removed service still answers");
+    assert_eq!(attached(), ["pdnrel-idle-1"]);
+    c.ok(&["up", "-d"]);
+    eventually("the port answers again", || !answers());
+    c.ok(&["down", "-t", "0"]);
+    assert!(!answers(), "the port still answers after down");
+    assert!(attached().is_empty(), "{:?}", attached());
+    c.e.ok(&["network", "rm", "xdnrel"]);
+}
+
+/// An endpoint record whose container no longer exists (a berth killed between removing a
+/// container and releasing its networking) does not keep `down` from removing the network.
+#[test]
+fn down_removes_a_network_still_naming_a_container_that_is_gone() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "dghost",
+        "services:\n  a:\n    image: IMAGE\n    command: [\"sleep\", \"600\"]\n",
+    );
+    c.ok(&["up", "-d"]);
+    let id = c.e.env.id_of("pdghost-a-1");
+    let eps = c.e.env.root.join("networks/pdghost_default.ep");
+    let record = std::fs::read_to_string(eps.join(format!("{id}.json"))).unwrap();
+    let ghost = "0".repeat(64);
+    std::fs::write(
+        eps.join(format!("{ghost}.json")),
+        record.replace(&id, &ghost),
+    )
+    .unwrap();
+    let (_, err) = c.ok(&["down", "-t", "0"]);
+    assert!(err.contains("Network pdghost_default  Removed"), "{err}");
+    assert!(!eps.exists());
+}
+
 #[test]
 fn secrets_and_configs_reach_the_container() {
     if !require_root() {

@@ -4,13 +4,15 @@
 use std::time::Duration;
 
 use anyhow::bail;
+use berth_engine::container::lifecycle::{self, Release};
 use berth_engine::volumes::VolumeStore;
+use berth_net::network::HostVeths;
 use clap::Args;
 
 use crate::cli::Settings;
 use crate::commands::container::Ctx;
 use crate::orchestrator::convert;
-use crate::orchestrator::execute::{Progress, parallel, stop_and_remove, stop_parallel};
+use crate::orchestrator::execute::{Progress, parallel};
 use crate::orchestrator::observe::{Observed, project_containers};
 use crate::orchestrator::plan;
 use crate::project::{self, LoadFlags};
@@ -84,19 +86,60 @@ pub fn run(settings: &Settings, args: &DownArgs) -> anyhow::Result<u8> {
                 .collect()
         })
         .collect();
-    for batch in &batches {
-        stop_parallel(&ctx, project, batch, timeout, &progress)?;
-    }
-    // Everything is stopped: the removals are independent (a directory tree, a network
-    // endpoint each) and run in parallel; one after the other they were most of `down`.
+    // Stopped level by level, dependents first; their shims leave their networking to us
+    // (`Release::ByCaller`).
+    let stopping = batches.iter().try_for_each(|batch| {
+        parallel(batch, |o| {
+            if o.running() {
+                crate::hooks::pre_stop(&ctx, project, o)?;
+                lifecycle::stop_with(&ctx.store, &o.dir, timeout, Release::ByCaller)?;
+                progress.line("Container", &o.config.name, "Stopped");
+            }
+            Ok(())
+        })
+    });
     let stopped: Vec<&Observed> = batches.iter().flatten().copied().collect();
+    // Every container whose shim is gone gives its networking back here, in one go (one
+    // lock, one write), also when a stop failed. Their processes have all exited: the
+    // kernel deletes their veths as it dismantles their namespaces.
+    let gone: Vec<&str> = stopped
+        .iter()
+        .filter(|o| !o.dir.shim_alive().unwrap_or(true))
+        .map(|o| o.dir.id.as_str())
+        .collect();
+    let released = crate::net::release_endpoints(ctx.root(), &gone, HostVeths::LeaveToKernel)
+        .map_err(anyhow::Error::msg);
+    stopping?;
+    let released = released?;
+    let firewall_behind = |rewritten: bool| -> anyhow::Result<()> {
+        match &released {
+            Some((store, true)) if !rewritten => {
+                crate::net::sync_firewall(ctx.root(), store).map_err(anyhow::Error::msg)
+            }
+            _ => Ok(()),
+        }
+    };
+    // Everything is stopped: the removals are independent (a directory tree each) and run in
+    // parallel; one after the other they were most of `down`.
     let remove = |o: &Observed| {
-        stop_and_remove(&ctx, &o.dir, timeout, args.volumes)?;
+        lifecycle::remove(
+            &ctx.engine.stores.root,
+            &ctx.store,
+            &o.dir,
+            true,
+            args.volumes,
+        )?;
         progress.line("Container", &o.config.name, "Removed");
         Ok(())
     };
     if !args.services.is_empty() {
-        parallel(&stopped, remove)?;
+        let (removed, firewall) = std::thread::scope(|s| {
+            let firewall = s.spawn(|| firewall_behind(false));
+            let removed = parallel(&stopped, remove);
+            (removed, firewall.join())
+        });
+        removed?;
+        firewall.unwrap_or_else(|_| Err(anyhow::anyhow!("updating the firewall panicked")))?;
         return Ok(0);
     }
     // Networks the project made (external ones are never removed).
@@ -126,21 +169,28 @@ pub fn run(settings: &Settings, args: &DownArgs) -> anyhow::Result<u8> {
             names.push(name);
         }
     }
-    // The stopped containers' shims have released their endpoints, so the networks go while
-    // the containers' directories are removed: deleting a bridge waits for the kernel to
-    // finish tearing down the containers' namespaces.
+    // The containers' endpoints are released, so the networks go while the containers'
+    // directories are removed: deleting a bridge waits for the kernel to finish tearing down
+    // the containers' namespaces.
     let (containers, networks) = std::thread::scope(|s| {
         let containers = s.spawn(|| parallel(&stopped, remove));
-        let networks = remove_networks(ctx.root(), &store, &names);
+        // Removing a network rewrites the firewall, which then drops the released ports too.
+        let (networks, rewritten) = remove_networks(ctx.root(), &store, &names);
+        if let Err(e) = firewall_behind(rewritten) {
+            crate::project::warn(&format!("firewall: {e:#}"));
+        }
         let containers = containers
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("removing the containers panicked")));
         (containers, networks)
     });
     for (name, result) in networks {
-        // Still in use: a container whose shim was gone is released by its removal.
+        // Still in use: endpoints of containers that no longer exist (a berth killed between
+        // a container's removal and its release) are let go, and the network goes unless a
+        // live container elsewhere still holds it.
         let result = match result {
             Err(berth_net::network::NetworkError::InUse { .. }) => {
+                release_ghosts(&ctx, &store, &name);
                 crate::commands::network::remove_network(&ctx.engine.stores.root, &store, &name)
             }
             other => other.map_err(anyhow::Error::from),
@@ -173,14 +223,33 @@ pub fn run(settings: &Settings, args: &DownArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// Releases the endpoints on network `name` whose containers no longer exist.
+fn release_ghosts(ctx: &Ctx, store: &berth_net::network::NetworkStore, name: &str) {
+    let Ok(endpoints) = store.endpoints(name) else {
+        return;
+    };
+    let ghosts: Vec<&str> = endpoints
+        .iter()
+        .map(|e| e.container_id.as_str())
+        .filter(|id| !ctx.store.dir_of(id).path.exists())
+        .collect();
+    if let Err(e) = crate::net::release_endpoints(ctx.root(), &ghosts, HostVeths::Delete) {
+        crate::project::warn(&format!("network {name}: {e}"));
+    }
+}
+
+/// A network's name and how its removal went.
+type NetworkResult = (String, Result<(), berth_net::network::NetworkError>);
+
 /// Removes networks `names`: their records one after the other, then their bridges and the
 /// firewall's rules for them at the same time (`nft` and the kernel's rtnl lock each take
-/// tens of milliseconds). The result of each; the firewall's failure is reported by all.
+/// tens of milliseconds). The result of each, and whether the firewall was rewritten (its
+/// failure is warned of here).
 fn remove_networks(
     root: &std::path::Path,
     store: &berth_net::network::NetworkStore,
     names: &[String],
-) -> Vec<(String, Result<(), berth_net::network::NetworkError>)> {
+) -> (Vec<NetworkResult>, bool) {
     let mut results = Vec::new();
     let mut removed = Vec::new();
     for name in names {
@@ -190,7 +259,7 @@ fn remove_networks(
         }
     }
     if removed.is_empty() {
-        return results;
+        return (results, false);
     }
     let firewall = std::thread::scope(|s| {
         let firewall = s.spawn(|| crate::net::sync_firewall(root, store));
@@ -205,7 +274,7 @@ fn remove_networks(
     if let Err(e) = firewall {
         crate::project::warn(&format!("firewall: {e}"));
     }
-    results
+    (results, true)
 }
 
 /// `--rmi all`: the images of the project's services, each once, unless another container

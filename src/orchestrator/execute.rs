@@ -560,24 +560,6 @@ pub fn stop_and_remove(
     Ok(())
 }
 
-/// Stops containers of one level in parallel.
-pub fn stop_parallel(
-    ctx: &Ctx,
-    project: &Project,
-    containers: &[&Observed],
-    timeout: Option<Duration>,
-    progress: &Progress,
-) -> anyhow::Result<()> {
-    parallel(containers, |o| {
-        if o.running() {
-            crate::hooks::pre_stop(ctx, project, o)?;
-            lifecycle::stop(&ctx.store, &o.dir, timeout)?;
-            progress.line("Container", &o.config.name, "Stopped");
-        }
-        Ok(())
-    })
-}
-
 /// Runs `f` on each container in parallel (a thread each: the work is waiting on shims and
 /// the kernel); every error is reported, the first is returned once all are done.
 pub fn parallel<'a>(

@@ -962,13 +962,26 @@ impl Allocator {
     /// Frees `container_id`'s address on `network`. Idempotent: an unknown network or a
     /// container without an address is fine.
     pub fn release(&self, network: &str, container_id: &str) -> Result<(), IpamError> {
+        self.release_all(&[(network, container_id)])
+    }
+
+    /// Frees each (network, container) address in one write. Idempotent, as
+    /// [`release`](Self::release).
+    pub fn release_all(&self, held: &[(&str, &str)]) -> Result<(), IpamError> {
+        if held.is_empty() {
+            return Ok(());
+        }
         self.update(|state| {
-            let Some(alloc) = state.networks.get_mut(network) else {
-                return Ok(((), false));
-            };
-            let before = alloc.addresses.len();
-            alloc.addresses.retain(|_, c| c != container_id);
-            Ok(((), alloc.addresses.len() != before))
+            let mut changed = false;
+            for (network, container_id) in held {
+                let Some(alloc) = state.networks.get_mut(*network) else {
+                    continue;
+                };
+                let before = alloc.addresses.len();
+                alloc.addresses.retain(|_, c| c != container_id);
+                changed |= alloc.addresses.len() != before;
+            }
+            Ok(((), changed))
         })
     }
 
@@ -1473,6 +1486,32 @@ mod tests {
         let e = a.allocate("nope", "c1", None).unwrap_err();
         assert_eq!(e.to_string(), "network nope has no ipam allocation");
         assert_eq!(files(dir.path()), ["ipam.json", "ipam.json.lock"]);
+    }
+
+    #[test]
+    fn many_addresses_are_released_in_one_go() {
+        let (_dir, a) = allocator();
+        for (name, subnet) in [("n", "10.4.0.0/24"), ("m", "10.5.0.0/24")] {
+            let cfg = SubnetConfig::from_compose(subnet, "", "").unwrap();
+            a.add_network(name, Some(&cfg), &BTreeMap::new(), &[], &[])
+                .unwrap();
+        }
+        for c in ["c1", "c2", "c3"] {
+            a.allocate("n", c, None).unwrap();
+        }
+        a.allocate("m", "c1", None).unwrap();
+        a.release_all(&[("n", "c1"), ("m", "c1"), ("n", "c3"), ("gone", "c2")])
+            .unwrap();
+        let holders = |n: &str| -> Vec<String> {
+            let state = Allocator::new(a.path()).network(n).unwrap().unwrap();
+            state.addresses.into_values().collect()
+        };
+        assert_eq!(holders("n"), ["c2"]);
+        assert!(holders("m").is_empty());
+        // Idempotent, and nothing to do is no write.
+        a.release_all(&[("n", "c1")]).unwrap();
+        a.release_all(&[]).unwrap();
+        assert_eq!(holders("n"), ["c2"]);
     }
 
     #[test]

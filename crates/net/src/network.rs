@@ -819,22 +819,46 @@ impl NetworkStore {
     /// veths (gone already when its namespace went). Returns the endpoints released.
     /// Idempotent.
     pub fn release(&self, id: &str) -> Result<Vec<Endpoint>, NetworkError> {
+        self.release_all(&[id], HostVeths::Delete)
+    }
+
+    /// [`release`](Self::release) for many containers at once: one store lock and one
+    /// address-book write for all (`down` stops every container, then releases them here
+    /// together, instead of each shim queueing for the lock and a durable write of its own).
+    /// `veths` says whether their host-side veths are deleted here. Returns the endpoints
+    /// released. Idempotent.
+    pub fn release_all(
+        &self,
+        ids: &[&str],
+        veths: HostVeths,
+    ) -> Result<Vec<Endpoint>, NetworkError> {
         // The records are read and the veths deleted before the lock. Deleting a link waits
         // for the kernel's rtnl lock, which namespace teardown holds for tens of milliseconds
         // when many containers exit at once (`down`): under the store lock, that wait queued
         // every other release behind it. This is as safe as it was under the lock: a veth is
         // named after its container alone, records are written whole (temp file + rename),
         // and only the container's own start adds them.
-        let held = self.container_endpoints(id)?;
+        let nets = self.list()?;
+        let mut held = Vec::new();
+        for id in ids {
+            for net in &nets {
+                let path = self.endpoints_dir(&net.name).join(format!("{id}.json"));
+                if let Some(ep) = read_json::<Endpoint>(&path)? {
+                    held.push(ep);
+                }
+            }
+        }
         if held.is_empty() {
             // Released already, usually by the container's shim as it exited: `down` and
             // `rm` call this once more for each container, and no longer queue for the lock.
             return Ok(held);
         }
         let mut errors = Vec::new();
-        remove_host_veths(&held, &mut errors);
+        if veths == HostVeths::Delete {
+            remove_host_veths(&held, &mut errors);
+        }
         let _lock = self.lock()?;
-        self.release_records(id, &held, &mut errors);
+        self.release_records(&held, &mut errors);
         many(errors).map(|()| held)
     }
 
@@ -844,17 +868,21 @@ impl NetworkStore {
         let eps = self.container_endpoints(id)?;
         let mut errors = Vec::new();
         remove_host_veths(&eps, &mut errors);
-        self.release_records(id, &eps, &mut errors);
+        self.release_records(&eps, &mut errors);
         many(errors).map(|()| eps)
     }
 
-    /// Frees `eps`' addresses and removes their records (the caller holds the lock). Both are
-    /// idempotent: a concurrent release of the same container does no harm.
-    fn release_records(&self, id: &str, eps: &[Endpoint], errors: &mut Vec<NetworkError>) {
+    /// Frees `eps`' addresses (one write) and removes their records (the caller holds the
+    /// lock). Both are idempotent: a concurrent release of the same container does no harm.
+    fn release_records(&self, eps: &[Endpoint], errors: &mut Vec<NetworkError>) {
+        let held: Vec<(&str, &str)> = eps
+            .iter()
+            .map(|e| (e.network.as_str(), e.container_id.as_str()))
+            .collect();
+        if let Err(e) = self.ipam.release_all(&held) {
+            errors.push(e.into());
+        }
         for ep in eps {
-            if let Err(e) = self.ipam.release(&ep.network, id) {
-                errors.push(e.into());
-            }
             let path = self
                 .endpoints_dir(&ep.network)
                 .join(format!("{}.json", ep.container_id));
@@ -865,6 +893,20 @@ impl NetworkStore {
             }
         }
     }
+}
+
+/// Whether a release deletes the containers' host-side veths (see
+/// [`NetworkStore::release_all`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostVeths {
+    /// Delete each one still there: a namespace another process still holds keeps its end,
+    /// and the host end stays on the bridge with it.
+    Delete,
+    /// Leave them to the kernel: when a network namespace is dismantled, the kernel deletes
+    /// the veths in it with their peers, many namespaces in one batch. For callers that know
+    /// every process of the containers has exited (`down`): deleting each here would queue
+    /// on the kernel's rtnl lock behind that very teardown, one link at a time.
+    LeaveToKernel,
 }
 
 fn port_in_use(p: &PublishedPort, by: String) -> NetworkError {

@@ -256,6 +256,29 @@ pub fn stop(
     dir: &ContainerDir,
     timeout: Option<Duration>,
 ) -> Result<Option<i32>, LifecycleError> {
+    stop_with(store, dir, timeout, Release::ByShim)
+}
+
+/// Who gives back a stopped container's networking (see [`stop_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// The shim, as the container exits (every stop but a batch's).
+    ByShim,
+    /// The caller, once the stop returns: the shim leaves the endpoints alone. `down` stops
+    /// every container this way and releases them all in one go; released one by one, each
+    /// shim queued for the network store's lock and a durable write of its own.
+    ByCaller,
+}
+
+/// [`stop`], saying who releases the container's networking. With [`Release::ByCaller`] the
+/// caller must release it (an older shim that does not know the request releases it
+/// anyway; releases are idempotent).
+pub fn stop_with(
+    store: &ContainerStore,
+    dir: &ContainerDir,
+    timeout: Option<Duration>,
+    release: Release,
+) -> Result<Option<i32>, LifecycleError> {
     let st = state(dir)?;
     if !is_running(&st) {
         dir.update_state(|s| s.manually_stopped = true)?;
@@ -274,7 +297,7 @@ pub fn stop(
     };
     if !timeout.is_zero() {
         kill_event(dir, sig);
-        match stop_signal(store, dir, sig) {
+        match stop_signal(store, dir, sig, release) {
             Ok(()) => {}
             Err(LifecycleError::NotRunning(_)) => {
                 let code = final_code(dir)?;
@@ -290,7 +313,7 @@ pub fn stop(
         }
     }
     kill_event(dir, 9);
-    match stop_signal(store, dir, 9) {
+    match stop_signal(store, dir, 9, release) {
         Ok(()) | Err(LifecycleError::NotRunning(_)) => {}
         Err(e) => return Err(e),
     }
@@ -304,9 +327,18 @@ pub fn stop(
 /// of its exit (Docker's semantics: no restart policy brings it back), rather than this
 /// process writing the mark first. A container that already exited gets the mark here; so
 /// does one whose shim, of an older berth, knows only `kill`.
-fn stop_signal(store: &ContainerStore, dir: &ContainerDir, sig: i32) -> Result<(), LifecycleError> {
+fn stop_signal(
+    store: &ContainerStore,
+    dir: &ContainerDir,
+    sig: i32,
+    release: Release,
+) -> Result<(), LifecycleError> {
     let limit = Some(Duration::from_secs(10));
-    match ask(store, dir, &format!("stop {sig}"), limit) {
+    let request = match release {
+        Release::ByShim => format!("stop {sig}"),
+        Release::ByCaller => format!("stop {sig} {}", shim::KEEP_NETWORK),
+    };
+    match ask(store, dir, &request, limit) {
         Ok(_) => Ok(()),
         Err(LifecycleError::Request { message, .. }) if message.starts_with("unknown request") => {
             dir.update_state(|s| s.manually_stopped = true)?;
@@ -532,7 +564,7 @@ mod tests {
             }
             seen
         });
-        stop_signal(&store, &dir, 15).unwrap();
+        stop_signal(&store, &dir, 15, Release::ByShim).unwrap();
         assert_eq!(server.join().unwrap(), ["stop 15", "kill 15"]);
         assert!(dir.state().unwrap().manually_stopped);
     }
@@ -549,10 +581,26 @@ mod tests {
             writeln!(&conn, "ok").unwrap();
             line
         });
-        stop_signal(&store, &dir, 9).unwrap();
+        stop_signal(&store, &dir, 9, Release::ByShim).unwrap();
         assert_eq!(server.join().unwrap(), "stop 9\n");
         // Written by the shim with the exit, not here.
         assert!(!dir.state().unwrap().manually_stopped);
+    }
+
+    #[test]
+    fn a_stop_whose_caller_releases_the_network_tells_the_shim() {
+        use std::io::{BufRead, Write};
+        let (_tmp, store, dir, listener) = pretend_shim();
+        let _alive = crate::fsutil::Lock::exclusive(&dir.shim_lock()).unwrap();
+        let server = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            std::io::BufReader::new(&conn).read_line(&mut line).unwrap();
+            writeln!(&conn, "ok").unwrap();
+            line
+        });
+        stop_signal(&store, &dir, 15, Release::ByCaller).unwrap();
+        assert_eq!(server.join().unwrap(), "stop 15 keep-network\n");
     }
 
     #[test]

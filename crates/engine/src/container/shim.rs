@@ -49,6 +49,10 @@ use crate::volumes::VolumeStore;
 /// The hidden verb the binary dispatches to [`main`].
 pub const SHIM_VERB: &str = "__shim";
 
+/// The word after `stop SIG` by which the stopper says it releases the container's
+/// networking itself (see [`Networking::release`]): the shim exits without it.
+pub const KEEP_NETWORK: &str = "keep-network";
+
 /// Why the shim could not start the container (sent to the starter as `error …`).
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
@@ -207,7 +211,9 @@ pub fn main(args: &[String], shim_exe: &Path, settle: &dyn Fn(), network: &dyn N
                 exe: shim_exe.to_path_buf(),
             };
             let code = shim.run(Some(handover));
-            network.release(&root, &id);
+            if !shim.keep_network {
+                network.release(&root, &id);
+            }
             report.send(&format!("exit {code}"));
             if shim.config.auto_remove {
                 report.wait_for_starter(SESSION_GRACE);
@@ -285,7 +291,9 @@ pub fn monitor_main(args: &[String], network: &dyn Networking) -> i32 {
         }
     };
     let code = shim.run(None);
-    if let [root, id, ..] = args {
+    if let [root, id, ..] = args
+        && !shim.keep_network
+    {
         network.release(Path::new(root), id);
     }
     report.send(&format!("exit {code}"));
@@ -401,6 +409,9 @@ struct Shim {
     cgroupfs: Option<CgroupFs>,
     /// A user's `stop` came: recorded with the exit, in the same write (see `handle`).
     manually_stopped: bool,
+    /// The `stop` said its sender releases the networking ([`KEEP_NETWORK`]). Not handed
+    /// over to the monitor: a stop that early only costs a release the sender repeats.
+    keep_network: bool,
     _lock: Lock,
 }
 
@@ -723,6 +734,7 @@ impl Shim {
             rootfs,
             cgroupfs: None,
             manually_stopped: false,
+            keep_network: false,
             _lock: lock,
         })
     }
@@ -836,6 +848,7 @@ impl Shim {
             clients: Vec::new(),
             cgroupfs: CgroupFs::open().ok(),
             manually_stopped: false,
+            keep_network: false,
         })
     }
 
@@ -1096,9 +1109,15 @@ impl Shim {
                     .next()
                     .and_then(|s| s.parse::<i32>().ok())
                     .unwrap_or(15);
+                // Only a stop that reached the container: the sender releases only
+                // containers whose stop it saw succeed.
+                let keep_network = verb == "stop" && words.next() == Some(KEEP_NETWORK);
                 match Signal::try_from(sig) {
                     Ok(sig) => match nix::sys::signal::kill(Pid::from_raw(self.pid), sig) {
-                        Ok(()) => "ok".to_string(),
+                        Ok(()) => {
+                            self.keep_network |= keep_network;
+                            "ok".to_string()
+                        }
                         Err(e) => format!("error kill: {e}"),
                     },
                     Err(_) => format!("error invalid signal {sig}"),
