@@ -132,6 +132,18 @@ fn ask(
     line: &str,
     timeout: Option<Duration>,
 ) -> Result<String, LifecycleError> {
+    ask_then(store, dir, line, timeout, None)
+}
+
+/// [`ask`]; with `linger`, then waits (that long at most) for the shim to close the
+/// connection as it exits (see [`shim::request_until_closed`]).
+fn ask_then(
+    store: &ContainerStore,
+    dir: &ContainerDir,
+    line: &str,
+    timeout: Option<Duration>,
+    linger: Option<Duration>,
+) -> Result<String, LifecycleError> {
     // A connection the shim closes without reading it (accepted, or still queued, when the
     // first stage hands over to its monitor, or when the shim exits after its container)
     // ends unanswered: EOF, ECONNRESET when our request was still unread, EPIPE when it was
@@ -147,7 +159,15 @@ fn ask(
     };
     let mut attempt = 0;
     let reply = loop {
-        match shim::request(&socket(store, dir), line, timeout) {
+        let socket = socket(store, dir);
+        let result = match linger {
+            None => shim::request(&socket, line, timeout),
+            Some(linger) => {
+                let exited = || !dir.shim_alive().unwrap_or(false);
+                shim::request_until_closed(&socket, line, timeout, linger, &exited)
+            }
+        };
+        match result {
             Err(e) if unanswered(&e) && attempt < 20 && dir.shim_alive().unwrap_or(false) => {
                 attempt += 1;
                 std::thread::sleep(Duration::from_millis(10));
@@ -222,11 +242,37 @@ pub fn wait(
     dir: &ContainerDir,
     timeout: Option<Duration>,
 ) -> Result<Option<i32>, LifecycleError> {
+    wait_then(store, dir, timeout, None)
+}
+
+/// [`wait`], and then until the shim has exited (at most `SHIM_EXIT` more): what a stop or
+/// a forced removal waits for before it goes on with the container's directory.
+fn wait_until_gone(
+    store: &ContainerStore,
+    dir: &ContainerDir,
+    timeout: Option<Duration>,
+) -> Result<Option<i32>, LifecycleError> {
+    let code = wait_then(store, dir, timeout, Some(SHIM_EXIT))?;
+    if code.is_some() {
+        wait_for_shim_exit(dir, SHIM_EXIT);
+    }
+    Ok(code)
+}
+
+/// How long a shim may take from its container's exit to its own.
+const SHIM_EXIT: Duration = Duration::from_secs(5);
+
+fn wait_then(
+    store: &ContainerStore,
+    dir: &ContainerDir,
+    timeout: Option<Duration>,
+    linger: Option<Duration>,
+) -> Result<Option<i32>, LifecycleError> {
     let st = state(dir)?;
     if !is_running(&st) {
         return Ok(Some(st.exit_code.unwrap_or(0)));
     }
-    match ask(store, dir, "wait", timeout) {
+    match ask_then(store, dir, "wait", timeout, linger) {
         Ok(reply) => Ok(reply
             .strip_prefix("exit ")
             .and_then(|c| c.parse().ok())
@@ -243,8 +289,11 @@ pub fn wait(
 
 fn wait_for_shim_exit(dir: &ContainerDir, max: Duration) {
     let deadline = Instant::now() + max;
+    // Mostly called as the shim exits: looked at again soon, then less and less often.
+    let mut pause = Duration::from_millis(1);
     while dir.shim_alive().unwrap_or(false) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
     }
 }
 
@@ -306,8 +355,7 @@ pub fn stop_with(
             }
             Err(e) => return Err(e),
         }
-        if let Some(code) = wait(store, dir, Some(timeout))? {
-            wait_for_shim_exit(dir, Duration::from_secs(5));
+        if let Some(code) = wait_until_gone(store, dir, Some(timeout))? {
             events::emit_for(dir, "stop", &[]);
             return Ok(Some(code));
         }
@@ -317,8 +365,7 @@ pub fn stop_with(
         Ok(()) | Err(LifecycleError::NotRunning(_)) => {}
         Err(e) => return Err(e),
     }
-    let code = wait(store, dir, Some(Duration::from_secs(30)))?;
-    wait_for_shim_exit(dir, Duration::from_secs(5));
+    let code = wait_until_gone(store, dir, Some(Duration::from_secs(30)))?;
     events::emit_for(dir, "stop", &[]);
     Ok(code)
 }
@@ -447,8 +494,7 @@ pub fn remove(
             Ok(_) | Err(LifecycleError::NotRunning(_)) => {}
             Err(e) => return Err(e),
         }
-        let _ = wait(store, dir, Some(Duration::from_secs(30)))?;
-        wait_for_shim_exit(dir, Duration::from_secs(10));
+        let _ = wait_until_gone(store, dir, Some(Duration::from_secs(30)))?;
     }
     let config = dir.config().ok();
     // A shim killed outright leaves its container's processes running with nobody to reap
@@ -601,6 +647,68 @@ mod tests {
         });
         stop_signal(&store, &dir, 15, Release::ByCaller).unwrap();
         assert_eq!(server.join().unwrap(), "stop 15 keep-network\n");
+    }
+
+    /// A pretend shim whose container is running: answers one `wait` with `exit 0`, then
+    /// closes the connection after `close_after` and lets go of its lock after `exit_after`.
+    fn exiting_shim(
+        close_after: Duration,
+        exit_after: Duration,
+    ) -> (
+        tempfile::TempDir,
+        ContainerStore,
+        ContainerDir,
+        std::thread::JoinHandle<()>,
+    ) {
+        use std::io::{BufRead, Write};
+        let (tmp, store, dir, listener) = pretend_shim();
+        dir.update_state(|s| s.status = Status::Running).unwrap();
+        let lock = crate::fsutil::Lock::exclusive(&dir.shim_lock()).unwrap();
+        let server = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            std::io::BufReader::new(&conn).read_line(&mut line).unwrap();
+            assert_eq!(line, "wait\n");
+            writeln!(&conn, "exit 0").unwrap();
+            let start = Instant::now();
+            let mut conn = Some(conn);
+            let mut lock = Some(lock);
+            while conn.is_some() || lock.is_some() {
+                if start.elapsed() >= close_after {
+                    conn = None;
+                }
+                if start.elapsed() >= exit_after {
+                    lock = None;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        (tmp, store, dir, server)
+    }
+
+    #[test]
+    fn a_stop_s_wait_returns_once_the_shim_has_exited() {
+        let close = Duration::from_millis(150);
+        let (_tmp, store, dir, server) = exiting_shim(close, close);
+        let start = Instant::now();
+        let code = wait_until_gone(&store, &dir, Some(Duration::from_secs(5))).unwrap();
+        let took = start.elapsed();
+        server.join().unwrap();
+        assert_eq!(code, Some(0));
+        assert!(took >= close && took < Duration::from_secs(2), "{took:?}");
+        assert!(!dir.shim_alive().unwrap());
+    }
+
+    #[test]
+    fn a_connection_left_open_past_the_shim_s_exit_does_not_hold_up_a_stop() {
+        let (_tmp, store, dir, server) =
+            exiting_shim(Duration::from_secs(1), Duration::from_millis(20));
+        let start = Instant::now();
+        let code = wait_until_gone(&store, &dir, Some(Duration::from_secs(5))).unwrap();
+        let took = start.elapsed();
+        assert_eq!(code, Some(0));
+        assert!(took < Duration::from_millis(500), "{took:?}");
+        server.join().unwrap();
     }
 
     #[test]

@@ -1513,16 +1513,65 @@ pub fn now_rfc3339() -> String {
 
 /// Sends one request to a container's shim and returns the first reply line.
 pub fn request(socket: &Path, line: &str, timeout: Option<Duration>) -> io::Result<String> {
+    request_then(socket, line, timeout, None)
+}
+
+/// [`request`], then, the reply read, waits for the shim to close the connection: a shim
+/// closes its clients' connections only as it exits (they go with it), so after the `exit`
+/// answer to a `wait` this returns as the shim exits, instead of a poll of its lock some
+/// milliseconds later. Every 10 ms without the close, `exited` is asked (should something
+/// else hold the connection open), and `linger` bounds the whole wait.
+pub fn request_until_closed(
+    socket: &Path,
+    line: &str,
+    timeout: Option<Duration>,
+    linger: Duration,
+    exited: &dyn Fn() -> bool,
+) -> io::Result<String> {
+    request_then(socket, line, timeout, Some((linger, exited)))
+}
+
+type Linger<'a> = (Duration, &'a dyn Fn() -> bool);
+
+fn request_then(
+    socket: &Path,
+    line: &str,
+    timeout: Option<Duration>,
+    linger: Option<Linger<'_>>,
+) -> io::Result<String> {
     let mut stream = UnixStream::connect(socket)?;
     stream.set_read_timeout(timeout)?;
     writeln!(stream, "{line}")?;
+    let mut reader = BufReader::new(&stream);
     let mut reply = String::new();
-    BufReader::new(&stream).read_line(&mut reply)?;
+    reader.read_line(&mut reply)?;
     if reply.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "the shim closed the connection",
         ));
+    }
+    if let Some((linger, exited)) = linger
+        && stream
+            .set_read_timeout(Some(Duration::from_millis(10)))
+            .is_ok()
+    {
+        let deadline = std::time::Instant::now() + linger;
+        let mut sink = [0u8; 256];
+        loop {
+            match reader.read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) && !exited()
+                        && std::time::Instant::now() < deadline => {}
+                Err(_) => break,
+            }
+        }
     }
     Ok(reply.trim_end().to_string())
 }
