@@ -476,35 +476,46 @@ fn gateway_of(store: &NetworkStore, ep: &Endpoint) -> Option<String> {
 /// Gives back everything container `id` holds on networks; the firewall and the DNS daemon
 /// follow. Idempotent, and cheap for a container without endpoints.
 pub fn release(root: &Path, id: &str) -> Result<(), String> {
-    let Some((store, ports)) = release_endpoints(root, &[id], HostVeths::Delete)? else {
+    let Some(released) = release_endpoints(root, &[id], HostVeths::Delete)? else {
         return Ok(());
     };
-    if ports {
-        sync_firewall(root, &store)?;
+    if released.published_ports() {
+        sync_firewall(root, &released.store)?;
     }
     Ok(())
 }
 
+/// What [`release_endpoints`] gave back, and the store it came from.
+pub struct Released {
+    pub store: NetworkStore,
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl Released {
+    /// Whether the firewall must be rewritten: some endpoint published ports.
+    pub fn published_ports(&self) -> bool {
+        self.endpoints.iter().any(|e| !e.ports.is_empty())
+    }
+}
+
 /// Gives back everything containers `ids` hold on networks, all in one go (one store lock,
 /// one address-book write), and tells the DNS daemon; `veths` as
-/// [`NetworkStore::release_all`]. The firewall is the caller's: the result says whether any
-/// of them published ports, with the store to rewrite it from (`None`: the root has no
-/// networks). Idempotent.
+/// [`NetworkStore::release_all`]. The firewall is the caller's (see
+/// [`Released::published_ports`]). `None`: the root has no networks. Idempotent.
 pub fn release_endpoints(
     root: &Path,
     ids: &[&str],
     veths: HostVeths,
-) -> Result<Option<(NetworkStore, bool)>, String> {
+) -> Result<Option<Released>, String> {
     if !root.join("networks").exists() {
         return Ok(None);
     }
     let store = store(root)?;
-    let eps = store.release_all(ids, veths).map_err(|e| e.to_string())?;
-    if !eps.is_empty() {
+    let endpoints = store.release_all(ids, veths).map_err(|e| e.to_string())?;
+    if !endpoints.is_empty() {
         dns_forget(root);
     }
-    let ports = eps.iter().any(|e| !e.ports.is_empty());
-    Ok(Some((store, ports)))
+    Ok(Some(Released { store, endpoints }))
 }
 
 fn dns_socket(root: &Path) -> PathBuf {

@@ -359,6 +359,44 @@ fn down_removes_a_network_still_naming_a_container_that_is_gone() {
     assert!(!eps.exists());
 }
 
+/// A container's network namespace held from outside the project (here a bind mount, as
+/// `ip netns attach` makes) outlives the container, and so does its veth: `down` leaves the
+/// veths to the kernel, which deletes them with the namespaces, and deletes itself those
+/// still there at its end, so no host end stays behind.
+#[test]
+fn down_deletes_the_veth_of_a_namespace_held_from_outside() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new(
+        "dpin",
+        "services:\n  a:\n    image: IMAGE\n    command: [\"sleep\", \"600\"]\n",
+    );
+    c.ok(&["up", "-d"]);
+    let pid = c.e.env.inspect("pdpin-a-1")["State"]["Pid"]
+        .as_i64()
+        .unwrap();
+    let pin = c.e.env.tmp.path().join("pinned-netns");
+    std::fs::write(&pin, "").unwrap();
+    nix::mount::mount(
+        Some(std::path::Path::new(&format!("/proc/{pid}/ns/net"))),
+        &pin,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .unwrap();
+    let out = c.run(&["down", "-t", "0"]);
+    let links = c.e.ns.links();
+    nix::mount::umount2(&pin, nix::mount::MntFlags::MNT_DETACH).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(links, ["lo"]);
+}
+
 #[test]
 fn secrets_and_configs_reach_the_container() {
     if !require_root() {

@@ -113,10 +113,20 @@ pub fn run(settings: &Settings, args: &DownArgs) -> anyhow::Result<u8> {
     let released = released?;
     let firewall_behind = |rewritten: bool| -> anyhow::Result<()> {
         match &released {
-            Some((store, true)) if !rewritten => {
-                crate::net::sync_firewall(ctx.root(), store).map_err(anyhow::Error::msg)
+            Some(r) if r.published_ports() && !rewritten => {
+                crate::net::sync_firewall(ctx.root(), &r.store).map_err(anyhow::Error::msg)
             }
             _ => Ok(()),
+        }
+    };
+    // The kernel has deleted the released veths by the end, unless something outside the
+    // project still holds a namespace (`nsenter`, a container of another project joined to
+    // it): those go now, so no host end stays on a bridge with an address given back.
+    let leftover_veths = || {
+        if let Some(r) = &released
+            && let Err(e) = berth_net::network::delete_host_veths(&r.endpoints)
+        {
+            crate::project::warn(&format!("network: {e}"));
         }
     };
     // Everything is stopped: the removals are independent (a directory tree each) and run in
@@ -138,6 +148,7 @@ pub fn run(settings: &Settings, args: &DownArgs) -> anyhow::Result<u8> {
             let removed = parallel(&stopped, remove);
             (removed, firewall.join())
         });
+        leftover_veths();
         removed?;
         firewall.unwrap_or_else(|_| Err(anyhow::anyhow!("updating the firewall panicked")))?;
         return Ok(0);
@@ -200,6 +211,7 @@ pub fn run(settings: &Settings, args: &DownArgs) -> anyhow::Result<u8> {
             Err(e) => crate::project::warn(&format!("network {name}: {e:#}")),
         }
     }
+    leftover_veths();
     containers?;
     if rmi_all {
         remove_images(&ctx, project, &progress);

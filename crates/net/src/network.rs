@@ -994,6 +994,15 @@ fn configure_links(netns_path: &Path, links: &[ContainerLink]) -> Result<(), Net
 
 /// Deletes the host ends of `eps`' veths that are still there (the kernel removes a veth
 /// with the namespace of its other end, usually before this runs).
+/// Deletes the host-side veths of `eps` that are still there (after a release that left
+/// them to the kernel, [`HostVeths::LeaveToKernel`]: one whose namespace something else
+/// still holds).
+pub fn delete_host_veths(eps: &[Endpoint]) -> Result<(), NetworkError> {
+    let mut errors = Vec::new();
+    remove_host_veths(eps, &mut errors);
+    many(errors)
+}
+
 fn remove_host_veths(eps: &[Endpoint], errors: &mut Vec<NetworkError>) {
     let mut nl: Option<Netlink> = None;
     for ep in eps {
