@@ -17,9 +17,6 @@ mod supervisor;
 
 use std::process::ExitCode;
 
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::{CommandFactory, Parser, error::ErrorKind};
 use tracing_subscriber::EnvFilter;
 
@@ -161,12 +158,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 
 #[allow(unsafe_code)]
 mod alloc {
-    /// Returns memory mimalloc holds but nothing uses to the kernel (a shim's start-up
-    /// garbage: it idles for the container's whole life).
+    /// Returns memory the allocator holds but nothing uses to the kernel (a shim's start-up
+    /// garbage, should it idle in its first stage).
     pub fn release_free_memory() {
-        // SAFETY: `mi_collect` is a plain mimalloc API call with no preconditions; mimalloc
-        // is this process's global allocator, and no allocation is borrowed across the call.
-        unsafe { libmimalloc_sys::mi_collect(true) }
+        #[cfg(target_env = "gnu")]
+        // SAFETY: `malloc_trim` is a plain glibc call with no preconditions; glibc's malloc is
+        // this process's allocator, and no allocation is borrowed across the call.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
 }
 

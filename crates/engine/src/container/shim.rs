@@ -147,12 +147,6 @@ pub fn spawn(shim_exe: &Path, root: &Path, dir: &ContainerDir) -> Result<Spawned
         .stderr(Stdio::from(log))
         .process_group(0)
         .env_remove("RUST_LOG")
-        // mimalloc commits its first arena eagerly (~6 MiB of private memory per shim for
-        // nothing) and sizes it at 1 GiB, whose bookkeeping alone dirties ~150 KiB: a shim
-        // needs little. Measured with 50 containers: 8.6 MiB PSS per container by default,
-        // 0.45 MiB with these two, the non-PIE link and the hand-over to a monitor.
-        .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
-        .env("MIMALLOC_ARENA_RESERVE", "256")
         .spawn()
         .map_err(io_err("spawn the shim"))?;
     let stdout = child.stdout.take().expect("piped stdout");
