@@ -9,6 +9,29 @@ mod common;
 
 use common::*;
 
+/// `run --rm -i` of a command that is done at once: the container exits as `run` attaches.
+/// A connection that reached the shim just before it stopped listening was never answered,
+/// and a `--rm` container's shim waits for its starter before it goes: `run` hung until that
+/// wait ran out (10 s), and printed nothing, the container being removed by then.
+#[test]
+fn run_rm_i_of_a_quick_command_prints_its_output_at_once() {
+    if !require_root() {
+        return;
+    }
+    let env = Env::new();
+    for i in 0..12 {
+        let start = std::time::Instant::now();
+        let out = env.run(&["container", "run", "--rm", "-i", IMAGE, "echo", "quick"]);
+        let took = start.elapsed();
+        assert_eq!(out.status.code(), Some(0), "round {i}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "quick\n", "round {i}");
+        assert!(
+            took < std::time::Duration::from_secs(5),
+            "round {i} took {took:?}"
+        );
+    }
+}
+
 #[test]
 fn exit_codes_and_output_streams() {
     if !require_root() {

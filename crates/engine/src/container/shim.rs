@@ -1222,6 +1222,20 @@ impl Shim {
             ],
         );
         let _ = fs::remove_file(&self.socket);
+        // Requests that came with the exit were never read: the loop ends once the output
+        // is drained, and a connection made before the socket's name went may be accepted
+        // but unserved, or still queued. Unanswered, such a client waits until this process
+        // exits, which a `--rm` container's shim puts off until its starter hangs up, and
+        // the starter may be that client (`run -i` attaching as its container exits). They
+        // are all served now, with the exit; those whose request has not come are hung up on
+        // (their client asks again, or reads the exit from the record).
+        self.accept();
+        for i in (0..self.clients.len()).rev() {
+            if !self.clients[i].attached {
+                self.serve(i, Some(code));
+            }
+        }
+        self.clients.retain(|c| c.attached || c.waiting);
         for c in &mut self.clients {
             if c.waiting {
                 let _ = c.stream.set_nonblocking(false);
