@@ -199,11 +199,41 @@ fn ensure_firewall(root: &Path, store: &NetworkStore, eps: &[Endpoint]) -> Resul
     {
         let _shared = firewall_lock(root, true)?;
         let stamp = fs::read_to_string(run_file(root, FIREWALL_STAMP)).unwrap_or_default();
-        if stamp_covers(&stamp, &firewall_scope(), &networks) {
+        if stamp_covers(&stamp, &firewall_scope(), &networks) && !table_gone(root) {
             return Ok(());
         }
     }
     sync_firewall(root, store)
+}
+
+/// Whether the kernel says the root's table is missing here, although a stamp may claim it:
+/// someone removed it (`nft flush ruleset`). A failed question counts as no: the stamp
+/// stands, as it did before berth asked.
+fn table_gone(root: &Path) -> bool {
+    matches!(firewall::table_exists(&table_name(root)), Ok(false))
+}
+
+/// Writes the table again when the stamp says it was written here, for networks, and the
+/// kernel no longer has it: what a reload of the host's firewall (`nft flush ruleset`) did
+/// to the published ports and masquerading of containers already running. The supervisors
+/// call it on each rescan; true when it rewrote the table.
+pub fn heal_firewall(root: &Path) -> Result<bool, String> {
+    let claimed = |root: &Path| {
+        let stamp = fs::read_to_string(run_file(root, FIREWALL_STAMP)).unwrap_or_default();
+        let mut lines = stamp.lines();
+        lines.next() == Some(firewall_scope().as_str()) && lines.next().is_some()
+    };
+    // The cheap look first, without the lock: nearly always the table is there.
+    if !claimed(root) || !table_gone(root) {
+        return Ok(false);
+    }
+    let _lock = firewall_lock(root, false)?;
+    // Another supervisor (or a start) may have rewritten it meanwhile.
+    if !claimed(root) || !table_gone(root) {
+        return Ok(false);
+    }
+    sync_firewall_locked(root, &store(root)?)?;
+    Ok(true)
 }
 
 /// A rewrite of the firewall table on a thread of its own, started by `up` once it has made

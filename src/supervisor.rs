@@ -496,6 +496,8 @@ struct Supervisor {
     pending: BTreeMap<String, Pending>,
     tx: mpsc::Sender<Event>,
     last_scan: Instant,
+    /// The last error of [`crate::net::heal_firewall`], logged once rather than every rescan.
+    firewall_error: Option<String>,
 }
 
 fn serve(root: &Path, project: &str) -> anyhow::Result<()> {
@@ -549,6 +551,7 @@ fn serve(root: &Path, project: &str) -> anyhow::Result<()> {
         pending: BTreeMap::new(),
         tx,
         last_scan: Instant::now(),
+        firewall_error: None,
     };
     log(&format!(
         "supervising project {project} (pid {})",
@@ -621,6 +624,7 @@ impl Supervisor {
     fn scan(&mut self) {
         self.last_scan = Instant::now();
         self.record = read_project_record(&self.dir);
+        self.heal_firewall();
         let containers = match project_containers(&self.store, &self.project) {
             Ok(c) => c,
             Err(e) => {
@@ -638,6 +642,28 @@ impl Supervisor {
             }
             self.pending.remove(&id);
             self.consider(&id, true);
+        }
+    }
+
+    /// Writes the root's firewall table again if it vanished under running containers (a
+    /// reload of the host's firewall flushed it): their published ports and their way out
+    /// come back within a rescan, not at the next container start.
+    fn heal_firewall(&mut self) {
+        match crate::net::heal_firewall(&self.root) {
+            Ok(healed) => {
+                if healed {
+                    log(
+                        "the firewall table was gone (the host's firewall flushed?): written again",
+                    );
+                }
+                self.firewall_error = None;
+            }
+            Err(e) => {
+                if self.firewall_error.as_ref() != Some(&e) {
+                    log(&format!("write the firewall table again: {e}"));
+                }
+                self.firewall_error = Some(e);
+            }
         }
     }
 

@@ -143,6 +143,55 @@ fn a_start_after_the_rules_are_gone_writes_them_again() {
     assert!(st.success());
 }
 
+/// A reload of the host's firewall (`nft flush ruleset`) under running containers: their
+/// published ports and NAT are gone, and no container starts to notice. The project's
+/// supervisor asks the kernel on each rescan (every 2 s) and writes the table again, so the
+/// port answers again with no berth command run.
+#[test]
+fn the_supervisor_writes_a_flushed_table_again_under_running_containers() {
+    if !require_root() {
+        return;
+    }
+    let c = Compose::new("fwheal", &WEB_AND_CLIENT.replace("18090", "18095"));
+    c.ok(&["up", "-d"]);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 18095));
+    let mut body = Err(std::io::ErrorKind::NotFound.into());
+    eventually("the published port answers", || {
+        body = c.e.ns.get(addr);
+        body.is_err()
+    });
+    let tables = c.e.ns.nft_tables();
+    let table = tables
+        .split_whitespace()
+        .find(|w| w.starts_with("berth"))
+        .unwrap_or_else(|| panic!("no berth table after up: {tables}"))
+        .to_string();
+    let flush = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", c.e.ns.path.display()))
+        .args(["nft", "flush", "ruleset"])
+        .status()
+        .unwrap();
+    assert!(flush.success());
+    eventually("the supervisor writes the table again", || {
+        !c.e.ns.nft_tables().contains(&table)
+    });
+    eventually("the published port answers again", || {
+        body = c.e.ns.get(addr);
+        body.is_err()
+    });
+    assert!(body.unwrap().ends_with("hello-from-web\n"));
+    let log = std::fs::read_to_string(
+        c.e.env
+            .root
+            .join("projects")
+            .join(&c.name)
+            .join("supervisor.log"),
+    )
+    .unwrap();
+    assert!(log.contains("firewall table was gone"), "{log}");
+    c.ok(&["down", "-t", "0"]);
+}
+
 /// `volumes` lists the project's volumes (not another project's, not one made by hand); with
 /// services named, only those their containers mount, as `docker compose volumes`.
 #[test]

@@ -148,6 +148,40 @@ fn internal_network_has_no_default_route() {
     assert!(open.contains("default via"), "{open}");
 }
 
+/// `nft flush ruleset` (the first line of Debian's /etc/nftables.conf, so every reload of
+/// the nftables service) takes berth's table with everyone else's, while berth's stamp still
+/// says the table was written. A container started afterwards must not trust the stamp:
+/// `start` asks the kernel and writes the table again (its network's NAT and isolation)
+/// before the container runs. (A container that publishes ports rewrites the table anyway.)
+#[test]
+fn a_start_after_the_ruleset_was_flushed_writes_the_table_again() {
+    if !require_root() {
+        return;
+    }
+    let e = NetEnv::new("flush");
+    e.ok(&["network", "create", "fl"]);
+    e.daemon("idle", &["--network", "fl"], "exec sleep 600");
+    let tables = e.ns.nft_tables();
+    let table = tables
+        .split_whitespace()
+        .find(|w| w.starts_with("berth"))
+        .unwrap_or_else(|| panic!("no berth table: {tables}"))
+        .to_string();
+    e.ok(&["container", "stop", "-t", "0", "idle"]);
+    let flush = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", e.ns.path.display()))
+        .args(["nft", "flush", "ruleset"])
+        .status()
+        .unwrap();
+    assert!(flush.success());
+    assert!(!e.ns.nft_tables().contains(&table));
+    // No supervisor looks after a container made with `container run`: if the table is back,
+    // the start put it back, before it returned.
+    e.ok(&["container", "start", "idle"]);
+    let tables = e.ns.nft_tables();
+    assert!(tables.contains(&table), "no {table} after start: {tables}");
+}
+
 #[test]
 fn published_ports_answer_from_host_and_from_containers() {
     if !require_root() {
