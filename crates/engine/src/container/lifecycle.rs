@@ -615,18 +615,25 @@ mod tests {
         assert!(dir.state().unwrap().manually_stopped);
     }
 
-    #[test]
-    fn a_stop_through_a_shim_that_knows_it_leaves_the_mark_to_the_shim() {
+    /// A pretend shim's one answer, `ok`, to one request: the request's line.
+    fn answer_ok_once(
+        listener: std::os::unix::net::UnixListener,
+    ) -> std::thread::JoinHandle<String> {
         use std::io::{BufRead, Write};
-        let (_tmp, store, dir, listener) = pretend_shim();
-        let _alive = crate::fsutil::Lock::exclusive(&dir.shim_lock()).unwrap();
-        let server = std::thread::spawn(move || {
+        std::thread::spawn(move || {
             let (conn, _) = listener.accept().unwrap();
             let mut line = String::new();
             std::io::BufReader::new(&conn).read_line(&mut line).unwrap();
             writeln!(&conn, "ok").unwrap();
             line
-        });
+        })
+    }
+
+    #[test]
+    fn a_stop_through_a_shim_that_knows_it_leaves_the_mark_to_the_shim() {
+        let (_tmp, store, dir, listener) = pretend_shim();
+        let _alive = crate::fsutil::Lock::exclusive(&dir.shim_lock()).unwrap();
+        let server = answer_ok_once(listener);
         stop_signal(&store, &dir, 9, Release::ByShim).unwrap();
         assert_eq!(server.join().unwrap(), "stop 9\n");
         // Written by the shim with the exit, not here.
@@ -635,16 +642,9 @@ mod tests {
 
     #[test]
     fn a_stop_whose_caller_releases_the_network_tells_the_shim() {
-        use std::io::{BufRead, Write};
         let (_tmp, store, dir, listener) = pretend_shim();
         let _alive = crate::fsutil::Lock::exclusive(&dir.shim_lock()).unwrap();
-        let server = std::thread::spawn(move || {
-            let (conn, _) = listener.accept().unwrap();
-            let mut line = String::new();
-            std::io::BufReader::new(&conn).read_line(&mut line).unwrap();
-            writeln!(&conn, "ok").unwrap();
-            line
-        });
+        let server = answer_ok_once(listener);
         stop_signal(&store, &dir, 15, Release::ByCaller).unwrap();
         assert_eq!(server.join().unwrap(), "stop 15 keep-network\n");
     }
