@@ -385,14 +385,25 @@ impl NetworkStore {
     /// (by interface name).
     pub fn container_endpoints(&self, id: &str) -> Result<Vec<Endpoint>, NetworkError> {
         let mut out = Vec::new();
-        for net in self.list()? {
+        self.endpoints_on(&self.list()?, id, &mut out)?;
+        out.sort_by_key(|e| natural_ifname_key(&e.ifname));
+        Ok(out)
+    }
+
+    /// Appends to `out` the endpoints container `id` has on networks `nets`, in their order.
+    fn endpoints_on(
+        &self,
+        nets: &[Network],
+        id: &str,
+        out: &mut Vec<Endpoint>,
+    ) -> Result<(), NetworkError> {
+        for net in nets {
             let path = self.endpoints_dir(&net.name).join(format!("{id}.json"));
             if let Some(ep) = read_json::<Endpoint>(&path)? {
                 out.push(ep);
             }
         }
-        out.sort_by_key(|e| natural_ifname_key(&e.ifname));
-        Ok(out)
+        Ok(())
     }
 
     /// Creates network `req.name`: the record, its subnet (requested, or the first free one
@@ -841,12 +852,7 @@ impl NetworkStore {
         let nets = self.list()?;
         let mut held = Vec::new();
         for id in ids {
-            for net in &nets {
-                let path = self.endpoints_dir(&net.name).join(format!("{id}.json"));
-                if let Some(ep) = read_json::<Endpoint>(&path)? {
-                    held.push(ep);
-                }
-            }
+            self.endpoints_on(&nets, id, &mut held)?;
         }
         if held.is_empty() {
             // Released already, usually by the container's shim as it exited: `down` and
